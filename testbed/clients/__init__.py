@@ -1,0 +1,21 @@
+"""Node-client adapters, all of the same shape (see base.ClientAdapter), chosen by name."""
+
+from __future__ import annotations
+
+from testbed.clients.base import ClientAdapter
+from testbed.errors import SpecError
+
+
+def _registry() -> dict[str, ClientAdapter]:
+    from testbed.clients.geth import GethClient
+
+    adapters: list[ClientAdapter] = [GethClient()]
+    return {a.name: a for a in adapters}
+
+
+def get_client(name: str) -> ClientAdapter:
+    registry = _registry()
+    try:
+        return registry[name]
+    except KeyError:
+        raise SpecError(f"unknown client {name!r}; valid clients: {', '.join(sorted(registry))}") from None

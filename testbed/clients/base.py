@@ -1,0 +1,115 @@
+"""The shape every node-client adapter has (geth, goquorum, besu).
+
+Clients *build*: pure functions from a spec and a node plan to genesis, files and a command
+line. They never start processes or touch the network; backends do that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from testbed.keys import KeyPair
+from testbed.spec.network import NetworkSpec
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    p2p: int
+    http: int
+    ws: int
+    authrpc: int
+    metrics: int
+
+    @classmethod
+    def for_index(cls, base: int, index: int) -> "NodePorts":
+        start = base + 10 * index
+        return cls(p2p=start, http=start + 1, ws=start + 2, authrpc=start + 3, metrics=start + 4)
+
+    def all(self) -> list[int]:
+        return [self.p2p, self.http, self.ws, self.authrpc, self.metrics]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Everything about one node that does not depend on its running process."""
+
+    name: str  # e.g. "acme-v1" (validator) or "acme-m1" (member)
+    org: str
+    role: str  # "validator" | "member"
+    index: int  # position in the network, fixes the ports
+    host: str  # address the node binds to and peers dial
+    ports: NodePorts
+    key: KeyPair = field(repr=False)
+
+    @property
+    def is_validator(self) -> bool:
+        return self.role == "validator"
+
+    @property
+    def address(self) -> str:
+        """The node key's address: the validator/signer identity."""
+        return self.key.address
+
+    @property
+    def enode(self) -> str:
+        return f"enode://{self.key.public_key}@{self.host}:{self.ports.p2p}"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.ports.http}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ports.ws}"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """A file a client needs in a node's directory. Secret files are written with mode 0600."""
+
+    path: str  # relative to the node directory
+    content: str = field(repr=False)
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ValidatorRpc:
+    """Names of the validator-set JSON-RPC methods of a client for one engine."""
+
+    list_method: str  # params: [block tag] -> list of addresses
+    propose_method: str  # params: [address, bool add]
+
+
+class ClientAdapter(Protocol):
+    name: str  # registry key, e.g. "geth"
+    binary: str  # toolchain tool name that runs this client
+    engines: tuple[str, ...]
+
+    def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
+        """Genesis document for this engine. `validators` are addresses, `alloc` address -> wei."""
+        ...
+
+    def node_files(self, spec: NetworkSpec, node: NodePlan, peers: list[NodePlan]) -> list[RenderedFile]:
+        """Config, key and peer files for one node (paths relative to the node directory)."""
+        ...
+
+    def init_command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, genesis_path: Path) -> list[str] | None:
+        """Command that initialises the node's database from genesis, or None if not needed."""
+        ...
+
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
+        """Command line that runs the node in the foreground."""
+        ...
+
+    def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
+        """Extra environment variables for the node process."""
+        ...
+
+    def validator_rpc(self, engine: str) -> ValidatorRpc:
+        ...
+
+    def rpc_apis(self, engine: str) -> list[str]:
+        """JSON-RPC namespaces the node exposes (never personal)."""
+        ...

@@ -1,0 +1,106 @@
+"""Keys for nodes, validators and accounts.
+
+Every node has one secp256k1 key: its p2p identity (enode) and, on validator nodes, its
+sealing identity (Clique signer / QBFT validator). Every organization has funded accounts;
+the consortium has one operator account that deploys contracts. Private keys live only in
+files of mode 0600 under the network's state directory and are never printed or logged:
+the dataclasses below hide them from repr().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account import Account
+from eth_keys import keys as eth_keys
+
+from testbed.errors import StateError
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_key: str = field(repr=False)  # 64 hex chars, no 0x
+
+    @classmethod
+    def generate(cls) -> "KeyPair":
+        while True:
+            candidate = secrets.token_bytes(32)
+            # valid secp256k1 scalars are in [1, n-1]; the rejection is astronomically rare
+            if 0 < int.from_bytes(candidate, "big") < eth_keys.constants.SECPK1_N:
+                return cls(candidate.hex())
+
+    @property
+    def _key(self) -> eth_keys.PrivateKey:
+        return eth_keys.PrivateKey(bytes.fromhex(self.private_key))
+
+    @property
+    def address(self) -> str:
+        return self._key.public_key.to_checksum_address()
+
+    @property
+    def public_key(self) -> str:
+        """Uncompressed public key without the 04 prefix (128 hex chars): the enode id."""
+        return self._key.public_key.to_bytes().hex()
+
+    def account(self):
+        return Account.from_key(bytes.fromhex(self.private_key))
+
+
+def write_secret(path: Path, content: str | bytes) -> None:
+    """Write a file readable by its owner only (0600), created with that mode from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = content.encode() if isinstance(content, str) else content
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
+@dataclass(frozen=True)
+class NetworkKeys:
+    """All keys of one network: node keys by node name, accounts by org, the operator."""
+
+    nodes: dict[str, KeyPair]
+    accounts: dict[str, list[KeyPair]]
+    operator: KeyPair
+
+    @classmethod
+    def generate(cls, node_names_by_org: dict[str, list[str]], accounts_by_org: dict[str, int]) -> "NetworkKeys":
+        return cls(
+            nodes={name: KeyPair.generate() for names in node_names_by_org.values() for name in names},
+            accounts={org: [KeyPair.generate() for _ in range(n)] for org, n in accounts_by_org.items()},
+            operator=KeyPair.generate(),
+        )
+
+    def save(self, keys_dir: Path) -> None:
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(keys_dir, 0o700)
+        for name, pair in self.nodes.items():
+            write_secret(keys_dir / "nodes" / f"{name}.key", pair.private_key)
+        for org, pairs in self.accounts.items():
+            records = [{"address": p.address, "private_key": p.private_key} for p in pairs]
+            write_secret(keys_dir / "accounts" / f"{org}.json", json.dumps(records, indent=1))
+        write_secret(keys_dir / "operator.key", self.operator.private_key)
+
+    @classmethod
+    def load(cls, keys_dir: Path) -> "NetworkKeys":
+        try:
+            nodes = {p.stem: KeyPair(p.read_text().strip()) for p in sorted((keys_dir / "nodes").glob("*.key"))}
+            accounts = {
+                p.stem: [KeyPair(r["private_key"]) for r in json.loads(p.read_text())]
+                for p in sorted((keys_dir / "accounts").glob("*.json"))
+            }
+            operator = KeyPair((keys_dir / "operator.key").read_text().strip())
+        except (OSError, ValueError, KeyError) as exc:
+            raise StateError(f"{keys_dir}: key files are missing or damaged ({exc.__class__.__name__})",
+                             hint="run 'testbed down' and 'testbed up' to regenerate the network") from None
+        return cls(nodes=nodes, accounts=accounts, operator=operator)
+
+    def funded_addresses(self) -> list[str]:
+        return [self.operator.address] + [p.address for pairs in self.accounts.values() for p in pairs]

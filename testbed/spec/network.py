@@ -1,0 +1,92 @@
+"""The network spec: one YAML file describes the whole consortium network.
+
+One schema in one place. `testbed schema` exports it as JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ClientName = Literal["geth", "goquorum", "besu"]
+EngineName = Literal["clique", "qbft", "ibft2", "ibft"]
+BackendName = Literal["local", "netns", "docker", "ansible"]
+
+# Which consensus engines each node client can run. One table, used by validation and docs.
+ENGINES_BY_CLIENT: dict[str, tuple[str, ...]] = {
+    "geth": ("clique",),
+    "goquorum": ("qbft", "ibft"),
+    "besu": ("qbft", "ibft2", "clique"),
+}
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,23}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Consensus(Strict):
+    engine: EngineName = Field("clique", description="Consensus engine.")
+    block_period: int = Field(1, ge=0, le=60, description="Seconds between blocks (0 = Clique seals only with transactions).")
+    epoch: int = Field(30000, ge=1, description="Blocks per epoch (vote reset / checkpoint).")
+    gas_limit: int = Field(100_000_000, ge=5_000_000, le=2**63 - 1, description="Block gas limit.")
+    request_timeout: int = Field(10, ge=1, le=600, description="QBFT/IBFT round timeout in seconds.")
+
+
+class Organization(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="Organization name: lower case letters, digits, '-'.")
+    validators: int = Field(1, ge=0, le=8, description="Validator (sealing) nodes of this organization.")
+    members: int = Field(0, ge=0, le=8, description="Non-validating member nodes.")
+    solver: bool = Field(True, description="Whether this organization runs a Solver.")
+    accounts: int = Field(4, ge=1, le=1000, description="Funded accounts generated for this organization.")
+
+    @property
+    def node_count(self) -> int:
+        return self.validators + self.members
+
+
+class Ports(Strict):
+    base: int = Field(21000, ge=1024, le=60000, description="First port; node i uses base + 10*i .. base + 10*i + 4.")
+
+
+class NetworkSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="Network name; also the state directory name.")
+    chain_id: int = Field(1337, ge=1, le=2**32, description="EIP-155 chain id.")
+    client: ClientName = Field("geth", description="Node client.")
+    backend: BackendName = Field("local", description="Where the nodes run.")
+    consensus: Consensus = Field(default_factory=Consensus)
+    ports: Ports = Field(default_factory=Ports)
+    account_balance_eth: int = Field(1_000_000, ge=1, description="Genesis balance of every funded account, in ether.")
+    organizations: list[Organization] = Field(min_length=1, description="Member organizations.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "NetworkSpec":
+        engines = ENGINES_BY_CLIENT[self.client]
+        if self.consensus.engine not in engines:
+            pairs = ", ".join(f"{c}/{e}" for c, es in ENGINES_BY_CLIENT.items() for e in es)
+            raise ValueError(
+                f"engine {self.consensus.engine!r} is not available on client {self.client!r}; valid client/engine pairs: {pairs}"
+            )
+        seen: set[str] = set()
+        for org in self.organizations:
+            if org.name in seen:
+                raise ValueError(f"duplicate organization name {org.name!r}; organization names must be unique")
+            seen.add(org.name)
+            if org.node_count == 0:
+                raise ValueError(f"organization {org.name!r} has no nodes; give it validators >= 1 or members >= 1")
+        if sum(o.validators for o in self.organizations) == 0:
+            raise ValueError("the network has zero validators; give at least one organization validators >= 1")
+        last_port = self.ports.base + 10 * sum(o.node_count for o in self.organizations)
+        if last_port > 65535:
+            raise ValueError(f"ports.base {self.ports.base} leaves no room for every node's ports; lower it below {65535 - (last_port - self.ports.base)}")
+        return self
+
+    @property
+    def validator_count(self) -> int:
+        return sum(o.validators for o in self.organizations)
+
+
+def json_schema() -> dict:
+    return NetworkSpec.model_json_schema()
