@@ -17,6 +17,7 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_keys import keys as eth_keys
+from eth_keys.constants import SECPK1_N
 
 from testbed.errors import StateError
 
@@ -30,7 +31,7 @@ class KeyPair:
         while True:
             candidate = secrets.token_bytes(32)
             # valid secp256k1 scalars are in [1, n-1]; the rejection is astronomically rare
-            if 0 < int.from_bytes(candidate, "big") < eth_keys.constants.SECPK1_N:
+            if 0 < int.from_bytes(candidate, "big") < SECPK1_N:
                 return cls(candidate.hex())
 
     @property

@@ -1,0 +1,72 @@
+"""The shape every backend has (local, netns, docker, ansible): backends *act* on nodes.
+
+A backend starts a node from a command line the client built, and stops, kills, pauses
+or resumes it by pid. Faults it cannot produce raise NotSupportedError naming the backend
+that can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from testbed.clients.base import NodePlan
+
+
+@dataclass(frozen=True)
+class NodeProcess:
+    """How to find a running node again, also from another harness process."""
+
+    name: str
+    pid: int
+    marker: str  # a string that appears in the process's command line (its node directory)
+
+
+class Backend(Protocol):
+    name: str
+
+    def host_for(self, org_index: int, node_index: int) -> str:
+        """The address a node binds to and peers dial."""
+        ...
+
+    def prepare(self, org_names: list[str]) -> None:
+        """Create whatever the nodes need before they start (namespaces, links)."""
+        ...
+
+    def run(self, node: NodePlan, argv: list[str], env: dict[str, str], log_path: Path, timeout: float) -> None:
+        """Run a one-off command for a node to completion (e.g. database init)."""
+        ...
+
+    def start(self, node: NodePlan, argv: list[str], env: dict[str, str], log_path: Path, marker: str) -> NodeProcess:
+        ...
+
+    def is_alive(self, proc: NodeProcess) -> bool:
+        ...
+
+    def stop(self, proc: NodeProcess, timeout: float = 20.0) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL after `timeout`."""
+        ...
+
+    def kill(self, proc: NodeProcess) -> None:
+        """SIGKILL: a crash."""
+        ...
+
+    def pause(self, proc: NodeProcess) -> None:
+        ...
+
+    def resume(self, proc: NodeProcess) -> None:
+        ...
+
+    def partition(self, groups: list[list[str]]) -> None:
+        ...
+
+    def delay(self, org: str, delay_ms: int, jitter_ms: int = 0, loss_pct: float = 0.0) -> None:
+        ...
+
+    def heal(self) -> None:
+        ...
+
+    def teardown(self) -> None:
+        """Remove everything prepare() created."""
+        ...

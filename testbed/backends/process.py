@@ -1,0 +1,117 @@
+"""Process handling shared by the backends that run nodes as child processes.
+
+A pid alone is not an identity (pids are reused), so every check also matches a marker
+(the node directory) against the process's command line before signalling it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from testbed.backends.base import NodeProcess
+from testbed.errors import BackendError
+
+
+def _process(proc: NodeProcess) -> psutil.Process | None:
+    try:
+        p = psutil.Process(proc.pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            _reap(proc.pid)
+            return None
+        if proc.marker not in " ".join(p.cmdline()):
+            return None
+        return p
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        _reap(proc.pid)
+        return None
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own child so it does not stay a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def is_alive(proc: NodeProcess) -> bool:
+    return _process(proc) is not None
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, marker: str,
+          prefix: list[str] | None = None) -> NodeProcess:
+    """Start a long-running process in its own session (it outlives the CLI call that started it)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **env}
+    with open(log_path, "ab") as log:
+        try:
+            child = subprocess.Popen([*(prefix or []), *argv], stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=full_env, start_new_session=True)
+        except OSError as exc:
+            raise BackendError(f"cannot start node {name}: {exc.strerror}: {argv[0]}") from None
+    return NodeProcess(name=name, pid=child.pid, marker=marker)
+
+
+def run_to_completion(name: str, argv: list[str], env: dict[str, str], log_path: Path, timeout: float,
+                      prefix: list[str] | None = None) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            result = subprocess.run([*(prefix or []), *argv], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env={**os.environ, **env}, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"node {name}: '{Path(argv[0]).name} {' '.join(argv[1:2])}' took longer than {timeout:.0f}s",
+                               hint=f"see {log_path}") from None
+        except OSError as exc:
+            raise BackendError(f"cannot run {argv[0]} for node {name}: {exc.strerror}") from None
+    if result.returncode != 0:
+        raise BackendError(f"node {name}: '{Path(argv[0]).name} {argv[-2] if len(argv) > 1 else ''}' failed with exit code {result.returncode}",
+                           hint=f"see {log_path}")
+
+
+def send(proc: NodeProcess, sig: signal.Signals) -> bool:
+    p = _process(proc)
+    if p is None:
+        return False
+    try:
+        p.send_signal(sig)
+    except psutil.NoSuchProcess:
+        return False
+    return True
+
+
+def stop(proc: NodeProcess, timeout: float = 20.0) -> None:
+    p = _process(proc)
+    if p is None:
+        return
+    try:
+        p.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
+        p.terminate()
+        p.wait(timeout=timeout)
+    except psutil.TimeoutExpired:
+        p.kill()
+        _wait_gone(proc)
+    except psutil.NoSuchProcess:
+        pass
+    _reap(proc.pid)
+
+
+def kill(proc: NodeProcess) -> None:
+    if send(proc, signal.SIGKILL):
+        _wait_gone(proc)
+
+
+def _wait_gone(proc: NodeProcess, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(proc.pid)
+        if not psutil.pid_exists(proc.pid) or _process(proc) is None:
+            return
+        time.sleep(0.05)
+    raise BackendError(f"node {proc.name} (pid {proc.pid}) did not exit after SIGKILL")

@@ -1,0 +1,65 @@
+"""Sample nodes over batched JSON-RPC into consensus.NodeSnapshot records."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from testbed.chain.rpc import RpcClient, RpcError
+from testbed.consensus import NodeSnapshot
+
+MAX_BATCH = 500
+
+
+def _to_int(value: str | None) -> int | None:
+    return int(value, 16) if isinstance(value, str) else None
+
+
+def snapshot_node(name: str, url: str, validator_method: str | None, heights: list[int] | None = None,
+                  timeout: float = 5.0) -> NodeSnapshot:
+    """Head, peers, validators and, for `heights`, the block hash at each height."""
+    rpc = RpcClient(url, timeout=timeout)
+    try:
+        calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False]), ("net_peerCount", [])]
+        if validator_method:
+            calls.append((validator_method, ["latest"]))
+        results = rpc.batch(calls, allow_errors=True)
+        head = results[0]
+        if isinstance(head, RpcError) or head is None:
+            return NodeSnapshot(node=name, reachable=False, error=str(head))
+        peers = results[1] if not isinstance(results[1], RpcError) else None
+        validators = None
+        if validator_method and not isinstance(results[2], RpcError) and results[2] is not None:
+            validators = tuple(results[2])
+        hashes = {int(head["number"], 16): head["hash"]}
+        wanted = [h for h in (heights or []) if h <= int(head["number"], 16)]
+        for start in range(0, len(wanted), MAX_BATCH):
+            chunk = wanted[start:start + MAX_BATCH]
+            blocks = rpc.batch([("eth_getBlockByNumber", [hex(h), False]) for h in chunk], allow_errors=True)
+            for h, block in zip(chunk, blocks):
+                if isinstance(block, dict):
+                    hashes[h] = block["hash"]
+        return NodeSnapshot(
+            node=name, reachable=True,
+            head_number=int(head["number"], 16), head_hash=head["hash"],
+            head_timestamp=int(head["timestamp"], 16), peers=_to_int(peers),
+            validators=validators, hashes=hashes,
+        )
+    except RpcError as exc:
+        return NodeSnapshot(node=name, reachable=False, error=str(exc))
+    finally:
+        rpc.close()
+
+
+def snapshot_all(endpoints: dict[str, str], validator_method: str | None, heights: list[int] | None = None,
+                 timeout: float = 5.0) -> list[NodeSnapshot]:
+    """Snapshot every node concurrently; order follows `endpoints`."""
+    if not endpoints:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(endpoints))) as pool:
+        futures = [pool.submit(snapshot_node, n, u, validator_method, heights, timeout) for n, u in endpoints.items()]
+        return [f.result() for f in futures]
+
+
+def heads(endpoints: dict[str, str], timeout: float = 3.0) -> dict[str, int | None]:
+    """Head block number per node (None when unreachable)."""
+    return {s.node: s.head_number for s in snapshot_all(endpoints, None, None, timeout)}

@@ -1,0 +1,129 @@
+"""go-ethereum 1.13 with Clique: genesis, config files and command line (pure functions).
+
+Clique sealing needs the signer's key in the node's keystore, unlocked inside that node
+process (geth has no other way to seal). The signer key is the node key: it holds no
+funds, the `personal` namespace is never exposed, and RPC listens on the node's own
+address only. Every transaction this project sends is signed client-side.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from eth_account import Account
+
+from testbed.clients.base import NodePlan, RenderedFile, ValidatorRpc
+from testbed.spec.network import NetworkSpec
+
+FORKS_AT_ZERO = (
+    "homesteadBlock", "eip150Block", "eip155Block", "eip158Block", "byzantiumBlock",
+    "constantinopleBlock", "petersburgBlock", "istanbulBlock", "muirGlacierBlock",
+    "berlinBlock", "londonBlock", "arrowGlacierBlock", "grayGlacierBlock",
+)
+
+# Keystore scrypt cost: geth's "light" setting. The password is random and stored 0600 beside it.
+KEYSTORE_SCRYPT_N = 4096
+
+TXPOOL_FLAGS = [
+    "--txpool.globalslots", "40000", "--txpool.accountslots", "1024",
+    "--txpool.globalqueue", "10000", "--txpool.accountqueue", "1024",
+    "--txpool.lifetime", "30m",
+]
+
+
+def clique_extra_data(signers: list[str]) -> str:
+    """32 zero bytes of vanity, the signer addresses sorted, 65 zero bytes for the seal."""
+    ordered = sorted((bytes.fromhex(a.removeprefix("0x").lower()) for a in signers))
+    return "0x" + "00" * 32 + "".join(a.hex() for a in ordered) + "00" * 65
+
+
+def geth_genesis(spec: NetworkSpec, signers: list[str], alloc: dict[str, int]) -> dict:
+    config: dict = {"chainId": spec.chain_id}
+    config.update({fork: 0 for fork in FORKS_AT_ZERO})
+    config["clique"] = {"period": spec.consensus.block_period, "epoch": spec.consensus.epoch}
+    return {
+        "config": config,
+        "nonce": "0x0",
+        "timestamp": "0x0",
+        "extraData": clique_extra_data(signers),
+        "gasLimit": hex(spec.consensus.gas_limit),
+        "difficulty": "0x1",
+        "baseFeePerGas": "0x0",  # a permissioned chain: fees start at zero and rise only under full blocks
+        "mixHash": "0x" + "00" * 32,
+        "coinbase": "0x" + "00" * 20,
+        "alloc": {addr.removeprefix("0x").lower(): {"balance": hex(wei)} for addr, wei in alloc.items()},
+    }
+
+
+def static_nodes_toml(peers: list[NodePlan]) -> str:
+    enodes = ", ".join(json.dumps(p.enode) for p in peers)
+    return f"[Node.P2P]\nStaticNodes = [{enodes}]\nTrustedNodes = [{enodes}]\n"
+
+
+class GethClient:
+    name = "geth"
+    binary = "geth"
+    engines = ("clique",)
+
+    def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
+        return geth_genesis(spec, validators, alloc)
+
+    def node_files(self, spec: NetworkSpec, node: NodePlan, peers: list[NodePlan]) -> list[RenderedFile]:
+        files = [
+            RenderedFile("config.toml", static_nodes_toml(peers)),
+            RenderedFile("data/geth/nodekey", node.key.private_key, secret=True),
+        ]
+        if node.is_validator:
+            password = secrets.token_hex(24)
+            keystore = Account.encrypt(node.key.private_key, password, kdf="scrypt", iterations=KEYSTORE_SCRYPT_N)
+            files += [
+                RenderedFile("signer.password", password, secret=True),
+                RenderedFile(f"data/keystore/signer-{node.address.lower()[2:]}.json", json.dumps(keystore), secret=True),
+            ]
+        return files
+
+    def init_command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, genesis_path: Path) -> list[str]:
+        return [str(binary), "--datadir", str(node_dir / "data"), "--state.scheme", "hash", "init", str(genesis_path)]
+
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
+        apis = ",".join(self.rpc_apis(spec.consensus.engine))
+        p = node.ports
+        cmd = [
+            str(binary),
+            "--config", str(node_dir / "config.toml"),
+            "--datadir", str(node_dir / "data"),
+            "--networkid", str(spec.chain_id),
+            "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
+            "--nodiscover", "--nat", "none", "--ipcdisable",
+            "--maxpeers", str(len(peers) + 8),
+            "--port", str(p.p2p),
+            "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", apis,
+            "--http.vhosts", "*",
+            "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", apis,
+            "--authrpc.addr", node.host, "--authrpc.port", str(p.authrpc),
+            "--metrics", "--metrics.addr", node.host, "--metrics.port", str(p.metrics),
+            "--cache", "128",
+            "--rpc.gascap", "0", "--rpc.txfeecap", "0",
+            "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),
+            "--verbosity", "3",
+            *TXPOOL_FLAGS,
+        ]
+        if node.is_validator:
+            cmd += [
+                "--mine", "--miner.etherbase", node.address,
+                "--unlock", node.address, "--password", str(node_dir / "signer.password"),
+                "--allow-insecure-unlock",  # geth requires it to unlock the sealing key while HTTP is on
+            ]
+        return cmd
+
+    def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
+        return {}
+
+    def validator_rpc(self, engine: str) -> ValidatorRpc:
+        return ValidatorRpc(list_method="clique_getSigners", propose_method="clique_propose")
+
+    def rpc_apis(self, engine: str) -> list[str]:
+        return ["eth", "net", "web3", "txpool", "clique"]
+

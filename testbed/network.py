@@ -1,0 +1,403 @@
+"""Spec + client + backend + state dir -> a running Network with endpoints.
+
+`Network.create` validates everything that can be checked before touching the disk
+(ports free, toolchain present), writes the state directory, initialises and starts every
+node and returns only once every node has all its peers and agrees on new blocks. Any
+failure on the way stops what was started and removes what was written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from testbed import toolchain
+from testbed.backends import NodeProcess, get_backend
+from testbed.chain.sample import snapshot_all
+from testbed.clients import get_client
+from testbed.clients.base import NodePlan, NodePorts
+from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement
+from testbed.errors import ReadinessError, StateError, TestbedError
+from testbed.keys import NetworkKeys, write_secret
+from testbed.spec.network import NetworkSpec
+from testbed.state import StateDir, write_json_atomic
+
+Progress = Callable[[str], None]
+WEI_PER_ETH = 10**18
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def node_names(spec: NetworkSpec) -> dict[str, list[str]]:
+    """Node names by organization: validators `<org>-v<i>`, then members `<org>-m<i>`."""
+    return {
+        org.name: [f"{org.name}-v{i}" for i in range(1, org.validators + 1)]
+        + [f"{org.name}-m{i}" for i in range(1, org.members + 1)]
+        for org in spec.organizations
+    }
+
+
+def plan_nodes(spec: NetworkSpec, keys: NetworkKeys, backend) -> list[NodePlan]:
+    plans: list[NodePlan] = []
+    index = 0
+    for org_index, org in enumerate(spec.organizations):
+        for local_index, name in enumerate(node_names(spec)[org.name]):
+            role = "validator" if name.split("-")[-1].startswith("v") else "member"
+            plans.append(NodePlan(
+                name=name, org=org.name, role=role, index=index,
+                host=backend.host_for(org_index, local_index),
+                ports=NodePorts.for_index(spec.ports.base, index), key=keys.nodes[name],
+            ))
+            index += 1
+    return plans
+
+
+def check_ports_free(nodes: list[NodePlan], spec_source: str) -> None:
+    for node in nodes:
+        for label, port in zip(("p2p", "http", "ws", "authrpc", "metrics"), node.ports.all()):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((node.host, port))
+                except OSError:
+                    raise StateError(
+                        f"port {port} ({node.name} {label}) is already in use on {node.host}",
+                        hint=f"set ports.base in {spec_source} to a free range, or stop what uses it",
+                    ) from None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    plan: NodePlan
+    process_alive: bool
+    pid: int | None
+    snapshot: NodeSnapshot
+
+
+@dataclass(frozen=True)
+class NetworkStatus:
+    name: str
+    client: str
+    engine: str
+    nodes: list[NodeStatus]
+    agreement: AgreementResult
+
+    def to_json(self) -> dict:
+        return {
+            "network": self.name, "client": self.client, "engine": self.engine,
+            "agreement": {
+                "agreed": self.agreement.agreed, "common_height": self.agreement.common_height,
+                "summary": self.agreement.summary(),
+                "divergences": [vars(d) for d in self.agreement.divergences],
+                "unreachable": list(self.agreement.unreachable),
+                "validators_agree": self.agreement.validators_agree,
+            },
+            "nodes": [
+                {
+                    "name": n.plan.name, "org": n.plan.org, "role": n.plan.role, "pid": n.pid,
+                    "alive": n.process_alive, "rpc_url": n.plan.rpc_url, "reachable": n.snapshot.reachable,
+                    "head_number": n.snapshot.head_number, "head_hash": n.snapshot.head_hash,
+                    "peers": n.snapshot.peers,
+                    "validators": list(n.snapshot.validators) if n.snapshot.validators is not None else None,
+                }
+                for n in self.nodes
+            ],
+        }
+
+
+class Network:
+    def __init__(self, spec: NetworkSpec, state: StateDir, keys: NetworkKeys) -> None:
+        self.spec = spec
+        self.state = state
+        self.keys = keys
+        self.client = get_client(spec.client)
+        self.backend = get_backend(spec.backend)
+        self.nodes = plan_nodes(spec, keys, self.backend)
+        self.validator_rpc = self.client.validator_rpc(spec.consensus.engine)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def load(cls, name: str, base: Path | None = None) -> "Network":
+        state = StateDir.for_network(name, base)
+        if not state.exists():
+            raise StateError(f"no network named {name!r} in {state.root.parent}", hint="run 'testbed ls' to list networks, or 'testbed up' to create one")
+        try:
+            spec = NetworkSpec.model_validate_json(state.spec_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{state.spec_file}: spec snapshot is missing or damaged ({exc.__class__.__name__})") from None
+        return cls(spec, state, NetworkKeys.load(state.keys_dir))
+
+    @classmethod
+    def create(cls, spec: NetworkSpec, *, source: str = "the spec", base: Path | None = None,
+               progress: Progress = _quiet, timeout: float | None = None) -> "Network":
+        state = StateDir.for_network(spec.name, base)
+        if state.exists():
+            old = cls.load(spec.name, base)
+            running = old.running_nodes()
+            if running:
+                raise StateError(f"network {spec.name!r} is already running ({len(running)} nodes)",
+                                 hint=f"run 'testbed down {spec.name}' first, or 'testbed status {spec.name}'")
+            progress(f"replacing the stopped network state in {state.root}")
+        elif state.root.exists():
+            raise StateError(f"{state.root} exists but is not a network state directory", hint="move or remove it")
+        backend = get_backend(spec.backend)
+        client = get_client(spec.client)
+        keys = NetworkKeys.generate(node_names(spec), {o.name: o.accounts for o in spec.organizations})
+        check_ports_free(plan_nodes(spec, keys, backend), source)
+        binary = toolchain.ensure(client.binary, log=progress)
+        if state.root.exists():
+            shutil.rmtree(state.root)
+        network = cls.__new__(cls)
+        network.spec, network.state, network.keys = spec, state, keys
+        network.client, network.backend = client, backend
+        network.nodes = plan_nodes(spec, keys, backend)
+        network.validator_rpc = client.validator_rpc(spec.consensus.engine)
+        try:
+            network._write_state(binary, progress)
+            network.start_all(progress)
+            network.wait_ready(progress=progress, timeout=timeout)
+        except BaseException as exc:
+            logs = network._abandon()
+            if isinstance(exc, TestbedError) and logs:
+                exc.hint = (exc.hint + "; " if exc.hint else "") + f"node logs kept in {logs}"
+            raise
+        return network
+
+    def _write_state(self, binary: Path, progress: Progress) -> None:
+        progress(f"writing keys, genesis and node configuration to {self.state.root}")
+        self.state.root.mkdir(parents=True, mode=0o700)
+        self.keys.save(self.state.keys_dir)
+        write_json_atomic(self.state.spec_file, json.loads(self.spec.model_dump_json()))
+        validators = [n.address for n in self.nodes if n.is_validator]
+        alloc = {addr: self.spec.account_balance_eth * WEI_PER_ETH for addr in self.keys.funded_addresses()}
+        write_json_atomic(self.state.genesis_file, self.client.genesis(self.spec, validators, alloc))
+        for node in self.nodes:
+            node_dir = self.state.node_dir(node.name)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            for rendered in self.client.node_files(self.spec, node, self.peers_of(node)):
+                target = node_dir / rendered.path
+                if rendered.secret:
+                    write_secret(target, rendered.content)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(rendered.content)
+        write_json_atomic(self.state.network_file, {
+            "name": self.spec.name, "client": self.spec.client, "engine": self.spec.consensus.engine,
+            "backend": self.spec.backend, "binary": str(binary), "created": time.time(),
+            "nodes": [{"name": n.name, "org": n.org, "role": n.role, "host": n.host, "ports": vars(n.ports),
+                       "enode": n.enode, "rpc_url": n.rpc_url, "ws_url": n.ws_url, "address": n.address}
+                      for n in self.nodes],
+        })
+        progress(f"initialising {len(self.nodes)} node databases")
+        self.backend.prepare([o.name for o in self.spec.organizations])
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(self._init_node, self.nodes))
+
+    def _init_node(self, node: NodePlan) -> None:
+        argv = self.client.init_command(self.binary, self.spec, node, self.state.node_dir(node.name), self.state.genesis_file)
+        if argv:
+            self.backend.run(node, argv, self.client.environment(self.spec, node), self.state.log_file(node.name), timeout=60)
+
+    def _abandon(self) -> Path | None:
+        """After a failed `up`: end every process, remove all state, keep only the node logs."""
+        for node in self.nodes:
+            proc = self.state.read_pid(node.name)
+            if proc:
+                self.backend.stop(proc, timeout=5)
+        self.backend.teardown()
+        kept: Path | None = None
+        if self.state.root.exists():
+            logs = sorted(self.state.root.glob("nodes/*/node.log"))
+            if logs:
+                kept = self.state.root.parent / "_failed" / f"{self.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+                kept.mkdir(parents=True, exist_ok=True)
+                for log in logs:
+                    shutil.copy2(log, kept / f"{log.parent.name}.log")
+            shutil.rmtree(self.state.root, ignore_errors=True)
+        return kept
+
+    # ---- facts ------------------------------------------------------------------------------
+    @property
+    def binary(self) -> Path:
+        data = json.loads(self.state.network_file.read_text())
+        return Path(data["binary"])
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise StateError(f"network {self.name!r} has no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def peers_of(self, node: NodePlan) -> list[NodePlan]:
+        return [n for n in self.nodes if n.name != node.name]
+
+    def endpoints(self, only: list[str] | None = None) -> dict[str, str]:
+        return {n.name: n.rpc_url for n in self.nodes if only is None or n.name in only}
+
+    def process(self, name: str) -> NodeProcess | None:
+        proc = self.state.read_pid(name)
+        return proc if proc and self.backend.is_alive(proc) else None
+
+    def running_nodes(self) -> list[str]:
+        return [n.name for n in self.nodes if self.process(n.name)]
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start_all(self, progress: Progress = _quiet) -> None:
+        progress(f"starting {len(self.nodes)} {self.spec.client} nodes ({self.spec.consensus.engine}, backend {self.spec.backend})")
+        for node in self.nodes:
+            if not self.process(node.name):
+                self._spawn(node)
+
+    def _spawn(self, node: NodePlan) -> NodeProcess:
+        node_dir = self.state.node_dir(node.name)
+        argv = self.client.command(self.binary, self.spec, node, node_dir, self.peers_of(node))
+        proc = self.backend.start(node, argv, self.client.environment(self.spec, node),
+                                  self.state.log_file(node.name), self.state.marker(node.name))
+        self.state.write_pid(proc)
+        return proc
+
+    def start_node(self, name: str) -> NodeProcess:
+        node = self.node(name)
+        if self.process(name):
+            raise StateError(f"node {name} is already running")
+        return self._spawn(node)
+
+    def stop_node(self, name: str) -> None:
+        self.node(name)
+        proc = self.process(name)
+        if proc is None:
+            raise StateError(f"node {name} is not running", hint=f"'testbed start {name}' starts it")
+        self.backend.stop(proc)
+        self.state.clear_pid(name)
+
+    def kill_node(self, name: str) -> None:
+        self.node(name)
+        proc = self.process(name)
+        if proc is None:
+            raise StateError(f"node {name} is not running")
+        self.backend.kill(proc)
+        self.state.clear_pid(name)
+
+    def pause_node(self, name: str) -> None:
+        proc = self.process(self.node(name).name)
+        if proc is None:
+            raise StateError(f"node {name} is not running")
+        self.backend.pause(proc)
+
+    def resume_node(self, name: str) -> None:
+        proc = self.process(self.node(name).name)
+        if proc is None:
+            raise StateError(f"node {name} is not running")
+        self.backend.resume(proc)
+
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Stop every node by pid; with purge, remove the state directory too."""
+        stopped: list[str] = []
+        procs = [(n.name, self.state.read_pid(n.name)) for n in self.nodes]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for name, proc in procs:
+                if proc and self.backend.is_alive(proc):
+                    stopped.append(name)
+            list(pool.map(lambda item: item[1] and self.backend.stop(item[1], timeout=15), procs))
+        for name, _ in procs:
+            self.state.clear_pid(name)
+        self.backend.teardown()
+        if purge:
+            shutil.rmtree(self.state.root, ignore_errors=True)
+        return stopped
+
+    # ---- observation ------------------------------------------------------------------------
+    def snapshots(self, heights: list[int] | None = None, only: list[str] | None = None) -> list[NodeSnapshot]:
+        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights)
+
+    def agreement(self, *, full: bool = False, only: list[str] | None = None) -> AgreementResult:
+        """Agreement on the latest common block (or, with full, on every height up to it)."""
+        first = self.snapshots(only=only)
+        heads = [s.head_number for s in first if s.reachable and s.head_number is not None]
+        if not heads:
+            return check_agreement(first)
+        common = min(heads)
+        heights = list(range(0, common + 1)) if full else [common]
+        return check_agreement(self.snapshots(heights, only=only))
+
+    def status(self) -> NetworkStatus:
+        pids = {n.name: self.state.read_pid(n.name) for n in self.nodes}
+        alive = {name: bool(p and self.backend.is_alive(p)) for name, p in pids.items()}
+        live = [name for name, ok in alive.items() if ok]
+        snaps = {s.node: s for s in self.snapshots(only=live)} if live else {}
+        heads = [s.head_number for s in snaps.values() if s.reachable and s.head_number is not None]
+        if heads:
+            snaps = {s.node: s for s in self.snapshots([min(heads)], only=live)}
+        all_snaps = [snaps.get(n.name, NodeSnapshot(node=n.name, reachable=False, error="not running")) for n in self.nodes]
+        return NetworkStatus(
+            name=self.name, client=self.spec.client, engine=self.spec.consensus.engine,
+            nodes=[NodeStatus(plan=n, process_alive=alive[n.name], pid=pids[n.name].pid if pids[n.name] else None,
+                              snapshot=snaps.get(n.name, NodeSnapshot(node=n.name, reachable=False, error="not running")))
+                   for n in self.nodes],
+            agreement=check_agreement(all_snaps),
+        )
+
+    def wait_ready(self, *, progress: Progress = _quiet, timeout: float | None = None, new_blocks: int = 3,
+                   only: list[str] | None = None) -> AgreementResult:
+        """Return once every node (or `only`) has all its peers and agrees on `new_blocks` new blocks."""
+        names = only or [n.name for n in self.nodes]
+        timeout = timeout if timeout is not None else 30 + 3 * len(names)
+        deadline = time.monotonic() + timeout
+        expected_peers = len(self.nodes) - 1
+        progress(f"waiting for {len(names)} nodes to peer ({expected_peers} peers each)")
+        target: int | None = None
+        last: list[NodeSnapshot] = []
+        while time.monotonic() < deadline:
+            for name in names:
+                if not self.process(name):
+                    raise ReadinessError(f"node {name} exited during start-up: " + self._last_log_line(name),
+                                         hint=f"log: {self.state.log_file(name)}")
+            last = self.snapshots(only=names)
+            peered = all(s.reachable and (s.peers or 0) >= min(expected_peers, len(names) - 1) for s in last)
+            if peered:
+                heads = [s.head_number for s in last]
+                if target is None:
+                    target = max(heads) + new_blocks
+                    progress(f"all nodes peered; waiting for block #{target} agreed by every node")
+                if min(heads) >= target:
+                    result = check_agreement(self.snapshots([target], only=names))
+                    if result.agreed:
+                        progress(f"ready: {result.summary()}")
+                        return result
+            time.sleep(0.25)
+        laggard = self._laggard(last, expected_peers, target)
+        raise ReadinessError(
+            f"network {self.name!r} not ready after {timeout:.0f}s: {laggard}: " + self._last_log_line(laggard.split()[0]),
+            hint=f"log: {self.state.log_file(laggard.split()[0])}",
+        )
+
+    def _laggard(self, snaps: list[NodeSnapshot], expected_peers: int, target: int | None) -> str:
+        for s in snaps:
+            if not s.reachable:
+                return f"{s.node} does not answer RPC"
+        for s in snaps:
+            if (s.peers or 0) < expected_peers:
+                return f"{s.node} has {s.peers} of {expected_peers} peers"
+        if snaps and target is not None:
+            lowest = min(snaps, key=lambda s: s.head_number or 0)
+            return f"{lowest.node} is at block {lowest.head_number}, waiting for {target}"
+        return f"{snaps[0].node if snaps else self.nodes[0].name} not ready"
+
+    def _last_log_line(self, name: str) -> str:
+        lines = [line for line in self.state.tail_log(name, 40) if line.strip()]
+        for line in reversed(lines):
+            if any(word in line for word in ("Fatal", "ERROR", "error", "panic")):
+                return line.strip()[:300]
+        return lines[-1].strip()[:300] if lines else "(empty log)"
