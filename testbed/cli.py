@@ -1,0 +1,200 @@
+"""The `testbed` command: parse, call the library, render with rich. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from testbed import toolchain
+from testbed.errors import StateError, TestbedError
+from testbed.network import Network, NetworkStatus
+from testbed.spec import load_network_spec
+from testbed.spec.network import json_schema
+from testbed.state import list_networks, state_root
+
+DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "scenarios" / "networks" / "four-orgs.yaml"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Consortium CTI testbed: permissioned Ethereum networks, CTI contracts, scenarios and load.")
+# Wide when not on a terminal, so piped output keeps URLs and hashes whole.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def _progress(message: str) -> None:
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", soft_wrap=True, highlight=False)
+
+
+def resolve_network(name: Optional[str]) -> Network:
+    """The named network, or the only one there is."""
+    if name:
+        return Network.load(name)
+    known = list_networks()
+    if len(known) == 1:
+        return Network.load(known[0].name)
+    if not known:
+        raise StateError(f"no network in {state_root()}", hint="run 'testbed up' first")
+    raise StateError(f"several networks exist ({', '.join(s.name for s in known)})", hint="name one with --network")
+
+
+def resolve_node(node: str, network: Optional[str]) -> tuple[Network, str]:
+    if network:
+        net = Network.load(network)
+        net.node(node)
+        return net, node
+    for state in list_networks():
+        net = Network.load(state.name)
+        if any(n.name == node for n in net.nodes):
+            return net, node
+    raise StateError(f"no network has a node named {node!r}", hint="'testbed status' lists the nodes")
+
+
+NetworkOpt = typer.Option(None, "--network", "-n", help="Network name (default: the only one).")
+
+
+@app.command()
+def up(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
+       timeout: Optional[float] = typer.Option(None, help="Seconds to wait for readiness (default 30 + 3 per node).")) -> None:
+    """Bring up a network from a spec; returns once every node is peered and agrees on new blocks."""
+    parsed = load_network_spec(spec)
+    started = time.monotonic()
+    net = Network.create(parsed, source=str(spec), progress=_progress, timeout=timeout)
+    _progress(f"network {net.name!r} up in {time.monotonic() - started:.1f}s; state in {net.state.root}")
+    render_status(net.status())
+
+
+@app.command()
+def status(network: Optional[str] = typer.Argument(None, help="Network name (default: the only one)."),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Per node: process, head, peers, validators; and whether all nodes agree on the latest common block."""
+    st = resolve_network(network).status()
+    if as_json:
+        out.print_json(json.dumps(st.to_json()))
+    else:
+        render_status(st)
+    raise typer.Exit(0 if st.agreement.agreed else 1)
+
+
+def render_status(st: NetworkStatus) -> None:
+    table = Table(title=f"{st.name} ({st.client}, {st.engine})")
+    for column in ("org", "node", "role", "pid", "rpc", "head", "hash", "peers", "validators"):
+        table.add_column(column)
+    for n in st.nodes:
+        s = n.snapshot
+        table.add_row(
+            n.plan.org, n.plan.name, n.plan.role, str(n.pid or "-") if n.process_alive else "[red]down[/red]",
+            n.plan.rpc_url, str(s.head_number) if s.reachable else "[red]-[/red]",
+            (s.head_hash or "-")[:12], str(s.peers if s.peers is not None else "-"),
+            str(len(s.validators)) if s.validators is not None else "-",
+        )
+    out.print(table)
+    colour = "green" if st.agreement.agreed else "red"
+    out.print(f"agreement: [{colour}]{st.agreement.summary()}[/{colour}]")
+
+
+@app.command()
+def ls() -> None:
+    """List the networks in the state directory and how many of their nodes run."""
+    table = Table(title=f"networks in {state_root()}")
+    for column in ("network", "client", "engine", "nodes", "running"):
+        table.add_column(column)
+    for state in list_networks():
+        net = Network.load(state.name)
+        table.add_row(net.name, net.spec.client, net.spec.consensus.engine, str(len(net.nodes)), str(len(net.running_nodes())))
+    out.print(table)
+
+
+@app.command()
+def down(network: Optional[str] = typer.Argument(None, help="Network name (default: the only one)."),
+         purge: bool = typer.Option(False, help="Also remove the state directory (keys, chain data, logs).")) -> None:
+    """Stop every node of a network by pid; nothing is left running."""
+    net = resolve_network(network)
+    running = net.running_nodes()
+    if not running and not purge:
+        raise StateError(f"network {net.name!r} is not running", hint="use --purge to remove its state")
+    stopped = net.down(purge=purge)
+    _progress(f"stopped {len(stopped)} nodes of {net.name!r}" + ("; state removed" if purge else f"; state kept in {net.state.root}"))
+
+
+def _node_command(action: str):
+    def command(node: str = typer.Argument(..., help="Node name, e.g. acme-cert-v1."), network: Optional[str] = NetworkOpt) -> None:
+        net, name = resolve_node(node, network)
+        getattr(net, f"{action}_node")(name)
+        _progress(f"{action}: {name}")
+    command.__doc__ = {
+        "stop": "Stop a node gracefully (SIGTERM).",
+        "kill": "Kill a node with SIGKILL (a crash).",
+        "pause": "Freeze a node (SIGSTOP).",
+        "resume": "Unfreeze a paused node (SIGCONT).",
+    }[action]
+    return command
+
+
+for _action in ("stop", "kill", "pause", "resume"):
+    app.command(name=_action)(_node_command(_action))
+
+
+@app.command()
+def start(node: Optional[str] = typer.Argument(None, help="Node name; omit to start every stopped node."),
+          network: Optional[str] = NetworkOpt,
+          wait: bool = typer.Option(True, help="Wait until the started nodes are peered and in agreement.")) -> None:
+    """Start a stopped node (or all stopped nodes of a network) on its existing data."""
+    if node:
+        net, name = resolve_node(node, network)
+        net.start_node(name)
+        names = [name]
+    else:
+        net = resolve_network(network)
+        names = [n.name for n in net.nodes if not net.process(n.name)]
+        net.start_all(_progress)
+    if wait and names:
+        net.wait_ready(progress=_progress, new_blocks=1, only=net.running_nodes())
+    _progress(f"started: {', '.join(names) if names else 'nothing (all running)'}")
+
+
+@app.command()
+def logs(node: str = typer.Argument(..., help="Node name."), network: Optional[str] = NetworkOpt,
+         lines: int = typer.Option(40, "--lines", "-l", help="How many last lines.")) -> None:
+    """Show the last lines of a node's log."""
+    net, name = resolve_node(node, network)
+    for line in net.state.tail_log(name, lines):
+        out.print(line, markup=False, highlight=False)
+
+
+@app.command()
+def schema(kind: str = typer.Argument("network", help="Which schema: network.")) -> None:
+    """Print the JSON Schema of network spec files."""
+    if kind != "network":
+        raise StateError(f"unknown schema {kind!r}; available: network")
+    out.print_json(json.dumps(json_schema()))
+
+
+@app.command(name="toolchain")
+def toolchain_cmd(check: bool = typer.Option(False, help="Only report; never build.")) -> None:
+    """Build (once) and report the pinned node clients; cached outside the repo."""
+    for name, tool in sorted(toolchain.GO_TOOLS.items()):
+        path = toolchain.locate(name) if check else toolchain.ensure(name, log=_progress)
+        out.print(f"{name} {tool.version}: {path or '[red]not built[/red]'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except TestbedError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/bold red]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
