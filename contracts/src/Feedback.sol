@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {Membership, Roles} from "./Membership.sol";
+import {Activity} from "./Activity.sol";
+import {CtiMarket} from "./CtiMarket.sol";
+import {Tasks} from "./Tasks.sol";
+
+/// Verified feedback: one rating (1..5) per finished task, only by the consumer who used
+/// the token; and at most one like per organization per CTI (never by the publisher org).
+contract Feedback {
+    Membership public immutable membership;
+    CtiMarket public immutable market;
+    Tasks public immutable tasks;
+    Activity public immutable activity;
+
+    mapping(uint256 => uint8) public ratingOf; // task id -> 1..5, 0 = none
+    mapping(uint256 => uint256) public ratingSum; // token id -> sum of ratings
+    mapping(uint256 => uint256) public ratingCount; // token id -> number of ratings
+    mapping(uint256 => uint256) public likes; // token id -> likes
+    mapping(uint256 => mapping(uint32 => bool)) public liked; // token id -> org -> liked
+
+    event Rated(uint256 indexed taskId, uint256 indexed tokenId, uint32 indexed consumerOrg, uint8 rating, string comment);
+    event Liked(uint256 indexed tokenId, uint32 indexed org, address account);
+
+    error BadRating(uint8 rating);
+    error NotFinished(uint256 taskId);
+    error NotTaskConsumer(address account, uint256 taskId);
+    error AlreadyRated(uint256 taskId);
+    error AlreadyLiked(uint256 tokenId, uint32 org);
+    error OwnListing(uint256 tokenId, uint32 org);
+
+    constructor(Membership membership_, CtiMarket market_, Tasks tasks_, Activity activity_) {
+        membership = membership_;
+        market = market_;
+        tasks = tasks_;
+        activity = activity_;
+    }
+
+    function rate(uint256 taskId, uint8 rating, string calldata comment) external {
+        membership.requireRole(msg.sender, Roles.CONSUMER);
+        (uint256 tokenId, address consumer, uint32 consumerOrg, uint32 publisherOrg, Tasks.State state) =
+            tasks.outcome(taskId);
+        if (consumer != msg.sender) revert NotTaskConsumer(msg.sender, taskId);
+        if (state != Tasks.State.Finished) revert NotFinished(taskId);
+        if (ratingOf[taskId] != 0) revert AlreadyRated(taskId);
+        if (rating == 0 || rating > 5) revert BadRating(rating);
+        ratingOf[taskId] = rating;
+        ratingSum[tokenId] += rating;
+        ratingCount[tokenId] += 1;
+        emit Rated(taskId, tokenId, consumerOrg, rating, comment);
+        activity.record2(
+            Activity.Kind.FeedbackGiven,
+            consumerOrg,
+            Activity.Kind.FeedbackReceived,
+            publisherOrg,
+            tokenId,
+            taskId,
+            msg.sender,
+            1
+        );
+    }
+
+    function like(uint256 tokenId) external {
+        uint32 org = membership.requireRole(msg.sender, Roles.CONSUMER);
+        uint32 publisherOrg = market.listingOrg(tokenId);
+        if (publisherOrg == org) revert OwnListing(tokenId, org);
+        if (liked[tokenId][org]) revert AlreadyLiked(tokenId, org);
+        liked[tokenId][org] = true;
+        likes[tokenId] += 1;
+        emit Liked(tokenId, org, msg.sender);
+        activity.record2(
+            Activity.Kind.LikeGiven, org, Activity.Kind.LikeReceived, publisherOrg, tokenId, 0, msg.sender, 1
+        );
+    }
+}

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {Membership, Roles, WrongOrg} from "./Membership.sol";
+import {Activity} from "./Activity.sol";
+import {CtiMarket} from "./CtiMarket.sol";
+
+/// Use of a CTI token: a consumer puts one token in escrow to request the data, with the
+/// public key the delivery must be encrypted to. An authorized solver of the publisher
+/// org accepts it and finishes it (result hash + URI) before the deadline; finishing
+/// consumes (burns) the token. The consumer gets the token back when it cancels a pending
+/// task, when an accepted task expires, or when the solver rejects the task.
+contract Tasks {
+    enum State { None, Pending, Accepted, Finished, Cancelled, Expired, Rejected }
+
+    struct Task {
+        uint256 tokenId;
+        address consumer;
+        uint32 consumerOrg;
+        uint32 publisherOrg;
+        State state;
+        uint64 deadline; // set on accept
+        address solver; // set on accept
+        bytes32 resultHash;
+        string resultUri;
+        string reason; // why it was rejected
+        bytes encryptionKey;
+    }
+
+    uint256 public constant MAX_KEY_BYTES = 1024;
+
+    Membership public immutable membership;
+    CtiMarket public immutable market;
+    Activity public immutable activity;
+    uint64 public immutable timeout; // seconds an accepted task has to be finished
+
+    uint256 public taskCount; // task ids are 1..taskCount
+    mapping(uint256 => Task) private _tasks;
+
+    event TaskChanged(uint256 indexed taskId, uint256 indexed tokenId, uint32 indexed publisherOrg, State state);
+
+    error NoSuchTask(uint256 taskId);
+    error BadState(uint256 taskId, State state);
+    error NoToken(address account, uint256 tokenId);
+    error BadKey(string why);
+    error NotAuthorizedSolver(address account, uint256 tokenId);
+    error NotTaskSolver(address account, uint256 taskId);
+    error NotTaskConsumer(address account, uint256 taskId);
+    error DeadlinePassed(uint256 taskId, uint64 deadline);
+    error DeadlineNotPassed(uint256 taskId, uint64 deadline);
+    error EmptyResult(uint256 taskId);
+
+    constructor(Membership membership_, CtiMarket market_, Activity activity_, uint64 timeout_) {
+        membership = membership_;
+        market = market_;
+        activity = activity_;
+        timeout = timeout_;
+    }
+
+    function task(uint256 taskId) external view returns (Task memory) {
+        return _get(taskId);
+    }
+
+    /// The few fields the Feedback contract needs.
+    function outcome(uint256 taskId)
+        external
+        view
+        returns (uint256 tokenId, address consumer, uint32 consumerOrg, uint32 publisherOrg, State state)
+    {
+        Task storage t = _get(taskId);
+        return (t.tokenId, t.consumer, t.consumerOrg, t.publisherOrg, t.state);
+    }
+
+    // ---- consumer ----------------------------------------------------------------------
+
+    function request(uint256 tokenId, bytes calldata encryptionKey) external returns (uint256 taskId) {
+        uint32 org = membership.requireRole(msg.sender, Roles.CONSUMER);
+        uint32 publisherOrg = market.listingOrg(tokenId);
+        if (encryptionKey.length == 0 || encryptionKey.length > MAX_KEY_BYTES) {
+            revert BadKey("encryption public key must be 1..1024 bytes");
+        }
+        if (market.balanceOf(msg.sender, tokenId) == 0) revert NoToken(msg.sender, tokenId);
+        taskId = ++taskCount;
+        Task storage t = _tasks[taskId];
+        t.tokenId = tokenId;
+        t.consumer = msg.sender;
+        t.consumerOrg = org;
+        t.publisherOrg = publisherOrg;
+        t.state = State.Pending;
+        t.encryptionKey = encryptionKey;
+        market.escrow(msg.sender, tokenId);
+        emit TaskChanged(taskId, tokenId, publisherOrg, State.Pending);
+        activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
+    }
+
+    function cancel(uint256 taskId) external {
+        Task storage t = _asConsumer(taskId, State.Pending);
+        _close(taskId, t, State.Cancelled, Activity.Kind.Cancelled, t.consumerOrg);
+    }
+
+    function expire(uint256 taskId) external {
+        Task storage t = _asConsumer(taskId, State.Accepted);
+        if (block.timestamp <= t.deadline) revert DeadlineNotPassed(taskId, t.deadline);
+        _close(taskId, t, State.Expired, Activity.Kind.Expired, t.consumerOrg);
+    }
+
+    // ---- solver ------------------------------------------------------------------------
+
+    function accept(uint256 taskId) external {
+        Task storage t = _asSolver(taskId);
+        if (t.state != State.Pending) revert BadState(taskId, t.state);
+        t.state = State.Accepted;
+        t.solver = msg.sender;
+        t.deadline = uint64(block.timestamp) + timeout;
+        emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Accepted);
+        activity.record(Activity.Kind.Accepted, t.publisherOrg, t.tokenId, taskId, msg.sender, 1);
+    }
+
+    function finish(uint256 taskId, bytes32 resultHash, string calldata resultUri) external {
+        Task storage t = _asSolver(taskId);
+        if (t.state != State.Accepted) revert BadState(taskId, t.state);
+        if (t.solver != msg.sender) revert NotTaskSolver(msg.sender, taskId);
+        if (block.timestamp > t.deadline) revert DeadlinePassed(taskId, t.deadline);
+        if (resultHash == bytes32(0)) revert EmptyResult(taskId);
+        t.state = State.Finished;
+        t.resultHash = resultHash;
+        t.resultUri = resultUri;
+        market.consume(t.tokenId);
+        emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Finished);
+        activity.record2(
+            Activity.Kind.Solved, t.publisherOrg, Activity.Kind.Consumed, t.consumerOrg, t.tokenId, taskId, msg.sender, 1
+        );
+    }
+
+    /// Reject a pending task, or abandon one this solver accepted (e.g. the MISP data is
+    /// missing); the consumer gets the token back.
+    function reject(uint256 taskId, string calldata reason) external {
+        Task storage t = _asSolver(taskId);
+        if (t.state == State.Accepted) {
+            if (t.solver != msg.sender) revert NotTaskSolver(msg.sender, taskId);
+        } else if (t.state != State.Pending) {
+            revert BadState(taskId, t.state);
+        }
+        t.reason = reason;
+        _close(taskId, t, State.Rejected, Activity.Kind.Rejected, t.publisherOrg);
+    }
+
+    // ---- internals ---------------------------------------------------------------------
+
+    function _get(uint256 taskId) private view returns (Task storage t) {
+        if (taskId == 0 || taskId > taskCount) revert NoSuchTask(taskId);
+        return _tasks[taskId];
+    }
+
+    function _asConsumer(uint256 taskId, State required) private view returns (Task storage t) {
+        membership.requireRole(msg.sender, Roles.CONSUMER);
+        t = _get(taskId);
+        if (t.consumer != msg.sender) revert NotTaskConsumer(msg.sender, taskId);
+        if (t.state != required) revert BadState(taskId, t.state);
+    }
+
+    function _asSolver(uint256 taskId) private view returns (Task storage t) {
+        uint32 org = membership.requireRole(msg.sender, Roles.SOLVER);
+        t = _get(taskId);
+        if (org != t.publisherOrg) revert WrongOrg(msg.sender, org, t.publisherOrg);
+        if (!market.isSolver(t.tokenId, msg.sender)) revert NotAuthorizedSolver(msg.sender, t.tokenId);
+    }
+
+    function _close(uint256 taskId, Task storage t, State state, Activity.Kind kind, uint32 org) private {
+        t.state = state;
+        market.release(t.consumer, t.tokenId);
+        emit TaskChanged(taskId, t.tokenId, t.publisherOrg, state);
+        activity.record(kind, org, t.tokenId, taskId, msg.sender, 1);
+    }
+}
