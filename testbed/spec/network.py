@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ClientName = Literal["geth", "goquorum", "besu"]
 EngineName = Literal["clique", "qbft", "ibft2", "ibft"]
@@ -61,6 +61,20 @@ class NetworkSpec(Strict):
     account_balance_eth: int = Field(1_000_000, ge=1, description="Genesis balance of every funded account, in ether.")
     organizations: list[Organization] = Field(min_length=1, description="Member organizations.")
 
+    @field_validator("organizations")
+    @classmethod
+    def _check_organizations(cls, orgs: list[Organization]) -> list[Organization]:
+        seen: set[str] = set()
+        for org in orgs:
+            if org.name in seen:
+                raise ValueError(f"duplicate organization name {org.name!r}; organization names must be unique")
+            seen.add(org.name)
+            if org.node_count == 0:
+                raise ValueError(f"organization {org.name!r} has no nodes; give it validators >= 1 or members >= 1")
+        if orgs and sum(o.validators for o in orgs) == 0:
+            raise ValueError("the network has zero validators; give at least one organization validators >= 1")
+        return orgs
+
     @model_validator(mode="after")
     def _check(self) -> "NetworkSpec":
         engines = ENGINES_BY_CLIENT[self.client]
@@ -69,15 +83,6 @@ class NetworkSpec(Strict):
             raise ValueError(
                 f"engine {self.consensus.engine!r} is not available on client {self.client!r}; valid client/engine pairs: {pairs}"
             )
-        seen: set[str] = set()
-        for org in self.organizations:
-            if org.name in seen:
-                raise ValueError(f"duplicate organization name {org.name!r}; organization names must be unique")
-            seen.add(org.name)
-            if org.node_count == 0:
-                raise ValueError(f"organization {org.name!r} has no nodes; give it validators >= 1 or members >= 1")
-        if sum(o.validators for o in self.organizations) == 0:
-            raise ValueError("the network has zero validators; give at least one organization validators >= 1")
         last_port = self.ports.base + 10 * sum(o.node_count for o in self.organizations)
         if last_port > 65535:
             raise ValueError(f"ports.base {self.ports.base} leaves no room for every node's ports; lower it below {65535 - (last_port - self.ports.base)}")

@@ -1,0 +1,67 @@
+"""Integration fixtures: real geth nodes on 127.0.0.1, state in a temporary TESTBED_HOME.
+
+Every network a test creates is torn down by pid in a finalizer, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from testbed import toolchain
+from testbed.network import Network
+from testbed.spec import load_network_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+NETWORKS = ROOT / "scenarios" / "networks"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def geth_binary():
+    return toolchain.ensure("geth", log=print)
+
+
+@pytest.fixture(scope="session")
+def testbed_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("testbed-home")
+    old = os.environ.get("TESTBED_HOME")
+    os.environ["TESTBED_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("TESTBED_HOME", None)
+    else:
+        os.environ["TESTBED_HOME"] = old
+
+
+def spec_with(path: Path, **changes):
+    """A shipped spec with some fields replaced (name, ports) so test networks never collide."""
+    spec = load_network_spec(path)
+    data = spec.model_dump()
+    for key, value in changes.items():
+        if key == "port_base":
+            data["ports"]["base"] = value
+        else:
+            data[key] = value
+    return type(spec).model_validate(data)
+
+
+def node_pids(network: Network) -> list[int]:
+    return [p.pid for p in (network.state.read_pid(n.name) for n in network.nodes) if p]
+
+
+def assert_no_process(pids: list[int]) -> None:
+    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes still alive: {alive}"
+
+
+@pytest.fixture(scope="module")
+def four_orgs(testbed_home):
+    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-four-orgs", port_base=24000)
+    network = Network.create(spec, progress=print)
+    started = node_pids(network)
+    yield network
+    network.down(purge=True)
+    assert_no_process(started)

@@ -1,0 +1,55 @@
+"""Agreement checks over crafted snapshots: agreement, forks, unreachable nodes, split validator sets."""
+
+from testbed.consensus import NodeSnapshot, check_agreement, common_height, find_divergences
+
+V = ("0xa", "0xb")
+
+
+def snap(node, head, hashes, validators=V, reachable=True):
+    return NodeSnapshot(node=node, reachable=reachable, head_number=head, head_hash=hashes.get(head),
+                        validators=validators, hashes=hashes)
+
+
+def test_all_agree():
+    chain = {0: "g", 1: "h1", 2: "h2"}
+    result = check_agreement([snap("n1", 2, chain), snap("n2", 2, dict(chain))])
+    assert result.agreed and result.common_height == 2 and result.heights_checked == 3
+    assert "agreed on 3 heights" in result.summary()
+
+
+def test_fork_is_reported_with_evidence():
+    a = {0: "g", 1: "h1", 2: "x2"}
+    b = {0: "g", 1: "h1", 2: "y2"}
+    result = check_agreement([snap("n1", 2, a), snap("n2", 2, b)])
+    assert not result.agreed
+    (div,) = result.divergences
+    assert (div.height, div.node_a, div.hash_a, div.node_b, div.hash_b) == (2, "n1", "x2", "n2", "y2")
+    assert "DIVERGED at height 2" in result.summary()
+
+
+def test_lagging_node_is_not_a_fork():
+    result = check_agreement([snap("n1", 3, {0: "g", 1: "h1"}), snap("n2", 1, {0: "g", 1: "h1"})])
+    assert result.agreed and result.common_height == 1
+
+
+def test_unreachable_node_breaks_agreement_only_when_required():
+    snaps = [snap("n1", 1, {1: "h"}), NodeSnapshot(node="n2", reachable=False, error="refused")]
+    assert not check_agreement(snaps).agreed
+    relaxed = check_agreement(snaps, require_all=False)
+    assert relaxed.agreed and relaxed.unreachable == ("n2",)
+
+
+def test_validator_sets_must_match():
+    result = check_agreement([snap("n1", 1, {1: "h"}), snap("n2", 1, {1: "h"}, validators=("0xa",))])
+    assert not result.agreed and not result.validators_agree
+
+
+def test_common_height_and_divergences_helpers():
+    snaps = [snap("n1", 5, {5: "a"}), snap("n2", 7, {5: "b"}), snap("n3", 6, {5: "a"})]
+    assert common_height(snaps) == 5
+    assert [d.node_b for d in find_divergences(snaps)] == ["n2"]
+
+
+def test_nothing_reachable_is_not_agreement():
+    result = check_agreement([NodeSnapshot(node="n1", reachable=False)])
+    assert not result.agreed and result.common_height is None
