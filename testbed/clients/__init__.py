@@ -7,9 +7,11 @@ from testbed.errors import SpecError
 
 
 def _registry() -> dict[str, ClientAdapter]:
+    from testbed.clients.besu import BesuClient
     from testbed.clients.geth import GethClient
+    from testbed.clients.goquorum import GoQuorumClient
 
-    adapters: list[ClientAdapter] = [GethClient()]
+    adapters: list[ClientAdapter] = [GethClient(), GoQuorumClient(), BesuClient()]
     return {a.name: a for a in adapters}
 
 

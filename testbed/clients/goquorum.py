@@ -1,0 +1,128 @@
+"""GoQuorum v24.4.1 with QBFT or IBFT: genesis, node files and command line (pure functions).
+
+Validators seal with their node key (GoQuorum makes the node key the etherbase of an
+Istanbul-family engine), so no account is unlocked and no keystore is written. The process
+needs PRIVATE_CONFIG=ignore (no Tessera privacy manager). GoQuorum's gas price is fixed at
+zero (`isQuorum`); transactions are legacy transactions with gasPrice 0, and the genesis
+stops before London (no base fee). See docs/goquorum.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from testbed.clients.base import NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.istanbul import (
+    BFT_MIX_HASH,
+    FORKS_TO_ISTANBUL,
+    alloc_section,
+    enode_list_json,
+    everyone,
+    istanbul_extra_data,
+    others,
+    qbft_extra_data,
+    require_block_period,
+)
+from testbed.spec.network import NetworkSpec
+
+TXPOOL_FLAGS = [
+    "--txpool.globalslots", "40000", "--txpool.accountslots", "1024",
+    "--txpool.globalqueue", "10000", "--txpool.accountqueue", "1024",
+    "--txpool.lifetime", "30m",
+]
+TXN_SIZE_LIMIT_KB = 64  # GoQuorum's default is 32 KiB; contract deployments can exceed it
+
+
+def goquorum_enode(node: NodePlan) -> str:
+    """GoQuorum wants the discovery port spelled out when discovery is off."""
+    return f"{node.enode}?discport=0"
+
+
+def goquorum_genesis(spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
+    engine = spec.consensus.engine
+    bft = {
+        "epochlength": spec.consensus.epoch,
+        "blockperiodseconds": require_block_period(spec),
+        "requesttimeoutseconds": spec.consensus.request_timeout,
+        "policy": 0,  # round-robin proposer
+        "ceil2Nby3Block": 0,  # quorum is ceil(2N/3) from genesis on
+    }
+    config: dict = {"chainId": spec.chain_id}
+    config.update({fork: 0 for fork in FORKS_TO_ISTANBUL})
+    config["berlinBlock"] = 0
+    config.update({"isQuorum": True, "txnSizeLimit": TXN_SIZE_LIMIT_KB})
+    if engine == "qbft":
+        config["qbft"] = bft
+        extra = qbft_extra_data(validators)
+    elif engine == "ibft":
+        config["ibft"] = bft
+        extra = istanbul_extra_data(validators)
+    else:
+        raise ValueError(f"goquorum does not run engine {engine!r}")
+    return {
+        "config": config,
+        "nonce": "0x0",
+        "timestamp": "0x0",
+        "extraData": extra,
+        "gasLimit": hex(spec.consensus.gas_limit),
+        "difficulty": "0x1",
+        "mixHash": BFT_MIX_HASH,
+        "coinbase": "0x" + "00" * 20,
+        "alloc": alloc_section(alloc),
+    }
+
+
+class GoQuorumClient:
+    name = "goquorum"
+    binary = "goquorum"
+    engines = ("qbft", "ibft")
+
+    def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
+        return goquorum_genesis(spec, validators, alloc)
+
+    def node_files(self, spec: NetworkSpec, node: NodePlan, peers: list[NodePlan]) -> list[RenderedFile]:
+        # static-nodes.json: whom to dial; permissioned-nodes.json (with --permissioned):
+        # who may connect at all, both ways. Both live in the data directory.
+        return [
+            RenderedFile("data/geth/nodekey", node.key.private_key, secret=True),
+            RenderedFile("data/static-nodes.json", enode_list_json([goquorum_enode(p) for p in others(node, peers)])),
+            RenderedFile("data/permissioned-nodes.json",
+                         enode_list_json([goquorum_enode(p) for p in everyone(node, peers)])),
+        ]
+
+    def init_command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, genesis_path: Path) -> list[str]:
+        return [str(binary), "--datadir", str(node_dir / "data"), "init", str(genesis_path)]
+
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
+        apis = ",".join(self.rpc_apis(spec.consensus.engine))
+        p = node.ports
+        cmd = [
+            str(binary),
+            "--datadir", str(node_dir / "data"),
+            "--networkid", str(spec.chain_id),
+            "--syncmode", "full", "--gcmode", "archive",
+            "--nodiscover", "--nat", "none", "--ipcdisable", "--permissioned",
+            "--maxpeers", str(len(peers) + 8),
+            "--port", str(p.p2p),
+            "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", apis,
+            "--http.vhosts", "*",
+            "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", apis,
+            "--metrics", "--metrics.addr", node.host, "--metrics.port", str(p.metrics),
+            "--cache", "128",
+            "--rpc.gascap", "0", "--rpc.txfeecap", "0",
+            "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),
+            "--verbosity", "3",
+            *TXPOOL_FLAGS,
+        ]
+        if node.is_validator:
+            cmd += ["--mine", "--miner.threads", "1", "--emitcheckpoints"]
+        return cmd
+
+    def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
+        return {"PRIVATE_CONFIG": "ignore"}
+
+    def validator_rpc(self, engine: str) -> ValidatorRpc:
+        return ValidatorRpc(list_method="istanbul_getValidators", propose_method="istanbul_propose")
+
+    def rpc_apis(self, engine: str) -> list[str]:
+        return ["eth", "net", "web3", "txpool", "istanbul"]

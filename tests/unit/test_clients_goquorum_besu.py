@@ -1,0 +1,144 @@
+"""GoQuorum and Besu node files and command lines (pure functions), and the GoQuorum build recipe."""
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from testbed import toolchain
+from testbed.clients import get_client
+from testbed.clients.base import NodePlan, NodePorts
+from testbed.keys import KeyPair
+from testbed.spec.network import NetworkSpec
+
+
+def spec_for(client: str, engine: str) -> NetworkSpec:
+    return NetworkSpec.model_validate({
+        "name": "t", "chain_id": 777, "client": client,
+        "consensus": {"engine": engine, "block_period": 1, "gas_limit": 50_000_000},
+        "organizations": [{"name": "a", "validators": 2, "members": 1}, {"name": "b"}],
+    })
+
+
+def network(n: int = 4) -> list[NodePlan]:
+    roles = ["validator"] * (n - 1) + ["member"]
+    return [NodePlan(name=f"o{i}-{'v' if r == 'validator' else 'm'}1", org=f"o{i}", role=r, index=i,
+                     host="127.0.0.1", ports=NodePorts.for_index(26100, i), key=KeyPair.generate())
+            for i, r in enumerate(roles)]
+
+
+def flag(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+# ---- GoQuorum ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["qbft", "ibft"])
+def test_goquorum_node_files(engine):
+    nodes = network()
+    me, peers = nodes[1], [n for n in nodes if n is not nodes[1]]
+    files = {f.path: f for f in get_client("goquorum").node_files(spec_for("goquorum", engine), me, peers)}
+    assert files["data/geth/nodekey"].secret and files["data/geth/nodekey"].content == me.key.private_key
+    static = json.loads(files["data/static-nodes.json"].content)
+    assert static == [f"{p.enode}?discport=0" for p in peers]
+    permissioned = json.loads(files["data/permissioned-nodes.json"].content)
+    assert permissioned == [f"{n.enode}?discport=0" for n in nodes]  # every member node, in order
+    assert not any(f.secret for p, f in files.items() if p != "data/geth/nodekey")
+
+
+def test_goquorum_validator_and_member_commands(tmp_path):
+    client = get_client("goquorum")
+    spec = spec_for("goquorum", "qbft")
+    nodes = network()
+    validator, member = nodes[0], nodes[-1]
+    cmd = client.command(Path("/cache/geth"), spec, validator, tmp_path, nodes[1:])
+    assert cmd[0] == "/cache/geth"
+    assert flag(cmd, "--datadir") == str(tmp_path / "data")
+    assert flag(cmd, "--port") == str(validator.ports.p2p)
+    assert flag(cmd, "--http.port") == str(validator.ports.http)
+    assert flag(cmd, "--ws.port") == str(validator.ports.ws)
+    assert flag(cmd, "--metrics.port") == str(validator.ports.metrics)
+    for bind in ("--http.addr", "--ws.addr", "--metrics.addr"):
+        assert flag(cmd, bind) == "127.0.0.1"
+    assert flag(cmd, "--networkid") == "777" and flag(cmd, "--syncmode") == "full"
+    assert flag(cmd, "--miner.gasprice") == "0" and flag(cmd, "--miner.gaslimit") == "50000000"
+    assert int(flag(cmd, "--txpool.globalslots")) > 5120
+    assert "--nodiscover" in cmd and "--permissioned" in cmd and "--mine" in cmd
+    assert "istanbul" in flag(cmd, "--http.api").split(",")
+    assert not any(a in cmd for a in ("--unlock", "--password", "--allow-insecure-unlock"))
+    assert "personal" not in flag(cmd, "--http.api")
+    member_cmd = client.command(Path("/cache/geth"), spec, member, tmp_path, nodes[:-1])
+    assert "--mine" not in member_cmd
+    assert client.environment(spec, validator) == {"PRIVATE_CONFIG": "ignore"}
+    init = client.init_command(Path("/cache/geth"), spec, validator, tmp_path, tmp_path / "genesis.json")
+    assert init == ["/cache/geth", "--datadir", str(tmp_path / "data"), "init", str(tmp_path / "genesis.json")]
+
+
+# ---- Besu --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine,namespace", [("qbft", "QBFT"), ("ibft2", "IBFT"), ("clique", "CLIQUE")])
+def test_besu_node_files(engine, namespace):
+    nodes = network()
+    me, peers = nodes[2], [n for n in nodes if n is not nodes[2]]
+    files = {f.path: f for f in get_client("besu").node_files(spec_for("besu", engine), me, peers)}
+    config = tomllib.loads(files["config.toml"].content)
+    assert config["p2p-port"] == me.ports.p2p and config["rpc-http-port"] == me.ports.http
+    assert config["rpc-ws-port"] == me.ports.ws and config["metrics-port"] == me.ports.metrics
+    for key in ("p2p-host", "p2p-interface", "rpc-http-host", "rpc-ws-host", "metrics-host"):
+        assert config[key] == "127.0.0.1"
+    assert config["network-id"] == 777 and config["min-gas-price"] == 0
+    assert config["discovery-enabled"] is False and config["sync-mode"] == "FULL"
+    assert namespace in config["rpc-http-api"] and namespace in config["rpc-ws-api"]
+    assert "PERSONAL" not in config["rpc-http-api"]
+    assert config["permissions-nodes-config-file-enabled"] is True
+    for key in ("node-private-key-file", "static-nodes-file", "permissions-nodes-config-file"):
+        assert config[key] in files  # relative to the node directory
+    assert config["genesis-file"] == "genesis.json"  # copied in by init_command
+    assert files["key"].secret and files["key"].content == "0x" + me.key.private_key
+    assert json.loads(files["static-nodes.json"].content) == [p.enode for p in peers]
+    allow = tomllib.loads(files["permissions_config.toml"].content)["nodes-allowlist"]
+    assert allow == [n.enode for n in nodes]
+
+
+def test_besu_command_and_init(tmp_path):
+    client = get_client("besu")
+    spec = spec_for("besu", "qbft")
+    nodes = network()
+    cmd = client.command(Path("/opt/besu/bin/besu"), spec, nodes[0], tmp_path, nodes[1:])
+    assert cmd[0] == "/opt/besu/bin/besu"
+    assert f"--config-file={tmp_path / 'config.toml'}" in cmd
+    assert f"--data-path={tmp_path / 'data'}" in cmd
+    assert f"--genesis-file={tmp_path / 'genesis.json'}" in cmd
+    init = client.init_command(Path("/opt/besu/bin/besu"), spec, nodes[0], tmp_path, tmp_path.parent / "genesis.json")
+    assert init == ["cp", str(tmp_path.parent / "genesis.json"), str(tmp_path / "genesis.json")]
+    assert client.environment(spec, nodes[0]) == {}
+
+
+# ---- GoQuorum build recipe ---------------------------------------------------------------------
+
+def test_goquorum_tool_recipe():
+    tool = toolchain.GO_TOOLS["goquorum"]
+    assert tool.package == "github.com/ethereum/go-ethereum/cmd/geth"
+    assert tool.binary_path().name == "geth" and "goquorum" in str(tool.binary_path().parent.parent)
+    assert f"github.com/ConsenSys/quorum {toolchain.GOQUORUM_COMMIT}" in tool.wrapper_go_mod
+    assert tool.ldflags == "-checklinkname=0"
+    assert tool.inherit_replaces_from.endswith("@" + toolchain.GOQUORUM_COMMIT)
+
+
+def test_go_mod_replaces_keeps_module_targets_only():
+    go_mod = """module github.com/ethereum/go-ethereum
+
+go 1.21
+
+replace github.com/coreos/etcd => github.com/Consensys/etcd v3.3.13-quorum197+incompatible // quorum fork
+replace (
+\tgithub.com/a/b => ./local/b
+\tgithub.com/c/d v1.0.0 => github.com/e/d v1.2.0
+)
+require github.com/x/y v1.0.0
+"""
+    assert toolchain.go_mod_replaces(go_mod) == [
+        "github.com/coreos/etcd => github.com/Consensys/etcd v3.3.13-quorum197+incompatible",
+        "github.com/c/d v1.0.0 => github.com/e/d v1.2.0",
+    ]
