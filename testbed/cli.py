@@ -185,6 +185,26 @@ def toolchain_cmd(check: bool = typer.Option(False, help="Only report; never bui
         out.print(f"{name} {tool.version}: {path or '[red]not built[/red]'}")
 
 
+@app.command()
+def demo(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
+         transfers: int = typer.Option(50, help="Transfers per funded account."),
+         keep: bool = typer.Option(False, help="Leave the network running afterwards.")) -> None:
+    """The main job: up the default network, run the demo load, check agreement, print the verdict and report path."""
+    from testbed.demo import run_demo
+
+    result = run_demo(spec, progress=_progress, transfers_per_account=transfers, keep=keep)
+    table = Table(title=f"verdict for {result.network}")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in result.checks:
+        table.add_row(check.name, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]", check.detail)
+    out.print(table)
+    verdict = "[bold green]PASSED[/bold green]" if result.passed else "[bold red]FAILED[/bold red]"
+    out.print(f"verdict: {verdict}")
+    out.print(f"report: {result.report_path}")
+    raise typer.Exit(0 if result.passed else 1)
+
+
 def main() -> None:
     try:
         app()

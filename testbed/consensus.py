@@ -105,3 +105,34 @@ def check_agreement(snapshots: list[NodeSnapshot], *, require_all: bool = True) 
         validator_sets=validator_sets,
         validators_agree=validators_agree,
     )
+
+
+@dataclass(frozen=True)
+class StateMismatch:
+    """Two nodes return different values for the same query at the same block."""
+
+    key: str
+    node_a: str
+    value_a: object
+    node_b: str
+    value_b: object
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.node_a} says {self.value_a!r}, {self.node_b} says {self.value_b!r}"
+
+
+def find_state_mismatches(values_by_node: dict[str, dict[str, object]]) -> list[StateMismatch]:
+    """Compare per-node answers to the same queries (balances, eth_call views) made at one block."""
+    found: list[StateMismatch] = []
+    nodes = list(values_by_node)
+    if not nodes:
+        return found
+    ref = nodes[0]
+    keys = sorted(set().union(*(v.keys() for v in values_by_node.values())))
+    for key in keys:
+        for other in nodes[1:]:
+            a, b = values_by_node[ref].get(key), values_by_node[other].get(key)
+            if a != b:
+                found.append(StateMismatch(key, ref, a, other, b))
+                break
+    return found

@@ -53,3 +53,15 @@ def test_common_height_and_divergences_helpers():
 def test_nothing_reachable_is_not_agreement():
     result = check_agreement([NodeSnapshot(node="n1", reachable=False)])
     assert not result.agreed and result.common_height is None
+
+
+def test_state_mismatch_found_with_both_values():
+    from testbed.consensus import find_state_mismatches
+
+    same = {"n1": {"bal:0xa": 5, "bal:0xb": 7}, "n2": {"bal:0xa": 5, "bal:0xb": 7}}
+    assert find_state_mismatches(same) == []
+    differ = {"n1": {"bal:0xa": 5}, "n2": {"bal:0xa": 5}, "n3": {"bal:0xa": 6}}
+    (mismatch,) = find_state_mismatches(differ)
+    assert (mismatch.key, mismatch.node_a, mismatch.value_a, mismatch.node_b, mismatch.value_b) == ("bal:0xa", "n1", 5, "n3", 6)
+    missing = {"n1": {"k": 1}, "n2": {}}
+    assert find_state_mismatches(missing)[0].value_b is None

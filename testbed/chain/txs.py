@@ -1,0 +1,141 @@
+"""Client-side signed transactions and inclusion tracking from block contents.
+
+Transactions are signed here with eth-account and sent raw (eth_sendRawTransaction, in
+JSON-RPC batches); no node holds a funded key. Inclusion is read from blocks, not by
+polling each transaction: one eth_getBlockByNumber per new block tells which submitted
+hashes were included, when, and in which block. Every record keeps its submit time, so
+any latency percentile can be recomputed afterwards from the raw log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from eth_account import Account
+
+from testbed.chain.rpc import RpcClient, RpcError
+
+TRANSFER_GAS = 21_000
+MAX_FEE_PER_GAS = 10 * 10**9  # a cap, not a price: with tip 0 the sender pays only the base fee (0 when idle)
+
+
+@dataclass
+class TxRecord:
+    hash: str
+    org: str
+    node: str
+    sender: str
+    nonce: int
+    submit_time: float | None = None
+    included_block: int | None = None
+    included_time: float | None = None  # when the harness first saw the block holding it
+    block_timestamp: int | None = None
+    status: str = "signed"  # signed | submitted | rejected | included
+    error: str | None = None
+
+    @property
+    def latency(self) -> float | None:
+        if self.submit_time is None or self.included_time is None:
+            return None
+        return self.included_time - self.submit_time
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    record: TxRecord
+    raw: str
+
+
+def sign_transfers(private_key: str, *, chain_id: int, start_nonce: int, count: int, to: str, org: str, node: str,
+                   value: int = 1) -> list[SignedTx]:
+    account = Account.from_key(bytes.fromhex(private_key.removeprefix("0x")))
+    signed: list[SignedTx] = []
+    for nonce in range(start_nonce, start_nonce + count):
+        tx = {
+            "type": 2, "chainId": chain_id, "nonce": nonce, "to": to, "value": value, "gas": TRANSFER_GAS,
+            "maxFeePerGas": MAX_FEE_PER_GAS, "maxPriorityFeePerGas": 0, "data": b"",
+        }
+        result = account.sign_transaction(tx)
+        record = TxRecord(hash="0x" + result.hash.hex().removeprefix("0x"), org=org, node=node, sender=account.address, nonce=nonce)
+        signed.append(SignedTx(record=record, raw="0x" + result.raw_transaction.hex().removeprefix("0x")))
+    return signed
+
+
+def send_batch(rpc: RpcClient, txs: list[SignedTx], batch_size: int = 100) -> None:
+    """Send pre-signed transactions in JSON-RPC batches, stamping submit time and outcome on each record."""
+    for start in range(0, len(txs), batch_size):
+        chunk = txs[start:start + batch_size]
+        now = time.time()
+        try:
+            results = rpc.batch([("eth_sendRawTransaction", [t.raw]) for t in chunk], allow_errors=True)
+        except RpcError as exc:
+            results = [exc] * len(chunk)
+        for tx, result in zip(chunk, results):
+            tx.record.submit_time = now
+            if isinstance(result, RpcError):
+                tx.record.status, tx.record.error = "rejected", str(result).split(": ", 2)[-1]
+            else:
+                tx.record.status = "submitted"
+
+
+def nonce_of(rpc: RpcClient, address: str) -> int:
+    return int(rpc.call("eth_getTransactionCount", address, "pending"), 16)
+
+
+@dataclass
+class BlockRecord:
+    number: int
+    hash: str
+    timestamp: int
+    tx_count: int
+    gas_used: int
+    seen_time: float
+
+
+class InclusionTracker:
+    """Reads every new block once and marks the submitted transactions it includes."""
+
+    def __init__(self, rpc: RpcClient, start_block: int) -> None:
+        self.rpc = rpc
+        self.next_block = start_block
+        self.blocks: list[BlockRecord] = []
+        self.pending: dict[str, TxRecord] = {}
+
+    def watch(self, records: list[TxRecord]) -> None:
+        for record in records:
+            if record.status == "submitted":
+                self.pending[record.hash] = record
+
+    def poll(self) -> int:
+        """Read blocks up to the head; return how many watched transactions became included."""
+        head = int(self.rpc.call("eth_blockNumber"), 16)
+        if head < self.next_block:
+            return 0
+        numbers = list(range(self.next_block, head + 1))
+        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        seen = time.time()
+        found = 0
+        for block in blocks:
+            record = BlockRecord(number=int(block["number"], 16), hash=block["hash"], timestamp=int(block["timestamp"], 16),
+                                 tx_count=len(block["transactions"]), gas_used=int(block["gasUsed"], 16), seen_time=seen)
+            self.blocks.append(record)
+            for tx_hash in block["transactions"]:
+                tx = self.pending.pop(tx_hash, None)
+                if tx is not None:
+                    tx.status, tx.included_block, tx.included_time = "included", record.number, seen
+                    tx.block_timestamp = record.timestamp
+                    found += 1
+        self.next_block = head + 1
+        return found
+
+    def wait_all(self, timeout: float, interval: float = 0.2) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            self.poll()
+            if self.pending:
+                time.sleep(interval)
+        return not self.pending

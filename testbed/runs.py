@@ -1,0 +1,55 @@
+"""Run directories: every run has an id and its own directory holding its inputs, status,
+events and results, written atomically, so the directory alone explains the run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.state import write_json_atomic
+
+STATUSES = ("running", "passed", "failed", "error")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @classmethod
+    def create(cls, runs_dir: Path, kind: str) -> "RunDir":
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}"
+        root = runs_dir / run_id
+        root.mkdir(parents=True)
+        run = cls(root)
+        run.set_status("running")
+        return run
+
+    @property
+    def id(self) -> str:
+        return self.root.name
+
+    def set_status(self, status: str, **extra) -> None:
+        assert status in STATUSES, status
+        write_json_atomic(self.root / "status.json", {"status": status, "time": time.time(), **extra})
+
+    def write_json(self, name: str, data) -> Path:
+        path = self.root / name
+        write_json_atomic(path, data)
+        return path
+
+    def write_jsonl(self, name: str, rows) -> Path:
+        path = self.root / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+    def event(self, kind: str, **data) -> None:
+        with open(self.root / "events.jsonl", "a") as handle:
+            handle.write(json.dumps({"time": time.time(), "event": kind, **data}, sort_keys=True) + "\n")
