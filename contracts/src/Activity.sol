@@ -6,8 +6,8 @@ pragma solidity 0.8.28;
 /// (fixed at deployment) may record.
 contract Activity {
     enum Kind {
-        Published, // a listing created (amount: tokens minted with it)
-        Minted, // more tokens minted for a listing
+        Published, // a listing created
+        Minted, // tokens minted for a listing (its initial supply and any later mint)
         Sold, // tokens sold by the publisher org
         Bought, // tokens bought by the consumer org
         Requested, // a task opened (one token put in escrow)
@@ -53,20 +53,21 @@ contract Activity {
         _record(kind, org, tokenId, taskId, actor, amount);
     }
 
-    /// Two sides of one step (e.g. Sold by the publisher org, Bought by the buyer org).
+    /// Two counts of one step (e.g. Sold by the publisher org, Bought by the buyer org).
     function record2(
         Kind kindA,
         uint32 orgA,
+        uint64 amountA,
         Kind kindB,
         uint32 orgB,
+        uint64 amountB,
         uint256 tokenId,
         uint256 taskId,
-        address actor,
-        uint64 amount
+        address actor
     ) external {
         _onlyRecorder();
-        _record(kindA, orgA, tokenId, taskId, actor, amount);
-        _record(kindB, orgB, tokenId, taskId, actor, amount);
+        _record(kindA, orgA, tokenId, taskId, actor, amountA);
+        _record(kindB, orgB, tokenId, taskId, actor, amountB);
     }
 
     function _onlyRecorder() private view {

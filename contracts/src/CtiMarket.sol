@@ -98,7 +98,9 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
             _setSolver(tokenId, org, solvers[i], true);
         }
         _mintStock(tokenId, supply);
-        activity.record(Activity.Kind.Published, org, tokenId, 0, msg.sender, uint64(supply));
+        activity.record2(
+            Activity.Kind.Published, org, 1, Activity.Kind.Minted, org, uint64(supply), tokenId, 0, msg.sender
+        );
     }
 
     function mint(uint256 tokenId, uint256 amount) external {
@@ -158,7 +160,7 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
         proceeds[l.org] += cost;
         _safeTransferFrom(address(this), msg.sender, tokenId, amount, "");
         activity.record2(
-            Activity.Kind.Sold, l.org, Activity.Kind.Bought, org, tokenId, 0, msg.sender, uint64(amount)
+            Activity.Kind.Sold, l.org, uint64(amount), Activity.Kind.Bought, org, uint64(amount), tokenId, 0, msg.sender
         );
         if (msg.value > cost) _pay(msg.sender, msg.value - cost);
     }

@@ -39,26 +39,12 @@ contract Feedback {
 
     function rate(uint256 taskId, uint8 rating, string calldata comment) external {
         membership.requireRole(msg.sender, Roles.CONSUMER);
-        (uint256 tokenId, address consumer, uint32 consumerOrg, uint32 publisherOrg, Tasks.State state) =
-            tasks.outcome(taskId);
-        if (consumer != msg.sender) revert NotTaskConsumer(msg.sender, taskId);
-        if (state != Tasks.State.Finished) revert NotFinished(taskId);
-        if (ratingOf[taskId] != 0) revert AlreadyRated(taskId);
-        if (rating == 0 || rating > 5) revert BadRating(rating);
+        (uint256 tokenId, uint32 consumerOrg, uint32 publisherOrg) = _ratable(taskId, rating);
         ratingOf[taskId] = rating;
         ratingSum[tokenId] += rating;
         ratingCount[tokenId] += 1;
         emit Rated(taskId, tokenId, consumerOrg, rating, comment);
-        activity.record2(
-            Activity.Kind.FeedbackGiven,
-            consumerOrg,
-            Activity.Kind.FeedbackReceived,
-            publisherOrg,
-            tokenId,
-            taskId,
-            msg.sender,
-            1
-        );
+        _count(Activity.Kind.FeedbackGiven, consumerOrg, Activity.Kind.FeedbackReceived, publisherOrg, tokenId, taskId);
     }
 
     function like(uint256 tokenId) external {
@@ -69,8 +55,26 @@ contract Feedback {
         liked[tokenId][org] = true;
         likes[tokenId] += 1;
         emit Liked(tokenId, org, msg.sender);
-        activity.record2(
-            Activity.Kind.LikeGiven, org, Activity.Kind.LikeReceived, publisherOrg, tokenId, 0, msg.sender, 1
-        );
+        _count(Activity.Kind.LikeGiven, org, Activity.Kind.LikeReceived, publisherOrg, tokenId, 0);
+    }
+
+    function _ratable(uint256 taskId, uint8 rating)
+        private
+        view
+        returns (uint256 tokenId, uint32 consumerOrg, uint32 publisherOrg)
+    {
+        address consumer;
+        Tasks.State state;
+        (tokenId, consumer, consumerOrg, publisherOrg, state) = tasks.outcome(taskId);
+        if (consumer != msg.sender) revert NotTaskConsumer(msg.sender, taskId);
+        if (state != Tasks.State.Finished) revert NotFinished(taskId);
+        if (ratingOf[taskId] != 0) revert AlreadyRated(taskId);
+        if (rating == 0 || rating > 5) revert BadRating(rating);
+    }
+
+    function _count(Activity.Kind given, uint32 giver, Activity.Kind received, uint32 receiver, uint256 tokenId, uint256 taskId)
+        private
+    {
+        activity.record2(given, giver, 1, received, receiver, 1, tokenId, taskId, msg.sender);
     }
 }

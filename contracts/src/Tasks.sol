@@ -128,7 +128,7 @@ contract Tasks {
         market.consume(t.tokenId);
         emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Finished);
         activity.record2(
-            Activity.Kind.Solved, t.publisherOrg, Activity.Kind.Consumed, t.consumerOrg, t.tokenId, taskId, msg.sender, 1
+            Activity.Kind.Solved, t.publisherOrg, 1, Activity.Kind.Consumed, t.consumerOrg, 1, t.tokenId, taskId, msg.sender
         );
     }
 

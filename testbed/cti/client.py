@@ -1,0 +1,209 @@
+"""Typed wrappers for every CTI operation, for one organization account.
+
+    client = CtiClient(w3, deployment, private_key)
+    token = client.publish("5f1c...", "APT-X C2 domains", content_hash, price_wei=10**15, supply=100).result
+    other.buy(token)                       # pays price; change refunded
+    task = other.request(token, pubkey).result
+    client.accept(task); client.finish(task, result_hash, "https://...")
+    other.rate(task, 5)
+
+State-changing calls sign locally, wait for the receipt and return `Sent`; a revert
+raises ContractRevert (a ChainError) whose `error` is the Solidity error name and whose
+message gives the reason in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from testbed.cti.artifacts import CONTRACT_NAMES, load
+from testbed.cti.deploy import Deployment
+from testbed.cti.errors import as_revert
+from testbed.cti.model import Kind, Listing, Org, Role, Sent, Task, TaskState
+from testbed.cti.tx import Signer, contract_tx
+
+ZERO = "0x" + "00" * 20
+
+
+def bind(w3: Web3, deployment: Deployment) -> dict[str, Contract]:
+    """name -> web3 Contract at the deployed address."""
+    return {n: w3.eth.contract(address=deployment.address(n), abi=load(n).abi) for n in CONTRACT_NAMES}
+
+
+class CtiClient:
+    def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount | str, *,
+                 timeout: float = 120.0) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.account = account if isinstance(account, LocalAccount) else Account.from_key(account)
+        self.signer = Signer(w3, self.account, timeout=timeout)
+        self.c = bind(w3, deployment)
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _send(self, contract: str, function: str, *args: Any, value: int = 0,
+              created: tuple[str, str, str] | None = None) -> Sent:
+        operation = f"{contract}.{function}"
+        tx = contract_tx(self.c[contract], function, args, value)
+        receipt = self.signer.transact(operation, tx)
+        result = None
+        if created is not None:  # (contract, event, argument) carrying the new id
+            source, event, arg = created
+            logs = self.c[source].events[event]().process_receipt(receipt, errors=DISCARD)
+            result = int(logs[0]["args"][arg])
+        return Sent(tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block=receipt["blockNumber"],
+                    gas_used=receipt["gasUsed"], fee_wei=receipt["gasUsed"] * receipt["effectiveGasPrice"],
+                    result=result)
+
+    def _call(self, contract: str, function: str, *args: Any) -> Any:
+        try:
+            return self.c[contract].functions[function](*args).call({"from": self.address})
+        except Exception as exc:
+            revert = as_revert(f"{contract}.{function}", exc)
+            if revert is None:
+                raise
+            raise revert from exc
+
+    # ---- membership --------------------------------------------------------------------
+
+    def propose_admission(self, name: str, accounts: Sequence[str], roles: Sequence[int]) -> Sent:
+        """Propose a new org; `result` is the proposal id. Passes at once with one member."""
+        return self._send("Membership", "proposeAdmission", name, list(accounts), [int(r) for r in roles],
+                          created=("Membership", "ProposalCreated", "proposal"))
+
+    def propose_removal(self, org: int) -> Sent:
+        return self._send("Membership", "proposeRemoval", org, created=("Membership", "ProposalCreated", "proposal"))
+
+    def vote(self, proposal: int, support: bool = True) -> Sent:
+        return self._send("Membership", "vote", proposal, support)
+
+    # ---- catalog and sales -------------------------------------------------------------
+
+    def publish(self, misp_uuid: str, title: str, content_hash: bytes, price_wei: int, supply: int,
+                solvers: Sequence[str] | None = None) -> Sent:
+        """List a CTI and mint `supply` tokens; `result` is the token id. Solvers default to
+        this account (it must hold the solver role then)."""
+        solvers = [self.address] if solvers is None else list(solvers)
+        return self._send("CtiMarket", "publish", misp_uuid, title, bytes(content_hash), price_wei, supply,
+                          solvers, created=("CtiMarket", "Listed", "tokenId"))
+
+    def mint(self, token_id: int, amount: int) -> Sent:
+        return self._send("CtiMarket", "mint", token_id, amount)
+
+    def modify(self, token_id: int, title: str, price_wei: int) -> Sent:
+        return self._send("CtiMarket", "modify", token_id, title, price_wei)
+
+    def set_solver(self, token_id: int, solver: str, allowed: bool = True) -> Sent:
+        return self._send("CtiMarket", "setSolver", token_id, solver, allowed)
+
+    def withdraw_listing(self, token_id: int) -> Sent:
+        return self._send("CtiMarket", "withdrawListing", token_id)
+
+    def buy(self, token_id: int, amount: int = 1, *, value: int | None = None) -> Sent:
+        """Buy tokens paying `value` (default: exactly price x amount)."""
+        if value is None:
+            value = self.listing(token_id).price * amount
+        return self._send("CtiMarket", "buy", token_id, amount, value=value)
+
+    def withdraw_proceeds(self) -> Sent:
+        return self._send("CtiMarket", "withdrawProceeds")
+
+    # ---- tasks -------------------------------------------------------------------------
+
+    def request(self, token_id: int, encryption_key: bytes) -> Sent:
+        """Spend one token to request the data; `result` is the task id."""
+        return self._send("Tasks", "request", token_id, bytes(encryption_key),
+                          created=("Tasks", "TaskChanged", "taskId"))
+
+    def accept(self, task_id: int) -> Sent:
+        return self._send("Tasks", "accept", task_id)
+
+    def finish(self, task_id: int, result_hash: bytes, result_uri: str) -> Sent:
+        return self._send("Tasks", "finish", task_id, bytes(result_hash), result_uri)
+
+    def reject(self, task_id: int, reason: str) -> Sent:
+        return self._send("Tasks", "reject", task_id, reason)
+
+    def cancel(self, task_id: int) -> Sent:
+        return self._send("Tasks", "cancel", task_id)
+
+    def expire(self, task_id: int) -> Sent:
+        return self._send("Tasks", "expire", task_id)
+
+    # ---- feedback ----------------------------------------------------------------------
+
+    def rate(self, task_id: int, rating: int, comment: str = "") -> Sent:
+        return self._send("Feedback", "rate", task_id, rating, comment)
+
+    def like(self, token_id: int) -> Sent:
+        return self._send("Feedback", "like", token_id)
+
+    # ---- views -------------------------------------------------------------------------
+
+    def org_of(self, account: str | None = None) -> tuple[int, Role]:
+        """(org id, roles) of an account; (0, 0) if it belongs to no member org."""
+        org, roles = self._call("Membership", "orgOf", account or self.address)
+        return org, Role(roles)
+
+    def orgs(self) -> list[Org]:
+        out = []
+        for org_id in range(1, self._call("Membership", "orgCount") + 1):
+            name, active, accounts = self._call("Membership", "orgInfo", org_id)
+            out.append(Org(org_id, name, active, tuple(accounts)))
+        return out
+
+    def proposal(self, proposal_id: int) -> dict[str, Any]:
+        p = self._call("Membership", "proposal", proposal_id)
+        keys = ("kind", "status", "proposer_org", "target_org", "name", "accounts", "roles", "yes", "no")
+        return dict(zip(keys, p))
+
+    def activity(self, org: int | None = None) -> dict[str, int]:
+        """All counters of an org (default: this account's), by Kind name in lower case."""
+        if org is None:
+            org = self.org_of()[0]
+        counts = self._call("Activity", "countsOf", org)
+        return {kind.name.lower(): int(counts[kind]) for kind in Kind}
+
+    def listing(self, token_id: int) -> Listing:
+        org, withdrawn, price, content_hash, uuid, title = self._call("CtiMarket", "listing", token_id)
+        return Listing(token_id, org, withdrawn, price, bytes(content_hash), uuid, title)
+
+    def listing_count(self) -> int:
+        return self._call("CtiMarket", "listingCount")
+
+    def balance(self, token_id: int, account: str | None = None) -> int:
+        return self._call("CtiMarket", "balanceOf", account or self.address, token_id)
+
+    def inventory(self, token_id: int) -> int:
+        return self._call("CtiMarket", "inventory", token_id)
+
+    def proceeds(self, org: int | None = None) -> int:
+        return self._call("CtiMarket", "proceeds", self.org_of()[0] if org is None else org)
+
+    def task(self, task_id: int) -> Task:
+        t = self._call("Tasks", "task", task_id)
+        token, consumer, c_org, p_org, state, deadline, solver, rhash, uri, reason, key = t
+        return Task(task_id, token, consumer, c_org, p_org, TaskState(state), deadline,
+                    None if solver == ZERO else solver, None if not any(rhash) else bytes(rhash), uri, reason,
+                    bytes(key))
+
+    def task_count(self) -> int:
+        return self._call("Tasks", "taskCount")
+
+    def rating(self, token_id: int) -> tuple[int, int]:
+        """(sum of ratings, number of ratings) of a CTI."""
+        return self._call("Feedback", "ratingSum", token_id), self._call("Feedback", "ratingCount", token_id)
+
+    def likes(self, token_id: int) -> int:
+        return self._call("Feedback", "likes", token_id)
