@@ -118,7 +118,8 @@ def test_besu_command_and_init(tmp_path):
 # ---- GoQuorum build recipe ---------------------------------------------------------------------
 
 def test_goquorum_tool_recipe():
-    tool = toolchain.GO_TOOLS["goquorum"]
+    assert "goquorum" not in toolchain.GO_TOOLS  # `testbed toolchain` must not fail on it
+    tool = toolchain.ON_DEMAND_GO_TOOLS["goquorum"]
     assert tool.package == "github.com/ethereum/go-ethereum/cmd/geth"
     assert tool.binary_path().name == "geth" and "goquorum" in str(tool.binary_path().parent.parent)
     assert f"github.com/ConsenSys/quorum {toolchain.GOQUORUM_COMMIT}" in tool.wrapper_go_mod
