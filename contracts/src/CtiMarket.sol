@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 import {ERC1155} from "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
-import {Membership, Roles, WrongOrg} from "./Membership.sol";
+import {Membership, MissingRole, NotMember, Roles, WrongOrg} from "./Membership.sol";
 import {Activity} from "./Activity.sol";
 
 /// Catalog, tokens and sales in one ERC-1155 contract: one token id per CTI listing.
@@ -43,6 +43,7 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
     error BadListing(string why);
     error NotASolverOfOrg(address solver, uint32 org);
     error OwnListing(uint256 tokenId, uint32 org);
+    error PublisherRemoved(uint256 tokenId, uint32 org);
     error SoldOut(uint256 tokenId, uint256 requested, uint256 available);
     error Underpaid(uint256 required, uint256 sent);
     error NothingToWithdraw(uint32 org);
@@ -134,9 +135,12 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
         emit ListingChanged(tokenId, l.title, l.price, true);
     }
 
-    /// Pull payment: a publisher of the org receives all the org's proceeds.
+    /// Pull payment: a publisher of the org receives all the org's proceeds. An org removed
+    /// from the consortium can still collect what it earned while a member.
     function withdrawProceeds() external nonReentrant {
-        uint32 org = membership.requireRole(msg.sender, Roles.PUBLISHER);
+        (uint32 org, uint8 roles,) = membership.accountOf(msg.sender);
+        if (org == 0) revert NotMember(msg.sender);
+        if (roles & Roles.PUBLISHER == 0) revert MissingRole(msg.sender, Roles.PUBLISHER);
         uint256 amount = proceeds[org];
         if (amount == 0) revert NothingToWithdraw(org);
         proceeds[org] = 0;
@@ -153,6 +157,7 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
         Listing storage l = _exists(tokenId);
         if (l.withdrawn) revert ListingWithdrawn(tokenId);
         if (l.org == org) revert OwnListing(tokenId, org);
+        if (!membership.isActive(l.org)) revert PublisherRemoved(tokenId, l.org);
         uint256 stock = inventory(tokenId);
         if (amount == 0 || amount > stock) revert SoldOut(tokenId, amount, stock);
         uint256 cost = uint256(l.price) * amount; // < 2^192: price < 2^128, amount < 2^64

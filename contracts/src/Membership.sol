@@ -88,6 +88,16 @@ contract Membership {
         return (a.org, a.roles);
     }
 
+    /// The org an account was admitted with, even if that org has since been removed.
+    function accountOf(address account) external view returns (uint32 org, uint8 roles, bool active) {
+        Account memory a = _accounts[account];
+        return (a.org, a.roles, a.org != 0 && _orgs[a.org].active);
+    }
+
+    function isActive(uint32 id) external view returns (bool) {
+        return _orgs[id].active;
+    }
+
     /// Reverts with NotMember or MissingRole unless `account` holds `role`; returns its org.
     function requireRole(address account, uint8 role) public view returns (uint32 org) {
         uint8 roles;

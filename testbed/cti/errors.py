@@ -35,6 +35,7 @@ MESSAGES = {
     "BadListing": "bad listing: {why}",
     "NotASolverOfOrg": "{solver} is not a solver of org {org}",
     "OwnListing": "org {org} published CTI {tokenId} itself",
+    "PublisherRemoved": "CTI {tokenId} was published by org {org}, which is no longer a member",
     "SoldOut": "CTI {tokenId}: {requested} tokens requested, {available} left",
     "Underpaid": "payment too low: {required} wei required, {sent} wei sent",
     "NothingToWithdraw": "org {org} has no proceeds to withdraw",

@@ -1,0 +1,243 @@
+"""The whole CTI loop across several organizations, on the in-process py-evm chain."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.cti import ContractRevert, CtiClient, Deployment, Role, TaskState, check_deployed, deploy_with
+from testbed.cti.deploy import founding_roles
+from testbed.errors import ChainError, StateError
+from tests.unit.helpers_cti import TIMEOUT, address_for, build_world, content_hash, key_for, new_chain
+
+FOUR = ("acme", "bravo", "cyber", "delta")
+PRICE = 10**15
+
+
+@pytest.fixture(scope="module")
+def four():
+    """Four founding orgs, each with one all-roles account (the default role assignment)."""
+    chain = new_chain()
+    labels = [f"{o}.all" for o in FOUR] + ["echo.all", "operator"]
+    chain.fund([address_for(label) for label in labels])
+    dep = deploy_with(chain.w3, chain.w3.eth.chain_id, key_for("operator"),
+                      {o: [address_for(f"{o}.all")] for o in FOUR})
+    return chain, dep, chain.tester.take_snapshot()
+
+
+def clients(chain, dep, *labels):
+    return [CtiClient(chain.w3, dep, key_for(label)) for label in labels]
+
+
+def test_deployment_record_round_trips_and_checks(four, tmp_path):
+    chain, dep, _ = four
+    path = dep.save(tmp_path / "state" / "deployment.json")
+    loaded = Deployment.load(path)
+    assert loaded == dep
+    assert set(dep.contracts) == {"Membership", "Activity", "CtiMarket", "Tasks", "Feedback"}
+    assert dep.compiler_version.startswith("0.8.28")
+    assert len({r.address for r in dep.contracts.values()}) == 5
+    check_deployed(chain.w3, dep)
+    with pytest.raises(StateError, match="no CTI deployment record"):
+        Deployment.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"chain_id": 1}')
+    with pytest.raises(StateError, match="unreadable"):
+        Deployment.load(tmp_path / "bad.json")
+    other = new_chain()
+    with pytest.raises(StateError):
+        check_deployed(other.w3, dep.model_copy(update={"chain_id": other.w3.eth.chain_id}))
+
+
+def test_deploy_refuses_a_wrong_chain_id():
+    chain = new_chain()
+    with pytest.raises(ChainError, match="chain id"):
+        deploy_with(chain.w3, 12345, key_for("operator"), {"a": [address_for("a")]})
+
+
+def test_default_founding_roles_are_all_roles_with_overrides():
+    seeded = founding_roles({"a": [address_for("a0"), address_for("a1")]}, {address_for("a1"): 4})
+    assert [x.roles for x in seeded["a"]] == [int(Role.ALL), int(Role.CONSUMER)]
+    with pytest.raises(ChainError):
+        founding_roles({"a": []})
+
+
+def test_full_loop_across_four_orgs(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b, c, d = clients(chain, dep, *(f"{o}.all" for o in FOUR))
+    start = {x.address: chain.w3.eth.get_balance(x.address) for x in (a, b, c, d)}
+    fees = {x.address: 0 for x in (a, b, c, d)}
+
+    def paid(sent, who):
+        fees[who.address] += sent.fee_wei
+        return sent
+
+    # every org publishes one CTI; each other org buys one token of it
+    tokens = {}
+    for i, pub in enumerate((a, b, c, d)):
+        sent = paid(pub.publish(f"uuid-{i}", f"CTI of {i}", content_hash(f"c{i}"), PRICE * (i + 1), 5), pub)
+        tokens[pub.address] = sent.result
+    assert sorted(tokens.values()) == [1, 2, 3, 4]
+    for pub in (a, b, c, d):
+        for buyer in (a, b, c, d):
+            if buyer is pub:
+                continue
+            paid(buyer.buy(tokens[pub.address], value=pub.listing(tokens[pub.address]).price + 7), buyer)  # change
+    for pub in (a, b, c, d):
+        tok = tokens[pub.address]
+        assert pub.inventory(tok) == 2
+        assert pub.proceeds() == 3 * pub.listing(tok).price
+
+    # each buyer requests, the publisher's solver accepts and finishes, the buyer rates and likes
+    for pub in (a, b, c, d):
+        tok = tokens[pub.address]
+        for buyer in (a, b, c, d):
+            if buyer is pub:
+                continue
+            task = paid(buyer.request(tok, b"\x02" + bytes(32)), buyer).result
+            assert buyer.balance(tok) == 0 and pub.balance(tok, dep.address("Tasks")) == 1
+            paid(pub.accept(task), pub)
+            paid(pub.finish(task, content_hash(f"result {task}"), f"https://{task}.example/x"), pub)
+            t = buyer.task(task)
+            assert t.state is TaskState.FINISHED and t.solver == pub.address and t.result_uri.endswith("/x")
+            paid(buyer.rate(task, 1 + task % 5), buyer)
+            paid(buyer.like(tok), buyer)
+        assert pub.balance(tok, dep.address("Tasks")) == 0  # all consumed
+        assert pub.likes(tok) == 3
+        assert pub.rating(tok)[1] == 3
+
+    # pull payments
+    for pub in (a, b, c, d):
+        owed = pub.proceeds()
+        paid(pub.withdraw_proceeds(), pub)
+        assert pub.proceeds() == 0 and owed > 0
+    assert chain.w3.eth.get_balance(dep.address("CtiMarket")) == 0
+    for x in (a, b, c, d):  # each paid 3 prices (change refunded) and earned 3 x its own price
+        bought = sum(y.listing(tokens[y.address]).price for y in (a, b, c, d) if y is not x)
+        earned = 3 * x.listing(tokens[x.address]).price
+        assert chain.w3.eth.get_balance(x.address) == start[x.address] - fees[x.address] - bought + earned
+
+    # per-org activity: each org published 1, sold 3, bought 3, requested 3, solved 3, ...
+    for x in (a, b, c, d):
+        act = x.activity()
+        assert act["published"] == 1 and act["minted"] == 5
+        assert act["sold"] == act["bought"] == act["requested"] == 3
+        assert act["accepted"] == act["solved"] == act["consumed"] == 3
+        assert act["feedback_given"] == act["feedback_received"] == 3
+        assert act["like_given"] == act["like_received"] == 3
+        assert act["cancelled"] == act["expired"] == act["rejected"] == 0
+
+
+def test_cancel_reject_and_expire_return_the_token(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b = clients(chain, dep, "acme.all", "bravo.all")
+    tok = a.publish("uuid", "t", content_hash("x"), PRICE, 10).result
+    b.buy(tok, 3)
+    t1 = b.request(tok, b"k").result
+    b.cancel(t1)
+    assert b.task(t1).state is TaskState.CANCELLED and b.balance(tok) == 3
+    t2 = b.request(tok, b"k").result
+    a.reject(t2, "MISP event not found")
+    assert b.task(t2).state is TaskState.REJECTED and b.task(t2).reason == "MISP event not found"
+    t3 = b.request(tok, b"k").result
+    a.accept(t3)
+    with pytest.raises(ContractRevert) as err:
+        b.expire(t3)
+    assert err.value.error == "DeadlineNotPassed"
+    chain.w3.provider.ethereum_tester.time_travel(chain.w3.eth.get_block("latest")["timestamp"] + TIMEOUT + 1)
+    with pytest.raises(ContractRevert) as err:
+        a.finish(t3, content_hash("late"), "u")
+    assert err.value.error == "DeadlinePassed"
+    b.expire(t3)
+    assert b.task(t3).state is TaskState.EXPIRED and b.balance(tok) == 3
+    t4 = b.request(tok, b"k").result
+    a.accept(t4)
+    a.reject(t4, "abandoned: feed offline")  # an accepted task can be abandoned by its solver
+    assert b.balance(tok) == 3
+    with pytest.raises(ContractRevert) as err:
+        b.rate(t4, 5)
+    assert err.value.error == "NotFinished" and "not finished" in str(err.value)
+    act_a, act_b = a.activity(), b.activity()
+    assert (act_b["requested"], act_b["cancelled"], act_b["expired"], act_b["consumed"]) == (4, 1, 1, 0)
+    assert (act_a["rejected"], act_a["accepted"], act_a["solved"]) == (2, 2, 0)
+
+
+def test_underpayment_has_a_reason_and_change_is_refunded(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b = clients(chain, dep, "acme.all", "bravo.all")
+    tok = a.publish("uuid", "t", content_hash("x"), PRICE, 10).result
+    with pytest.raises(ContractRevert) as err:
+        b.buy(tok, 2, value=2 * PRICE - 1)
+    assert err.value.error == "Underpaid"
+    assert err.value.error_args == {"required": 2 * PRICE, "sent": 2 * PRICE - 1}
+    assert "payment too low" in str(err.value)
+    before = chain.w3.eth.get_balance(b.address)
+    sent = b.buy(tok, 2, value=5 * PRICE)
+    assert chain.w3.eth.get_balance(b.address) == before - 2 * PRICE - sent.fee_wei
+    assert chain.w3.eth.get_balance(dep.address("CtiMarket")) == 2 * PRICE
+    with pytest.raises(ContractRevert) as err:
+        b.buy(tok, 9)
+    assert err.value.error == "SoldOut" and err.value.error_args["available"] == 8
+
+
+def test_membership_admits_and_removes_by_majority(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b, c, d, e = clients(chain, dep, "acme.all", "bravo.all", "cyber.all", "delta.all", "echo.all")
+    prop = a.propose_admission("echo", [e.address], [int(Role.ALL)]).result
+    b.vote(prop, True)
+    assert e.org_of() == (0, 0)  # 2 of 4 is not a majority
+    with pytest.raises(ContractRevert) as err:
+        b.vote(prop, True)
+    assert err.value.error == "AlreadyVoted"
+    c.vote(prop, True)  # 3 of 4
+    assert e.org_of() == (5, Role.ALL)
+    assert [o.name for o in a.orgs()] == ["acme", "bravo", "cyber", "delta", "echo"]
+    # removal of delta: needs 3 of 5
+    tok = d.publish("uuid", "t", content_hash("x"), PRICE, 3).result
+    b.buy(tok)
+    task = b.request(tok, b"k").result
+    prop = a.propose_removal(4).result
+    b.vote(prop, False)
+    c.vote(prop, True)
+    assert d.org_of()[0] == 4
+    e.vote(prop, True)
+    assert d.org_of() == (0, 0)
+    with pytest.raises(ContractRevert) as err:
+        d.publish("uuid", "t", content_hash("x"), PRICE, 3)
+    assert err.value.error == "NotMember"
+    assert a.proposal(prop)["status"] == 2  # Passed
+    with pytest.raises(ContractRevert) as err:
+        d.accept(task)  # its solver can no longer work; the consumer cancels and keeps the token
+    assert err.value.error == "NotMember"
+    b.cancel(task)
+    assert b.balance(tok) == 1
+    d.withdraw_proceeds()
+    assert d.proceeds(4) == 0
+    # a proposal that can no longer pass is closed as rejected: 2 no of 4 members
+    prop = b.propose_removal(1).result
+    a.vote(prop, False)
+    c.vote(prop, False)
+    assert a.proposal(prop)["status"] == 3
+    with pytest.raises(ContractRevert) as err:
+        e.vote(prop, True)
+    assert err.value.error == "ProposalNotOpen"
+    # the removed org's listing no longer sells, but it keeps what it earned
+    with pytest.raises(ContractRevert) as err:
+        b.buy(tok)
+    assert err.value.error == "PublisherRemoved"
+
+
+def test_single_org_consortium_admits_alone_and_cannot_remove_itself():
+    w = build_world(orgs=("solo",))
+    solo = w.client("solo.pub")
+    newcomer = address_for("newcomer")
+    solo.propose_admission("second", [newcomer], [int(Role.CONSUMER)])
+    assert solo.org_of(newcomer) == (2, Role.CONSUMER)
+    prop = solo.propose_removal(2).result
+    assert solo.org_of(newcomer) == (2, Role.CONSUMER)  # 1 of 2 is not a majority
+    assert solo.proposal(prop)["status"] == 1
+    with pytest.raises(ContractRevert) as err:
+        solo.propose_admission("dup", [newcomer], [1])
+    assert err.value.error == "AccountTaken"
