@@ -179,6 +179,9 @@ class CtiClient:
         org, withdrawn, price, content_hash, uuid, title = self._call("CtiMarket", "listing", token_id)
         return Listing(token_id, org, withdrawn, price, bytes(content_hash), uuid, title)
 
+    def is_solver(self, token_id: int, account: str) -> bool:
+        return self._call("CtiMarket", "isSolver", token_id, account)
+
     def listing_count(self) -> int:
         return self._call("CtiMarket", "listingCount")
 
