@@ -119,7 +119,7 @@ class Network:
         self.state = state
         self.keys = keys
         self.client = get_client(spec.client)
-        self.backend = get_backend(spec.backend)
+        self.backend = get_backend(spec.backend, network=spec.name, state_dir=state.root)
         self.nodes = plan_nodes(spec, keys, self.backend)
         self.validator_rpc = self.client.validator_rpc(spec.consensus.engine)
 
@@ -137,7 +137,7 @@ class Network:
 
     @classmethod
     def create(cls, spec: NetworkSpec, *, source: str = "the spec", base: Path | None = None,
-               progress: Progress = _quiet, timeout: float | None = None) -> "Network":
+               progress: Progress = _quiet, timeout: float | None = None, ready_blocks: int = 3) -> "Network":
         state = StateDir.for_network(spec.name, base)
         if state.exists():
             old = cls.load(spec.name, base)
@@ -148,7 +148,7 @@ class Network:
             progress(f"replacing the stopped network state in {state.root}")
         elif state.root.exists():
             raise StateError(f"{state.root} exists but is not a network state directory", hint="move or remove it")
-        backend = get_backend(spec.backend)
+        backend = get_backend(spec.backend, network=spec.name, state_dir=state.root)
         client = get_client(spec.client)
         keys = NetworkKeys.generate(node_names(spec), {o.name: o.accounts for o in spec.organizations})
         check_ports_free(plan_nodes(spec, keys, backend), source)
@@ -163,7 +163,7 @@ class Network:
         try:
             network._write_state(binary, progress)
             network.start_all(progress)
-            network.wait_ready(progress=progress, timeout=timeout)
+            network.wait_ready(progress=progress, timeout=timeout, new_blocks=ready_blocks)
         except BaseException as exc:
             logs = network._abandon()
             if isinstance(exc, TestbedError) and logs:

@@ -14,10 +14,11 @@ def _registry() -> dict[str, type]:
     return {"local": LocalBackend}
 
 
-def get_backend(name: str, **options) -> Backend:
+def get_backend(name: str, *, network: str, state_dir) -> Backend:
+    """The backend for one network; `state_dir` is where it may keep its own records."""
     registry = _registry()
     try:
         factory = registry[name]
     except KeyError:
         raise SpecError(f"backend {name!r} is not available in this version; available backends: {', '.join(sorted(registry))}") from None
-    return factory(**options)
+    return factory(network=network, state_dir=state_dir)

@@ -14,6 +14,9 @@ from testbed.errors import NotSupportedError
 class LocalBackend:
     name = "local"
 
+    def __init__(self, network: str = "", state_dir: Path | None = None) -> None:
+        self.network = network
+
     def host_for(self, org_index: int, node_index: int) -> str:
         return "127.0.0.1"
 

@@ -97,7 +97,8 @@ class GethClient:
             "--networkid", str(spec.chain_id),
             "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
             "--nodiscover", "--nat", "none", "--ipcdisable",
-            "--maxpeers", str(len(peers) + 8),
+            # geth dials at most maxpeers/3 peers itself; leave room to dial every static peer
+            "--maxpeers", str(3 * (len(peers) + 1) + 8),
             "--port", str(p.p2p),
             "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", apis,
             "--http.vhosts", "*",

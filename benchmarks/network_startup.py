@@ -1,0 +1,95 @@
+"""Startup benchmark: seconds from `up` to the first block agreed by every node, and peak
+resident memory of all node processes, for the shipped 4- and 16-organization networks.
+
+Toolchain builds are excluded (the binary is built before timing). Writes
+benchmarks/results/network_startup.json. Targets (2 cores): <= 15 s for 4 orgs, <= 60 s for
+16 orgs, <= 8 GiB for 16 orgs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_sampler(network, stop: threading.Event, peak: dict) -> None:
+    while not stop.is_set():
+        total = 0
+        for node in network.nodes:
+            proc = network.state.read_pid(node.name)
+            if proc:
+                try:
+                    total += psutil.Process(proc.pid).memory_info().rss
+                except psutil.Error:
+                    pass
+        peak["bytes"] = max(peak.get("bytes", 0), total)
+        stop.wait(0.5)
+
+
+def measure(spec_path: Path, settle_seconds: float) -> dict:
+    from testbed.network import Network
+    from testbed.spec import load_network_spec
+
+    spec = load_network_spec(spec_path)
+    started = time.monotonic()
+    network = Network.create(spec, source=str(spec_path), ready_blocks=1, timeout=180)
+    first_agreed = time.monotonic() - started
+    stop, peak = threading.Event(), {}
+    sampler = threading.Thread(target=peak_rss_sampler, args=(network, stop, peak), daemon=True)
+    sampler.start()
+    try:
+        time.sleep(settle_seconds)
+        agreement = network.agreement(full=True)
+    finally:
+        stop.set()
+        sampler.join()
+        network.down(purge=True)
+    return {
+        "spec": spec_path.name, "organizations": len(spec.organizations), "nodes": len(network.nodes),
+        "client": spec.client, "engine": spec.consensus.engine, "block_period_s": spec.consensus.block_period,
+        "seconds_to_first_agreed_block": round(first_agreed, 2),
+        "peak_rss_all_nodes_mib": round(peak.get("bytes", 0) / 2**20, 1),
+        "agreed_after_settle": agreement.agreed, "height_after_settle": agreement.common_height,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("specs", nargs="*", default=["four-orgs.yaml", "sixteen-orgs.yaml"])
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds to keep the network running while sampling memory")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "network_startup.json")
+    args = parser.parse_args()
+
+    from testbed import toolchain
+
+    toolchain.ensure("geth", log=print)
+    os.environ["TESTBED_HOME"] = tempfile.mkdtemp(prefix="tb-bench-")
+    results = []
+    for name in args.specs:
+        path = Path(name) if Path(name).is_file() else ROOT / "scenarios" / "networks" / name
+        result = measure(path, args.settle)
+        print(json.dumps(result))
+        results.append(result)
+    doc = {
+        "benchmark": "network_startup", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                    "python": platform.python_version()},
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
