@@ -39,11 +39,11 @@ def bind(w3: Web3, deployment: Deployment) -> dict[str, Contract]:
 
 class CtiClient:
     def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount | str, *,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, gas_limit: int | None = None) -> None:
         self.w3 = w3
         self.deployment = deployment
         self.account = account if isinstance(account, LocalAccount) else Account.from_key(account)
-        self.signer = Signer(w3, self.account, timeout=timeout)
+        self.signer = Signer(w3, self.account, timeout=timeout, gas_limit=gas_limit)
         self.c = bind(w3, deployment)
 
     @property

@@ -144,7 +144,7 @@ def test_cancel_reject_and_expire_return_the_token(four):
     with pytest.raises(ContractRevert) as err:
         b.expire(t3)
     assert err.value.error == "DeadlineNotPassed"
-    chain.w3.provider.ethereum_tester.time_travel(chain.w3.eth.get_block("latest")["timestamp"] + TIMEOUT + 1)
+    chain.advance(TIMEOUT + 1)
     with pytest.raises(ContractRevert) as err:
         a.finish(t3, content_hash("late"), "u")
     assert err.value.error == "DeadlinePassed"
