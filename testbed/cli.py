@@ -185,6 +185,50 @@ def toolchain_cmd(check: bool = typer.Option(False, help="Only report; never bui
         out.print(f"{name} {tool.version}: {path or '[red]not built[/red]'}")
 
 
+validators_app = typer.Typer(help="Validator set: list per node, vote a node in or out.", no_args_is_help=False)
+app.add_typer(validators_app, name="validators")
+
+
+@validators_app.callback(invoke_without_command=True)
+def validators_list(ctx: typer.Context, network: Optional[str] = NetworkOpt) -> None:
+    """List the validator set each running node reports, and whether they agree."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from testbed import validators
+
+    net = resolve_network(network)
+    current = validators.view(net)
+    names = {n.address.lower(): n.name for n in net.nodes}
+    table = Table(title=f"validators of {net.name} ({net.validator_rpc.list_method})")
+    table.add_column("node")
+    table.add_column("validators")
+    for node, answer in current.per_node.items():
+        table.add_row(node, "[red]no answer[/red]" if answer is None else ", ".join(names.get(a, a) for a in answer))
+    out.print(table)
+    out.print("agreed" if current.agreed else "[red]NOT agreed[/red]")
+    raise typer.Exit(0 if current.agreed else 1)
+
+
+@validators_app.command("add")
+def validators_add(node: str = typer.Argument(..., help="Node to vote in, e.g. acme-cert-m1."), network: Optional[str] = NetworkOpt,
+                   timeout: float = typer.Option(90, help="Seconds to wait for every node to agree.")) -> None:
+    """Every current validator votes the node in; returns when every node reports it."""
+    from testbed import validators
+
+    net, name = resolve_node(node, network)
+    validators.change(net, name, add=True, timeout=timeout, progress=_progress)
+
+
+@validators_app.command("remove")
+def validators_remove(node: str = typer.Argument(..., help="Validator node to vote out."), network: Optional[str] = NetworkOpt,
+                      timeout: float = typer.Option(90, help="Seconds to wait for every node to agree.")) -> None:
+    """Every current validator votes the node out; returns when every node agrees."""
+    from testbed import validators
+
+    net, name = resolve_node(node, network)
+    validators.change(net, name, add=False, timeout=timeout, progress=_progress)
+
+
 @app.command()
 def demo(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
          transfers: int = typer.Option(50, help="Transfers per funded account."),

@@ -80,6 +80,9 @@ class ValidatorRpc:
 
     list_method: str  # params: [block tag] -> list of addresses
     propose_method: str  # params: [address, bool add]
+    discard_method: str | None = None  # params: [address]: drop a pending proposal once it is decided
+    start_sealing_method: str | None = None  # called on a node voted in, if it does not seal by itself
+    stop_sealing_method: str | None = None  # called on a node voted out, to keep its log quiet
 
 
 class ClientAdapter(Protocol):

@@ -75,13 +75,13 @@ class GethClient:
             RenderedFile("config.toml", static_nodes_toml(peers)),
             RenderedFile("data/geth/nodekey", node.key.private_key, secret=True),
         ]
-        if node.is_validator:
-            password = secrets.token_hex(24)
-            keystore = Account.encrypt(node.key.private_key, password, kdf="scrypt", iterations=KEYSTORE_SCRYPT_N)
-            files += [
-                RenderedFile("signer.password", password, secret=True),
-                RenderedFile(f"data/keystore/signer-{node.address.lower()[2:]}.json", json.dumps(keystore), secret=True),
-            ]
+        # every node can be voted in as a signer later, so every node carries its (fund-less) sealing key
+        password = secrets.token_hex(24)
+        keystore = Account.encrypt(node.key.private_key, password, kdf="scrypt", iterations=KEYSTORE_SCRYPT_N)
+        files += [
+            RenderedFile("signer.password", password, secret=True),
+            RenderedFile(f"data/keystore/signer-{node.address.lower()[2:]}.json", json.dumps(keystore), secret=True),
+        ]
         return files
 
     def init_command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, genesis_path: Path) -> list[str]:
@@ -111,20 +111,24 @@ class GethClient:
             "--verbosity", "3",
             *TXPOOL_FLAGS,
         ]
+        cmd += [
+            "--miner.etherbase", node.address,
+            "--unlock", node.address, "--password", str(node_dir / "signer.password"),
+            "--allow-insecure-unlock",  # geth requires it to unlock the sealing key while HTTP is on
+        ]
         if node.is_validator:
-            cmd += [
-                "--mine", "--miner.etherbase", node.address,
-                "--unlock", node.address, "--password", str(node_dir / "signer.password"),
-                "--allow-insecure-unlock",  # geth requires it to unlock the sealing key while HTTP is on
-            ]
+            cmd.append("--mine")
         return cmd
 
     def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
         return {}
 
     def validator_rpc(self, engine: str) -> ValidatorRpc:
-        return ValidatorRpc(list_method="clique_getSigners", propose_method="clique_propose")
+        return ValidatorRpc(list_method="clique_getSigners", propose_method="clique_propose",
+                            discard_method="clique_discard",
+                            start_sealing_method="miner_start", stop_sealing_method="miner_stop")
 
     def rpc_apis(self, engine: str) -> list[str]:
-        return ["eth", "net", "web3", "txpool", "clique"]
+        # miner: lets a member node voted in as a signer start sealing (bound to the node's own address)
+        return ["eth", "net", "web3", "txpool", "clique", "miner"]
 

@@ -1,0 +1,108 @@
+"""Validator-set changes through the client's real voting RPC (clique_*, istanbul_*, qbft_*/ibft_*).
+
+Every current validator is asked to vote; the change is done when every running node
+reports the new set. Reading the sets is a pure comparison over per-node answers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from testbed.chain.rpc import RpcClient, RpcError
+from testbed.errors import ChainError, StateError
+from testbed.network import Network
+
+
+@dataclass(frozen=True)
+class ValidatorView:
+    per_node: dict[str, tuple[str, ...] | None]  # None: the node did not answer
+
+    @property
+    def agreed(self) -> bool:
+        answers = [v for v in self.per_node.values() if v is not None]
+        return bool(answers) and len(answers) == len(self.per_node) and len(set(answers)) == 1
+
+    @property
+    def validators(self) -> tuple[str, ...]:
+        """The set most nodes report (ties broken by first seen)."""
+        answers = [v for v in self.per_node.values() if v is not None]
+        return max(answers, key=answers.count) if answers else ()
+
+
+def view(net: Network, only: list[str] | None = None) -> ValidatorView:
+    names = only or net.running_nodes()
+    result: dict[str, tuple[str, ...] | None] = {}
+    for name in names:
+        rpc = RpcClient(net.node(name).rpc_url)
+        try:
+            result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc.list_method, "latest")))
+        except RpcError:
+            result[name] = None
+        finally:
+            rpc.close()
+    return ValidatorView(result)
+
+
+def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, progress: Callable[[str], None] = lambda _: None) -> ValidatorView:
+    """Vote `node_name` into (add) or out of the validator set and wait until every running node agrees."""
+    target = net.node(node_name)
+    address = target.address.lower()
+    before = view(net)
+    if not before.agreed:
+        raise StateError("nodes do not agree on the current validator set; fix that first", hint="see 'testbed validators'")
+    current = set(before.validators)
+    if add and address in current:
+        raise StateError(f"{node_name} ({target.address}) is already a validator")
+    if not add and address not in current:
+        raise StateError(f"{node_name} ({target.address}) is not a validator")
+    if not add and len(current) == 1:
+        raise StateError("cannot remove the last validator")
+    if add and not net.process(node_name):
+        raise StateError(f"{node_name} is not running; start it before voting it in")
+    rpc_names = net.validator_rpc
+    voters = [n for n in net.nodes if n.address.lower() in current and net.process(n.name)]
+    progress(f"{len(voters)} validators vote to {'add' if add else 'remove'} {node_name} ({target.address})")
+    if add and rpc_names.start_sealing_method:
+        # start sealing first: the new signer's first in-turn slot comes soon after the vote passes
+        _call(target.rpc_url, rpc_names.start_sealing_method)
+    for voter in voters:
+        _call(voter.rpc_url, rpc_names.propose_method, target.address, add)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = view(net)
+        if now.agreed and (address in now.validators) == add:
+            break
+        time.sleep(0.5)
+    else:
+        now = view(net)
+        raise ChainError(f"validator vote for {node_name} not agreed after {timeout:.0f}s: "
+                         + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
+    if rpc_names.discard_method:
+        for voter in voters:
+            _call(voter.rpc_url, rpc_names.discard_method, target.address)
+    if not add and rpc_names.stop_sealing_method and net.process(node_name):
+        _call(target.rpc_url, rpc_names.stop_sealing_method)
+    progress(f"agreed by {len(now.per_node)} nodes: {len(now.validators)} validators")
+    return now
+
+
+def _call(url: str, method: str, *params) -> object:
+    rpc = RpcClient(url, timeout=10)
+    try:
+        return rpc.call(method, *params)
+    finally:
+        rpc.close()
+
+
+def block_signers(net: Network, first: int, last: int, node_name: str | None = None) -> dict[int, str]:
+    """Who sealed each block in [first, last] (Clique: clique_getSigner)."""
+    node = net.node(node_name) if node_name else net.nodes[0]
+    rpc = RpcClient(node.rpc_url)
+    try:
+        blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
+        signers = rpc.batch([("clique_getSigner", [b["hash"]]) for b in blocks], allow_errors=True)
+    finally:
+        rpc.close()
+    return {int(b["number"], 16): s.lower() for b, s in zip(blocks, signers) if isinstance(s, str)}
