@@ -185,6 +185,22 @@ def toolchain_cmd(check: bool = typer.Option(False, help="Only report; never bui
         out.print(f"{name} {tool.version}: {path or '[red]not built[/red]'}")
 
 
+@app.command()
+def deploy(network: Optional[str] = NetworkOpt,
+           force: bool = typer.Option(False, help="Deploy a new set even if one is recorded.")) -> None:
+    """Deploy the CTI contracts (client-side signed by the consortium operator); writes deployment.json."""
+    from testbed.contracts import deploy_to_network
+
+    net = resolve_network(network)
+    deployment = deploy_to_network(net, force=force, progress=_progress)
+    table = Table(title=f"CTI contracts on {net.name} (solc {deployment.compiler_version})")
+    for column in ("contract", "address", "block", "gas used"):
+        table.add_column(column)
+    for name, record in deployment.contracts.items():
+        table.add_row(name, record.address, str(record.block), str(record.gas_used))
+    out.print(table)
+
+
 validators_app = typer.Typer(help="Validator set: list per node, vote a node in or out.", no_args_is_help=False)
 app.add_typer(validators_app, name="validators")
 
