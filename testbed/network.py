@@ -8,6 +8,7 @@ failure on the way stops what was started and removes what was written.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import socket
@@ -67,7 +68,9 @@ def check_ports_free(nodes: list[NodePlan], spec_source: str) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     sock.bind((node.host, port))
-                except OSError:
+                except OSError as exc:
+                    if exc.errno == errno.EADDRNOTAVAIL:
+                        break  # the backend creates this address when it starts the node (netns)
                     raise StateError(
                         f"port {port} ({node.name} {label}) is already in use on {node.host}",
                         hint=f"set ports.base in {spec_source} to a free range, or stop what uses it",

@@ -10,8 +10,9 @@ __all__ = ["Backend", "NodeProcess", "get_backend"]
 
 def _registry() -> dict[str, type]:
     from testbed.backends.local import LocalBackend
+    from testbed.backends.netns import NetnsBackend
 
-    return {"local": LocalBackend}
+    return {"local": LocalBackend, "netns": NetnsBackend}
 
 
 def get_backend(name: str, *, network: str, state_dir) -> Backend:
