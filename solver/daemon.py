@@ -1,0 +1,391 @@
+"""The Solver: one organization's off-chain worker for its CTI tasks.
+
+    solver = Solver(w3, deployment, account, SolverConfig(workdir=..., intel=DirectoryStore(...)))
+    solver.run(stop_event)      # or solver.start_endpoint(); solver.reconcile(); solver.tick()
+
+Each tick (once per new head): read new task events of this org (solver.watch), look at
+every unfinished task in the journal, settle transactions that got mined, and move each
+task one or more steps: accept, encrypt, finish; or reject with a reason when the MISP
+event is missing or invalid or the consumer's key is unusable. Tasks another Solver of
+the org won are "lost", which is normal. The journal (solver.journal) makes all of it
+crash-safe; see `reconcile`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+
+from solver import journal as J
+from solver import records
+from solver.crypto import encrypt, normalize_public_key, result_hash
+from solver.delivery import DeliveryServer, outbox_path
+from solver.errors import IntelError, SolverError
+from solver.intel import IntelStore
+from solver.journal import Journal, TaskRow
+from solver.txs import TxSender
+from solver.watch import TaskWatcher
+from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
+from testbed.errors import ChainError
+
+log = logging.getLogger("solver")
+
+CRASH_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
+ENDPOINT_FILE = "endpoint.json"
+
+
+@dataclass
+class SolverConfig:
+    workdir: Path
+    intel: IntelStore
+    org_name: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (tests); the manager passes the recorded one
+    depth: int = 1  # confirmations before an event is read (0 on QBFT)
+    poll_interval: float = 0.25
+    rebroadcast_after: float = 8.0
+    gas_limit: int | None = None
+    records_dir: Path | None = None
+    crash_after: dict[str, int] = field(default_factory=dict)  # fault injection: SIGKILL self
+
+    @property
+    def journal_path(self) -> Path:
+        return Path(self.workdir) / "solver.sqlite"
+
+    @property
+    def outbox(self) -> Path:
+        return Path(self.workdir) / "outbox"
+
+
+class Solver:
+    def __init__(self, w3, deployment: Deployment, account: LocalAccount | str, config: SolverConfig) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.cfg = config
+        self.cti = CtiClient(w3, deployment, account, gas_limit=config.gas_limit)
+        self.account = self.cti.account
+        self.sender = TxSender(w3, self.account, gas_limit=config.gas_limit)
+        self.tasks = self.cti.c["Tasks"]
+        Path(config.workdir).mkdir(parents=True, exist_ok=True)
+        config.outbox.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(config.journal_path)
+        self.org_id = 0
+        self.watcher: TaskWatcher | None = None
+        self.server: DeliveryServer | None = None
+        self.nonce: int | None = None
+        self._crash_counts = dict(config.crash_after)
+        self._block_times: dict[int, int] = {}
+
+    # ---- set-up -----------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    @property
+    def endpoint(self) -> str:
+        if self.server is None:
+            raise SolverError("the delivery endpoint is not started")
+        return self.server.url
+
+    def start_endpoint(self) -> str:
+        self.server = DeliveryServer(self.cfg.host, self.cfg.port, self.journal, self.cfg.outbox,
+                                     self.deployment.chain_id, self.deployment.address("Tasks")).start()
+        return self.server.url
+
+    def connect(self) -> None:
+        """Learn this account's org (it must be a solver of a member org) and set up the watcher."""
+        org, roles = self.cti.org_of()
+        if org == 0:
+            raise SolverError(f"{self.address} is not an account of a member organization")
+        self.org_id = org
+        start = self.deployment.contracts["Tasks"].block
+        self.watcher = TaskWatcher(self.w3, self.tasks.address, self.journal, publisher_org=org,
+                                   depth=self.cfg.depth, start_block=start)
+        for key, value in (("chain_id", str(self.deployment.chain_id)), ("tasks", self.tasks.address),
+                           ("account", self.address), ("org_id", str(org))):
+            known = self.journal.meta(key)
+            if known is None:
+                self.journal.set_meta(key, value)
+            elif known != value:
+                raise SolverError(f"the journal {self.cfg.journal_path} belongs to {key} {known}, not {value}",
+                                  hint="the chain was redeployed: move the old solver directory away")
+
+    def reconcile(self) -> None:
+        """Before acting after a (re)start: re-send the exact bytes of every journaled transaction
+        that is not mined yet (same nonce, same hash), settle those that are, and continue
+        nonces after the highest one the journal or the node knows."""
+        for row in self.journal.tasks(active_only=True):
+            if row.pending_hash:
+                self._check_pending(row, force_send=True)
+        used = [t["nonce"] for t in self.journal.txs()]
+        self.nonce = max([self.sender.pending_nonce(), *(n + 1 for n in used)])
+        log.info("reconciled: %s; next nonce %d", self.journal.counts(), self.nonce)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        if self.server is None:
+            self.start_endpoint()
+        last_head: int | None = None
+        ready = False
+        backoff = self.cfg.poll_interval
+        while not stop.is_set():
+            try:
+                if not ready:
+                    self.connect()
+                    self.reconcile()
+                    ready = True
+                    self._write_endpoint()
+                    log.info("solver %s of org %d serving %s", self.address, self.org_id, self.endpoint)
+                head = self.w3.eth.block_number
+                if head != last_head:
+                    self.tick(head)
+                    last_head = head
+                backoff = self.cfg.poll_interval
+            except SolverError:
+                raise
+            except Exception as exc:  # the node is away or restarting: retry, slower
+                log.warning("chain access failed (%s: %s); retrying", exc.__class__.__name__, str(exc)[:200])
+                backoff = min(5.0, backoff * 2)
+            stop.wait(backoff)
+
+    def tick(self, head: int | None = None) -> None:
+        """Read new events, then move every unfinished task as far as it can go now."""
+        assert self.watcher is not None, "connect() first"
+        for event in self.watcher.poll(head):
+            self.journal.ensure(event.task_id, event.token_id,
+                                block=event.block if event.state == TaskState.PENDING else None)
+            if event.state == TaskState.PENDING:
+                row = self.journal.get(event.task_id)
+                if row and row.requested_block is None:
+                    self.journal.update(event.task_id, requested_block=event.block)
+        for row in self.journal.tasks(active_only=True):
+            try:
+                self.advance(row)
+            except ContractRevert as exc:
+                log.info("task %d: %s (will look again)", row.task_id, exc.reason)
+            except (ChainError, OSError) as exc:
+                log.warning("task %d: %s", row.task_id, exc)
+
+    # ---- one task ---------------------------------------------------------------------------
+
+    def advance(self, row: TaskRow) -> None:
+        for _ in range(4):  # a few steps per tick (e.g. accepted -> encrypted -> finish sent)
+            if row.pending_hash:
+                if not self._check_pending(row):
+                    return
+            elif not self._act(row):
+                return
+            new = self.journal.get(row.task_id)
+            if new is None or new.terminal or new == row:
+                if new is not None and new.terminal:
+                    self._record(new)
+                return
+            row = new
+
+    def _act(self, row: TaskRow) -> bool:
+        """One step from the chain's view of the task; False when there is nothing to do now."""
+        try:
+            task = self.cti.task(row.task_id)
+        except ContractRevert as exc:
+            if exc.error == "NoSuchTask":  # not visible at latest yet (or reorged away)
+                return False
+            raise
+        if row.consumer is None:
+            self.journal.update(row.task_id, consumer=task.consumer)
+        mine = task.solver is not None and task.solver.lower() == self.address.lower()
+        state = task.state
+        if state == TaskState.PENDING:
+            problem = self._problem(task)
+            if problem:
+                return self._send(row, "reject", [row.task_id, problem[:200]], J.REJECT_SENT, reason=problem)
+            try:
+                return self._send(row, "accept", [row.task_id], J.ACCEPT_SENT)
+            except ContractRevert as exc:
+                if exc.error == "BadState":
+                    return True  # someone was faster: look again
+                raise
+        if state == TaskState.ACCEPTED:
+            if not mine:
+                self.journal.update(row.task_id, step=J.LOST)
+                return True
+            if row.step != J.ENCRYPTED or not self._ciphertext_ok(row):
+                return self._encrypt(row, task)
+            if row.uri != self._uri(row.task_id):  # restarted on another endpoint before finishing
+                self.journal.update(row.task_id, uri=self._uri(row.task_id))
+                return True
+            try:
+                return self._send(row, "finish", [row.task_id, HexBytes(row.ct_hash), row.uri], J.FINISH_SENT)
+            except ContractRevert as exc:
+                if exc.error == "DeadlinePassed":
+                    return self._send(row, "reject", [row.task_id, "deadline passed before delivery"], J.REJECT_SENT,
+                                      reason="deadline passed before delivery")
+                raise
+        if state == TaskState.FINISHED:
+            self.journal.update(row.task_id, step=J.FINISHED if mine else J.LOST)
+            return True
+        if state == TaskState.REJECTED and row.step == J.REJECT_SENT:
+            self.journal.update(row.task_id, step=J.REJECTED)
+            return True
+        if state in (TaskState.CANCELLED, TaskState.EXPIRED, TaskState.REJECTED):
+            self.journal.update(row.task_id, step=J.CLOSED, reason=row.reason or task.reason or state.name.lower())
+            return True
+        return False
+
+    def _problem(self, task) -> str | None:
+        """Why this task cannot be delivered (reject reason), or None."""
+        try:
+            normalize_public_key(task.encryption_key)
+        except ValueError as exc:
+            return f"unusable encryption key: {exc}"
+        try:
+            self.cfg.intel.load(self.cti.listing(task.token_id).misp_uuid)
+        except IntelError as exc:
+            return f"MISP event unavailable: {exc.message}"
+        return None
+
+    def _encrypt(self, row: TaskRow, task) -> bool:
+        listing = self.cti.listing(task.token_id)
+        try:
+            plaintext = self.cfg.intel.load(listing.misp_uuid)
+            ciphertext = encrypt(task.encryption_key, plaintext)
+        except (IntelError, ValueError) as exc:
+            reason = f"MISP event unavailable: {exc}" if isinstance(exc, IntelError) else f"unusable encryption key: {exc}"
+            return self._send(row, "reject", [row.task_id, reason[:200]], J.REJECT_SENT, reason=reason)
+        path = outbox_path(self.cfg.outbox, row.task_id)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(ciphertext)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        digest = "0x" + result_hash(ciphertext).hex()
+        self.journal.update(row.task_id, step=J.ENCRYPTED, ct_hash=digest, uri=self._uri(row.task_id),
+                            encrypted_at=time.time())
+        self._crash("encrypted")
+        return True
+
+    def _uri(self, task_id: int) -> str:
+        return f"{self.endpoint}/v1/tasks/{task_id}"
+
+    def _ciphertext_ok(self, row: TaskRow) -> bool:
+        try:
+            data = outbox_path(self.cfg.outbox, row.task_id).read_bytes()
+        except OSError:
+            return False
+        return row.ct_hash is not None and "0x" + result_hash(data).hex() == row.ct_hash
+
+    # ---- transactions -----------------------------------------------------------------------
+
+    def _send(self, row: TaskRow, function: str, args: list, step: str, **fields) -> bool:
+        if self.nonce is None:
+            raise SolverError("reconcile() must run before the Solver sends anything")
+        signed = self.sender.sign(self.tasks, function, args, self.nonce)
+        stamp = {"accept": "accept_sent_at", "finish": "finish_sent_at"}.get(function)
+        if stamp:
+            fields[stamp] = time.time()
+        self.journal.record_tx(row.task_id, function, signed.tx_hash, signed.raw, signed.nonce, step, **fields)
+        self.nonce += 1
+        self._crash(f"{function}_signed")
+        self._transmit(row.task_id, signed.raw)
+        self._crash(f"{function}_sent")
+        log.info("task %d: %s sent (%s, nonce %d)", row.task_id, function, signed.tx_hash, signed.nonce)
+        return True
+
+    def _transmit(self, task_id: int, raw: bytes) -> None:
+        try:
+            self.sender.send(raw)
+        except Exception as exc:  # kept in the journal: re-sent on the next check
+            log.warning("task %d: sending failed (%s); will re-send the same bytes", task_id, str(exc)[:200])
+            return
+        self.journal.update(task_id, pending_sent=time.time())
+
+    def _check_pending(self, row: TaskRow, *, force_send: bool = False) -> bool:
+        """Settle a journaled transaction if mined; else (re-)send its bytes when due. True if settled."""
+        receipt = self.sender.receipt(row.pending_hash)
+        if receipt is None:
+            due = row.pending_sent is None or time.time() - row.pending_sent > self.cfg.rebroadcast_after
+            if force_send or due:
+                log.info("task %d: re-sending journaled %s %s", row.task_id, row.pending_kind, row.pending_hash)
+                self._transmit(row.task_id, row.pending_raw)
+            return False
+        ok = receipt["status"] == 1
+        block = receipt["blockNumber"]
+        kind = row.pending_kind
+        if not ok:  # reverted (e.g. two solvers accepted in one block): the chain decides what next
+            log.info("task %d: %s %s reverted in block %d", row.task_id, kind, row.pending_hash, block)
+            fallback = {J.ACCEPT_SENT: J.NEW, J.FINISH_SENT: J.ENCRYPTED, J.REJECT_SENT: J.NEW}.get(row.step, J.NEW)
+            self.journal.settle_tx(row.task_id, row.pending_hash, block, 0, fallback)
+            return True
+        if kind == "accept":
+            self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.ACCEPTED,
+                                   accepted_block=block, accepted_at=time.time())
+            self._crash("accepted")
+        elif kind == "finish":
+            self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.FINISHED,
+                                   finished_block=block, finished_at=time.time())
+            self._crash("finished")
+        else:
+            self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.REJECTED)
+        return True
+
+    # ---- records ----------------------------------------------------------------------------
+
+    def _block_time(self, number: int | None) -> int | None:
+        if number is None:
+            return None
+        if number not in self._block_times:
+            self._block_times[number] = int(self.w3.eth.get_block(number)["timestamp"])
+        return self._block_times[number]
+
+    def _record(self, row: TaskRow) -> None:
+        if row.recorded:
+            return
+        records.append(Path(self.cfg.records_dir or self.cfg.workdir), {
+            "side": "solver", "task": row.task_id, "token": row.token_id, "org": self.cfg.org_name,
+            "org_id": self.org_id, "solver": self.address, "outcome": row.step, "reason": row.reason,
+            "consumer": row.consumer, "result_hash": row.ct_hash, "uri": row.uri,
+            "requested_block": row.requested_block, "requested_time": self._block_time(row.requested_block),
+            "accepted_block": row.accepted_block, "accepted_time": self._block_time(row.accepted_block),
+            "finished_block": row.finished_block, "finished_time": self._block_time(row.finished_block),
+            "seen_at": row.seen_at, "accept_sent_at": row.accept_sent_at, "accepted_at": row.accepted_at,
+            "encrypted_at": row.encrypted_at, "finish_sent_at": row.finish_sent_at, "finished_at": row.finished_at,
+        })
+        self.journal.update(row.task_id, recorded=1)
+
+    # ---- fault injection --------------------------------------------------------------------
+
+    def _crash(self, point: str) -> None:
+        left = self._crash_counts.get(point)
+        if left is None:
+            return
+        self._crash_counts[point] = left - 1
+        if left - 1 <= 0:
+            log.warning("fault injection: SIGKILL after %s", point)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _write_endpoint(self) -> None:
+        data = {"url": self.endpoint, "pid": os.getpid(), "account": self.address, "org_id": self.org_id,
+                "started": time.time()}
+        path = Path(self.cfg.workdir) / ENDPOINT_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self.journal.close()

@@ -1,0 +1,21 @@
+"""Solver errors: every one a TestbedError with a user message (the CLI prints one line)."""
+
+from __future__ import annotations
+
+from testbed.errors import TestbedError
+
+
+class SolverError(TestbedError):
+    """The Solver or the consumer side could not do what was asked."""
+
+
+class IntelError(SolverError):
+    """The organization's intelligence store has no valid MISP event for a CTI."""
+
+
+class DeliveryError(SolverError):
+    """Fetching, verifying or decrypting a delivery failed."""
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status

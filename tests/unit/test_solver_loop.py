@@ -1,0 +1,194 @@
+"""The Solver and the consumer side on the in-process py-evm chain (eth-tester)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import requests
+from eth_account import Account
+
+from solver import journal as J
+from solver.consumer import Consumer
+from solver.crypto import decrypt, delivery_public_key, sign_fetch
+from solver.daemon import Solver, SolverConfig
+from solver.delivery import SIGNATURE_HEADER, fetch
+from solver.errors import DeliveryError
+from solver.intel import DirectoryStore
+from solver.records import load_tasks
+from solver.seed import publish_events, sample_event
+from testbed.cti import TaskState
+from testbed.cti import CtiClient, Role, deploy_with
+from tests.unit.helpers_cti import address_for, key_for, new_chain, world, world_once  # noqa: F401 (fixtures)
+
+GAS = 1_000_000
+
+
+class Rig:
+    """acme publishes (acme.pub) and solves (acme.sol); bravo consumes (bravo.con)."""
+
+    def __init__(self, world, tmp_path) -> None:
+        self.world = world
+        self.tmp = tmp_path
+        self.store = DirectoryStore(tmp_path / "intel")
+        self.pub = world.client("acme.pub")
+        rng = random.Random(7)
+        self.events = [sample_event(rng, "acme", i) for i in range(3)]
+        self.listings = publish_events(self.pub, self.store, self.events, solvers=[self.pub_solver_address()],
+                                       supply=50)
+        self.solver = self.make_solver("acme.sol", "solver")
+        self.consumer = Consumer(world.w3, world.deployment, key_for("bravo.con"), tmp_path / "consumer",
+                                 gas_limit=GAS)
+
+    def pub_solver_address(self) -> str:
+        return Account.from_key(key_for("acme.sol")).address
+
+    def make_solver(self, label: str, name: str, **changes) -> Solver:
+        config = SolverConfig(workdir=self.tmp / name, intel=self.store, org_name="acme", depth=0, gas_limit=GAS,
+                              **changes)
+        solver = Solver(self.world.w3, self.world.deployment, key_for(label), config)
+        solver.start_endpoint()
+        solver.connect()
+        solver.reconcile()
+        return solver
+
+    def settle(self, *solvers: Solver, rounds: int = 6) -> None:
+        for _ in range(rounds):
+            for s in solvers or (self.solver,):
+                s.tick()
+
+
+@pytest.fixture
+def rig(world, tmp_path):  # noqa: F811
+    r = Rig(world, tmp_path)
+    yield r
+    r.solver.close()
+    r.consumer.close()
+
+
+def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
+    token = rig.listings[0].token_id
+    task_id = rig.consumer.request(token)
+    rig.settle()
+    task = rig.consumer.cti.task(task_id)
+    assert task.state == TaskState.FINISHED
+    assert task.solver == rig.pub_solver_address()
+    assert task.result_uri == f"{rig.solver.endpoint}/v1/tasks/{task_id}"
+    assert rig.solver.journal.get(task_id).step == J.FINISHED
+    assert rig.consumer.poll() == 0
+    assert rig.consumer.status() == {"consumed": 1}
+    stored = list((rig.tmp / "consumer" / "received").glob(f"{task_id}-*.json"))
+    assert len(stored) == 1 and rig.listings[0].misp_uuid in stored[0].name
+    assert rig.consumer.cti.rating(token) == (5, 1)
+    merged = load_tasks([rig.tmp / "solver" / "tasks.jsonl", rig.tmp / "consumer" / "tasks.jsonl"])
+    row = merged[task_id]
+    assert row["solver"]["outcome"] == "finished" and row["consumer"]["outcome"] == "consumed"
+    assert row["request_to_finished"] >= 0 and row["request_to_consumed"] > 0
+    # exactly one accept and one finish were sent for the task, nothing else
+    assert [t["kind"] for t in rig.solver.journal.txs(task_id)] == ["accept", "finish"]
+
+
+def test_wrong_account_cannot_fetch_or_decrypt(rig):
+    task_id = rig.consumer.request(rig.listings[1].token_id)
+    rig.settle()
+    task = rig.consumer.cti.task(task_id)
+    chain_id, tasks = rig.world.deployment.chain_id, rig.world.deployment.address("Tasks")
+    url = task.result_uri
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, headers={SIGNATURE_HEADER: "0xdead"}, timeout=5).status_code == 401
+    other = key_for("cyber.con")
+    with pytest.raises(DeliveryError) as info:
+        fetch(url, task_id, other, chain_id, tasks)
+    assert info.value.status == 403
+    # a signature over another task id does not open this one either
+    wrong_task = requests.get(url, headers={SIGNATURE_HEADER: sign_fetch(key_for("bravo.con"), chain_id, tasks, task_id + 1)},
+                              timeout=5)
+    assert wrong_task.status_code == 403
+    ciphertext = fetch(url, task_id, key_for("bravo.con"), chain_id, tasks, expected_hash=task.result_hash)
+    with pytest.raises(DeliveryError, match="cannot decrypt"):
+        decrypt(other, ciphertext)
+    assert rig.listings[1].misp_uuid.encode() in decrypt(key_for("bravo.con"), ciphertext)
+
+
+def test_hash_mismatch_is_detected(rig):
+    task_id = rig.consumer.request(rig.listings[0].token_id)
+    rig.settle()
+    # the file served no longer matches what `finish` recorded on-chain
+    (rig.tmp / "solver" / "outbox" / f"{task_id}.bin").write_bytes(b"tampered")
+    with pytest.raises(DeliveryError, match="not the on-chain result hash"):
+        rig.consumer.fetch(task_id)
+    for _ in range(10):
+        rig.consumer.poll()
+    assert rig.consumer.status() == {"failed": 1}
+    assert rig.consumer.cti.rating(rig.listings[0].token_id) == (1, 1)
+
+
+def test_missing_or_invalid_misp_event_is_rejected_with_a_reason(rig):
+    missing, broken = rig.listings[0], rig.listings[1]
+    rig.store.path(missing.misp_uuid).unlink()
+    rig.store.path(broken.misp_uuid).write_text('{"Event": {"uuid": "%s"}}' % broken.misp_uuid)
+    t1 = rig.consumer.request(missing.token_id)
+    t2 = rig.consumer.request(broken.token_id)
+    rig.settle()
+    for task_id, words in ((t1, "no MISP event"), (t2, "info field")):
+        task = rig.consumer.cti.task(task_id)
+        assert task.state == TaskState.REJECTED
+        assert words in task.reason
+        assert rig.solver.journal.get(task_id).step == J.REJECTED
+    # the consumer got its tokens back and its loop closes the requests
+    assert rig.consumer.cti.balance(missing.token_id) == 1
+    rig.consumer.poll()
+    assert rig.consumer.status() == {"closed": 2}
+
+
+def test_bad_encryption_key_is_rejected(rig):
+    token = rig.listings[2].token_id
+    cti = rig.consumer.cti
+    cti.buy(token)
+    task_id = cti.request(token, b"\x01" * 40).result
+    rig.settle()
+    task = cti.task(task_id)
+    assert task.state == TaskState.REJECTED and "encryption key" in task.reason
+
+
+def test_two_solvers_of_one_org_share_work_through_the_race(tmp_path):
+    """acme runs two Solvers (two solver accounts); every task is finished exactly once, by one of them."""
+    chain = new_chain()
+    labels = ["acme.pub", "acme.s1", "acme.s2", "bravo.con", "operator"]
+    chain.fund([address_for(label) for label in labels])
+    roles = {address_for("acme.pub"): int(Role.PUBLISHER), address_for("acme.s1"): int(Role.SOLVER),
+             address_for("acme.s2"): int(Role.SOLVER), address_for("bravo.con"): int(Role.CONSUMER)}
+    dep = deploy_with(chain.w3, chain.w3.eth.chain_id, key_for("operator"),
+                      {"acme": [address_for(x) for x in labels[:3]], "bravo": [address_for("bravo.con")]},
+                      roles=roles)
+    store = DirectoryStore(tmp_path / "intel")
+    pub = CtiClient(chain.w3, dep, key_for("acme.pub"), gas_limit=GAS)
+    event = sample_event(random.Random(1), "acme", 0)
+    token = publish_events(pub, store, [event], solvers=[address_for("acme.s1"), address_for("acme.s2")])[0].token_id
+    solvers = []
+    for label in ("acme.s1", "acme.s2"):
+        s = Solver(chain.w3, dep, key_for(label),
+                   SolverConfig(workdir=tmp_path / label, intel=store, depth=0, gas_limit=GAS))
+        s.start_endpoint(); s.connect(); s.reconcile()
+        solvers.append(s)
+    consumer = Consumer(chain.w3, dep, key_for("bravo.con"), tmp_path / "consumer", gas_limit=GAS)
+    consumer.cti.buy(token, 6)
+    tasks = [consumer.request(token) for _ in range(6)]
+    for _ in range(8):
+        for s in (solvers if _ % 2 else solvers[::-1]):
+            s.tick()
+    steps = [[s.journal.get(t).step for s in solvers] for t in tasks]
+    assert all(sorted(pair) == [J.FINISHED, J.LOST] for pair in steps), steps
+    assert {consumer.cti.task(t).solver for t in tasks} <= {s.address for s in solvers}
+    consumer.wait_all(timeout=30)
+    assert consumer.status() == {"consumed": 6}
+    for s in solvers:
+        s.close()
+    consumer.close()
+
+
+def test_consumer_key_is_derived_and_stable():
+    key = key_for("bravo.con")
+    assert delivery_public_key(key) == delivery_public_key(key)
+    assert delivery_public_key(key) != delivery_public_key(key_for("cyber.con"))
+    assert len(delivery_public_key(key)) == 65
