@@ -265,6 +265,37 @@ def demo(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
     raise typer.Exit(0 if result.passed else 1)
 
 
+# ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
+
+@app.command(name="run")
+def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or directories of them."),
+            junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report here."),
+            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run directories go (default: runs/ in the state dir)."),
+            port_base: Optional[int] = typer.Option(None, "--port-base", help="Override ports.base of every scenario's network."),
+            keep: bool = typer.Option(False, help="Leave each network running afterwards."),
+            check: bool = typer.Option(False, "--check", help="Only validate the files; start nothing.")) -> None:
+    """Run incident scenarios: network up, steps, faults, agreement monitor; a verdict table; exit 0 only if all held."""
+    from testbed.scenario.cli_support import collect, render_verdicts, validate_all, write_junit
+    from testbed.scenario.engine import run_scenario
+
+    files = collect(paths)
+    overrides = {"port_base": port_base} if port_base else None
+    scenarios = validate_all(files, overrides)  # every file validated before anything starts
+    if check:
+        for s in scenarios:
+            out.print(f"ok  {s.source}  ({s.name}: {len(s.spec.steps)} steps, {len(s.spec.assertions)} assertions)")
+        return
+    results = []
+    for scenario in scenarios:
+        _progress(f"scenario {scenario.name} ({scenario.source})")
+        results.append(run_scenario(scenario, runs_dir=runs_dir, progress=_progress, keep=keep))
+    render_verdicts(out, results)
+    if junit:
+        write_junit(junit, results)
+        out.print(f"junit: {junit}")
+    raise typer.Exit(0 if results and all(r.passed for r in results) else 1)
+
+
 def main() -> None:
     try:
         app()

@@ -136,3 +136,148 @@ def find_state_mismatches(values_by_node: dict[str, dict[str, object]]) -> list[
                 found.append(StateMismatch(key, ref, a, other, b))
                 break
     return found
+
+
+# ---- over time: reorgs, stalls, liveness (pure; fed by the agreement monitor) -------------
+
+@dataclass(frozen=True)
+class Reorg:
+    """A node replaced blocks it had already shown: the hash at `height` changed.
+
+    `depth` counts the blocks the node dropped: from `height` up to the highest block it
+    had shown before (a head replaced by a sibling is depth 1).
+    """
+
+    node: str
+    height: int
+    old_hash: str
+    new_hash: str
+    depth: int
+    old_head: int
+
+    def __str__(self) -> str:
+        return (f"{self.node} reorganised {self.depth} block(s) from height {self.height}: "
+                f"{self.old_hash[:12]} -> {self.new_hash[:12]}")
+
+
+def find_reorgs(seen: dict[str, dict[int, str]], snapshots: list[NodeSnapshot]) -> list[Reorg]:
+    """Compare each reachable node's fresh hashes with the ones it showed before (`seen`).
+
+    One Reorg per node: at the lowest height whose hash changed, with the depth of what
+    was dropped. Heights a node never showed before are not reorgs.
+    """
+    found: list[Reorg] = []
+    for snap in snapshots:
+        before = seen.get(snap.node) or {}
+        if not snap.reachable or not before:
+            continue
+        changed = sorted(h for h, block_hash in snap.hashes.items() if h in before and before[h] != block_hash)
+        if not changed:
+            continue
+        low = changed[0]
+        old_head = max(before)
+        found.append(Reorg(snap.node, low, before[low], snap.hashes[low], old_head - low + 1, old_head))
+    return found
+
+
+def apply_hashes(seen: dict[str, dict[int, str]], snapshots: list[NodeSnapshot], reorgs: list[Reorg]) -> None:
+    """Fold fresh hashes into `seen`; after a reorg, drop the node's heights above its new head."""
+    for snap in snapshots:
+        if not snap.reachable:
+            continue
+        known = seen.setdefault(snap.node, {})
+        if any(r.node == snap.node for r in reorgs) and snap.head_number is not None:
+            for h in [h for h in known if h > snap.head_number]:
+                del known[h]
+        known.update(snap.hashes)
+
+
+@dataclass(frozen=True)
+class HeadPoint:
+    """One node's head at one moment (wall-clock seconds)."""
+
+    time: float
+    node: str
+    head: int | None  # None: the node did not answer
+
+
+@dataclass(frozen=True)
+class Stall:
+    """No live node's head advanced for `seconds` (from `start` to `end`) at height `height`."""
+
+    start: float
+    end: float
+    height: int
+    ongoing: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def __str__(self) -> str:
+        return f"no new block for {self.seconds:.1f}s at height {self.height}" + (" (still stalled)" if self.ongoing else "")
+
+
+def _network_head(points: list[HeadPoint]) -> list[tuple[float, int]]:
+    """(time, highest head any node reported at that time), in time order."""
+    by_time: dict[float, int] = {}
+    for p in points:
+        if p.head is not None:
+            by_time[p.time] = max(by_time.get(p.time, p.head), p.head)
+    return sorted(by_time.items())
+
+
+def find_stalls(points: list[HeadPoint], min_seconds: float, *, end: float | None = None) -> list[Stall]:
+    """Periods of at least `min_seconds` in which the highest head of the network did not grow."""
+    series = _network_head(points)
+    stalls: list[Stall] = []
+    if not series:
+        return stalls
+    since, height = series[0]
+    for t, head in series[1:]:
+        if head > height:
+            if t - since >= min_seconds:
+                stalls.append(Stall(since, t, height, False))
+            since, height = t, head
+    last = end if end is not None else series[-1][0]
+    if last - since >= min_seconds:
+        stalls.append(Stall(since, last, height, True))
+    return stalls
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Blocks per minute over a window, per node and for the network (highest head)."""
+
+    start: float
+    end: float
+    blocks: int  # growth of the network's highest head in the window
+    per_node: dict[str, int]  # growth of each node's head in the window (nodes that answered twice)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    @property
+    def blocks_per_min(self) -> float | None:
+        return self.blocks * 60 / self.seconds if self.seconds > 0 else None
+
+    def __str__(self) -> str:
+        rate = self.blocks_per_min
+        return (f"{self.blocks} blocks in {self.seconds:.1f}s" + (f" ({rate:.1f}/min)" if rate is not None else "")
+                + (f"; most by one node: {max(self.per_node.values())}" if self.per_node else ""))
+
+
+def liveness(points: list[HeadPoint], start: float, end: float) -> Liveness:
+    """Chain growth between `start` and `end`, from the head samples inside that window."""
+    inside = [p for p in points if start <= p.time <= end]
+    series = _network_head(inside)
+    blocks = series[-1][1] - series[0][1] if len(series) >= 2 else 0
+    per_node: dict[str, int] = {}
+    for node in sorted({p.node for p in inside}):
+        heads = [p.head for p in sorted(inside, key=lambda p: p.time) if p.node == node and p.head is not None]
+        if len(heads) >= 2:
+            per_node[node] = max(heads) - heads[0]
+    window_start = series[0][0] if series else start
+    window_end = series[-1][0] if series else end
+    return Liveness(window_start, window_end, max(blocks, 0), per_node)

@@ -1,0 +1,105 @@
+"""CTI steps of a scenario through the typed CtiClient: publish, buy, request, await delivery, feedback.
+
+Each organization acts with its first funded account through its own first node. The
+publisher lists every account of its organization as a solver of the CTI, so whichever
+account the organization's Solver uses may deliver. Delivery itself is the Solver's job
+(testbed.scenario.solvers); this module only waits for the task to be Finished on-chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+
+from eth_account import Account
+
+from testbed.errors import TestbedError
+
+TERMINAL_NOT_DELIVERED = ("CANCELLED", "EXPIRED", "REJECTED")
+
+
+class DeliveryFailed(TestbedError):
+    """A task did not reach Finished in time; the message carries the evidence."""
+
+
+class CtiActions:
+    def __init__(self, net, deployment, emit, views=None) -> None:
+        self.net, self.deployment, self.emit, self.views = net, deployment, emit, views
+        self.ctis: dict[str, int] = {}  # alias -> token id
+        self.tasks: dict[str, dict] = {}  # alias -> {id, org, cti, requested_block, ...}
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def client(self, org: str):
+        from testbed.cti import CtiClient, connect
+
+        with self._lock:
+            if org not in self._clients:
+                node = next(n for n in self.net.nodes if n.org == org)
+                key = self.net.keys.accounts[org][0].private_key
+                self._clients[org] = CtiClient(connect(node.rpc_url), self.deployment, key, timeout=90)
+            return self._clients[org]
+
+    def org_ids(self) -> dict[str, int]:
+        """Organization name -> on-chain org id (founding orgs are numbered in spec order)."""
+        orgs = self.client(self.net.spec.organizations[0].name).orgs()
+        return {o.name: o.org_id for o in orgs}
+
+    def publish(self, step) -> None:
+        from testbed.scenario.solvers import intel_for
+
+        accounts = [p.address for p in self.net.keys.accounts[step.org]]
+        intel = intel_for(self.net, step.org, f"{step.title} ({step.alias})")
+        misp_uuid, content = intel or (str(uuid.uuid4()), hashlib.sha256(f"{step.alias}:{step.title}".encode()).digest())
+        sent = self.client(step.org).publish(misp_uuid, step.title, content, step.price_wei, step.supply,
+                                             solvers=accounts)
+        self.ctis[step.alias] = sent.result
+        self.emit("cti_published", org=step.org, cti=step.alias, token=sent.result, block=sent.block, tx=sent.tx_hash)
+
+    def buy(self, step) -> None:
+        sent = self.client(step.org).buy(self.ctis[step.cti], step.amount)
+        self.emit("cti_bought", org=step.org, cti=step.cti, amount=step.amount, block=sent.block, tx=sent.tx_hash)
+
+    def request(self, step) -> None:
+        key = self.net.keys.accounts[step.org][0].private_key
+        public = Account.from_key(key)._key_obj.public_key.to_bytes()  # 64 bytes: the Solver encrypts to it
+        sent = self.client(step.org).request(self.ctis[step.cti], public)
+        self.tasks[step.alias] = {"id": sent.result, "org": step.org, "cti": step.cti, "requested_block": sent.block,
+                                  "requested_time": time.time(), "tx": sent.tx_hash}
+        if self.views is not None:
+            self.views.watch_task(sent.result)
+        self.emit("task_requested", org=step.org, cti=step.cti, task=step.alias, task_id=sent.result, block=sent.block)
+
+    def task_state(self, alias: str, org: str | None = None) -> str:
+        info = self.tasks[alias]
+        return self.client(org or info["org"]).task(info["id"]).state.name
+
+    def await_delivery(self, step) -> None:
+        deadline = time.monotonic() + step.timeout
+        waiting = list(step.tasks)
+        states: dict[str, str] = {}
+        while waiting:
+            for alias in list(waiting):
+                try:
+                    states[alias] = self.task_state(alias)
+                except Exception as exc:  # a node down for a moment: ask again
+                    states[alias] = f"unknown ({exc.__class__.__name__})"
+                if states[alias] == "FINISHED":
+                    waiting.remove(alias)
+                    self.tasks[alias]["finished_time"] = time.time()
+                    self.emit("task_delivered", task=alias, task_id=self.tasks[alias]["id"],
+                              seconds=round(time.time() - self.tasks[alias]["requested_time"], 2))
+                elif states[alias] in TERMINAL_NOT_DELIVERED:
+                    raise DeliveryFailed(f"task {alias} (id {self.tasks[alias]['id']}) ended {states[alias]}, not FINISHED")
+            if waiting and time.monotonic() > deadline:
+                detail = ", ".join(f"{a} (id {self.tasks[a]['id']}) is {states.get(a)}" for a in waiting)
+                raise DeliveryFailed(f"not delivered within {step.timeout:.0f}s: {detail}")
+            if waiting:
+                time.sleep(0.5)
+
+    def feedback(self, step) -> None:
+        info = self.tasks[step.task]
+        sent = self.client(info["org"]).rate(info["id"], step.rating, step.comment)
+        self.emit("feedback_given", task=step.task, task_id=info["id"], rating=step.rating, block=sent.block)

@@ -1,0 +1,444 @@
+"""The scenario engine: one composition root per run (network, run dir, event bus, monitor,
+fault ledger, load, CTI, Solvers), steps in order, at times and in parallel, faults healed in
+`finally`, then the assertions judged from what the run recorded.
+
+The run directory (runs/<id>/) alone explains the run:
+    scenario.json   the resolved scenario (network spec inlined)
+    status.json     running | passed | failed | error
+    events.jsonl    steps, faults (fault_injected / fault_healed with times), reorgs, load, checks
+    samples.jsonl   the agreement monitor's samples; monitor.json its verdict with evidence
+    txs.jsonl, blocks.jsonl   raw load records; tasks.json  task ids and final states per node
+    results.json    every assertion with its detail and evidence; logs/  node log tails
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from testbed.errors import TestbedError
+from testbed.runs import RunDir
+from testbed.scenario.assertions import AssertionResult, RunFacts, judge
+from testbed.scenario.events import EventBus
+from testbed.scenario.faults import FaultLedger
+from testbed.scenario.monitor import AgreementMonitor
+from testbed.scenario.resolve import Scenario, load_scenario
+from testbed.scenario.solvers import solver_control
+from testbed.state import state_root
+
+Progress = Callable[[str], None]
+QUIET_EVENTS = ("step_started",)
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class StepFailed(TestbedError):
+    """A step could not do what it says (the scenario fails; the message is the evidence)."""
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    run_dir: Path
+    status: str  # passed | failed | error
+    assertions: list[AssertionResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def failures(self) -> list[AssertionResult]:
+        return [a for a in self.assertions if not a.passed]
+
+
+def default_runs_dir() -> Path:
+    return state_root() / "runs"
+
+
+class ScenarioRun:
+    def __init__(self, scenario: Scenario, run: RunDir, bus: EventBus, progress: Progress) -> None:
+        self.scenario, self.run, self.bus, self.progress = scenario, run, bus, progress
+        self.net = None
+        self.ledger: FaultLedger | None = None
+        self.cti = None
+        self.views = None
+        self.solvers = None
+        self.paused: set[str] = set()
+        self.periods: dict[str, tuple[float, float]] = {}
+        self.step_errors: list[str] = []
+        self.load_results: list = []
+        self.deadline = 0.0
+        self.t0 = 0.0
+        self._lock = threading.Lock()
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def alive(self) -> list[str]:
+        return [n.name for n in self.net.nodes if n.name not in self.paused and self.net.process(n.name)]
+
+    def emit(self, kind: str, **data) -> None:
+        self.bus.emit(kind, **data)
+
+    # ---- steps ------------------------------------------------------------------------------
+    def run_steps(self, steps, where: str) -> None:
+        for i, step in enumerate(steps):
+            if self.step_errors and where == "steps":
+                return
+            self.run_step(step, f"{where}.{i}")
+
+    def run_step(self, step, where: str) -> None:
+        if step.at is not None:
+            delay = self.t0 + step.at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -1:
+                self.emit("step_late", step=where, at=step.at, late_s=round(-delay, 2))
+        if time.time() > self.deadline:
+            raise StepFailed(f"scenario timeout ({self.scenario.spec.timeout:.0f}s) reached before {where}")
+        label = step.label()
+        started = time.time()
+        self.emit("step_started", step=where, action=step.action, name=step.name)
+        try:
+            getattr(self, f"do_{step.action}")(step.body, where)
+        except TestbedError as exc:
+            with self._lock:
+                self.step_errors.append(f"{where} ({label}): {exc}")
+            self.emit("step_failed", step=where, action=step.action, name=step.name, error=str(exc))
+            if step.action != "parallel":
+                raise StepFailed(str(exc)) from None
+            raise
+        finally:
+            if step.name:
+                self.periods[step.name] = (started, time.time())
+        self.emit("step_finished", step=where, action=step.action, name=step.name,
+                  seconds=round(time.time() - started, 2))
+
+    def do_parallel(self, branches, where: str) -> None:
+        errors: list[str] = []
+
+        def branch(i: int, steps) -> None:
+            try:
+                for j, step in enumerate(steps):
+                    self.run_step(step, f"{where}.{i}.{j}")
+            except TestbedError as exc:
+                errors.append(str(exc))
+            except Exception as exc:  # a bug in a branch still fails the run, with its name
+                errors.append(f"{exc.__class__.__name__}: {exc}")
+                with self._lock:
+                    self.step_errors.append(f"{where}.{i}: {exc.__class__.__name__}: {exc}")
+
+        threads = [threading.Thread(target=branch, args=(i, b), name=f"branch-{i}") for i, b in enumerate(branches)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise StepFailed(f"{len(errors)} parallel branch(es) failed: {errors[0]}")
+
+    def do_wait(self, body, where: str) -> None:
+        if isinstance(body, float):
+            time.sleep(body)
+            return
+        from testbed.chain.rpc import RpcClient
+
+        def head() -> int:
+            for name in self.alive():
+                rpc = RpcClient(self.net.node(name).rpc_url, timeout=3)
+                try:
+                    return int(rpc.call("eth_blockNumber"), 16)
+                except TestbedError:
+                    continue
+                finally:
+                    rpc.close()
+            raise StepFailed("no live node answers")
+
+        target = head() + body.blocks
+        limit = time.monotonic() + body.timeout
+        while (now := head()) < target:
+            if time.monotonic() > limit:
+                raise StepFailed(f"waited {body.timeout:.0f}s for {body.blocks} blocks; the chain is at {now}, needed {target}")
+            time.sleep(0.3)
+
+    def _hold(self, fault, hold: float | None) -> None:
+        if hold is not None:
+            time.sleep(hold)
+            self.ledger.end(fault)
+            if fault.kind == "pause":
+                self.paused.discard(fault.target)
+
+    def do_crash(self, body, where: str) -> None:
+        self._hold(self.ledger.crash(body.node), body.hold)
+
+    def do_pause(self, body, where: str) -> None:
+        fault = self.ledger.pause(body.node)
+        self.paused.add(body.node)
+        self._hold(fault, body.hold)
+
+    def do_resume(self, body, where: str) -> None:
+        self.ledger.resume(body.node)
+        self.paused.discard(body.node)
+
+    def do_restart(self, body, where: str) -> None:
+        self.ledger.restart(body.node)
+        self.paused.discard(body.node)
+
+    def do_partition(self, body, where: str) -> None:
+        self._hold(self.ledger.partition([list(g) for g in body.groups]), body.hold)
+
+    def do_delay(self, body, where: str) -> None:
+        self._hold(self.ledger.delay(body.org, body.ms, body.jitter_ms, body.loss_pct), body.hold)
+
+    def do_heal(self, body, where: str) -> None:
+        self.ledger.heal()
+        self.paused.clear()
+
+    def do_load(self, body, where: str) -> None:
+        from testbed.scenario.load import TransferLoad
+
+        with self._lock:
+            index = len(self.load_results) + 1
+        result = TransferLoad(self.net, body, alive=self.alive, emit=self.emit, index=index).run()
+        with self._lock:
+            self.load_results.append(result)
+
+    def do_solver(self, body, where: str) -> None:
+        getattr(self.solvers, body.action)(body.org)
+        self.emit(f"solver_{body.action}ed" if body.action == "start" else "solver_stopped", org=body.org)
+
+    def _cti(self, action: str, body) -> None:
+        try:
+            getattr(self.cti, action)(body)
+        except TestbedError:
+            raise
+        except Exception as exc:  # web3 errors of a node that is down, etc.: the step failed, with what happened
+            raise StepFailed(f"{action}: {exc.__class__.__name__}: {str(exc)[:300]}") from None
+
+    def do_publish(self, body, where: str) -> None:
+        self._cti("publish", body)
+
+    def do_buy(self, body, where: str) -> None:
+        self._cti("buy", body)
+
+    def do_request(self, body, where: str) -> None:
+        self._cti("request", body)
+
+    def do_await_delivery(self, body, where: str) -> None:
+        if not self.solvers.available:
+            from testbed.scenario.solvers import MISSING
+
+            states = {a: self._state_or_error(a) for a in body.tasks}
+            self.emit("delivery_impossible", reason=MISSING, tasks=states)
+            # still wait: a Solver running outside this harness could deliver
+        self._cti("await_delivery", body)
+
+    def _state_or_error(self, alias: str) -> str:
+        try:
+            return self.cti.task_state(alias)
+        except Exception as exc:
+            return f"unknown ({exc.__class__.__name__})"
+
+    def do_feedback(self, body, where: str) -> None:
+        self._cti("feedback", body)
+
+    # ---- final facts ------------------------------------------------------------------------
+    def final_tasks(self) -> dict[str, dict]:
+        if self.cti is None or not self.cti.tasks:
+            return {}
+        from testbed.chain.rpc import RpcClient, RpcError
+
+        for alias, info in self.cti.tasks.items():
+            self.views.watch_task(info["id"])
+        views = {v.key: v for v in self.views.views() if v.kind == "task"}
+        out = {alias: {"id": info["id"], "org": info["org"], "states": {}} for alias, info in self.cti.tasks.items()}
+        for name in self.alive():
+            rpc = RpcClient(self.net.node(name).rpc_url, timeout=5)
+            try:
+                keys = [f"task {info['id']}" for info in self.cti.tasks.values()]
+                answers = rpc.batch([("eth_call", [{"to": views[k].to, "data": views[k].data}, "latest"]) for k in keys],
+                                    allow_errors=True)
+                for (alias, _), key, raw in zip(self.cti.tasks.items(), keys, answers):
+                    state = self.views.decode(views[key], raw) if isinstance(raw, str) else None
+                    out[alias]["states"][name] = state.upper() if isinstance(state, str) else None
+            except RpcError:
+                continue
+            finally:
+                rpc.close()
+        return out
+
+
+def _event_writer(run: RunDir) -> Callable[[dict], None]:
+    path = run.root / "events.jsonl"
+
+    def write(event: dict) -> None:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+    return write
+
+
+def _progress_printer(progress: Progress) -> Callable[[dict], None]:
+    def show(event: dict) -> None:
+        kind = event["event"]
+        if kind in QUIET_EVENTS:
+            return
+        details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "t", "event") and v is not None)
+        progress(f"[{event['t']:6.1f}s] {kind}" + (f": {details}" if details else ""))
+    return show
+
+
+def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = None, network=None,
+                 progress: Progress = _quiet, keep: bool = False,
+                 network_overrides: dict | None = None) -> ScenarioResult:
+    """Run one scenario. With `network`, run on that running network and leave it up."""
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario, network_overrides=network_overrides)
+    runs = Path(runs_dir) if runs_dir else default_runs_dir()
+    run = RunDir.create(runs, scenario.name)
+    run.write_json("scenario.json", scenario.resolved())
+    bus = EventBus()
+    bus.subscribe(_event_writer(run))
+    bus.subscribe(_progress_printer(progress))
+    ctx = ScenarioRun(scenario, run, bus, progress)
+    started = time.monotonic()
+    result = ScenarioResult(name=scenario.name, run_dir=run.root, status="error")
+    own_network = network is None
+    monitor: AgreementMonitor | None = None
+    try:
+        ctx.net = network or _network_up(scenario, progress)
+        bus.emit("network_ready", network=ctx.net.name, nodes=len(ctx.net.nodes), backend=ctx.net.spec.backend)
+        ctx.ledger = FaultLedger(ctx.net, bus.emit)
+        ctx.solvers = solver_control(ctx.net)
+        if scenario.deploy:
+            _deploy(ctx, progress)
+        monitor = AgreementMonitor(lambda: ctx.net.endpoints(ctx.alive()), validator_method=ctx.net.validator_rpc.list_method,
+                                   out_dir=run.root, interval=scenario.spec.monitor.interval,
+                                   recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
+                                   views=ctx.views, emit=bus.emit).start()
+        ctx.t0 = bus.t0 = time.time()  # event times count from the scenario's start
+        ctx.deadline = ctx.t0 + scenario.spec.timeout
+        bus.emit("scenario_started", scenario=scenario.name, steps=len(scenario.spec.steps))
+        try:
+            ctx.run_steps(scenario.spec.steps, "steps")
+        except StepFailed:
+            pass  # recorded in step_errors; the remaining steps are skipped, faults heal below
+        finally:
+            problems = ctx.ledger.heal_all(restart_crashed=not own_network or keep)
+            ctx.paused.clear()
+            for problem in problems:
+                bus.emit("heal_failed", problem=problem)
+            if ctx.solvers is not None and ctx.solvers.available:
+                try:
+                    ctx.solvers.stop_all()
+                except TestbedError as exc:
+                    bus.emit("solver_stop_failed", error=str(exc))
+        bus.emit("settling", seconds=scenario.spec.settle)
+        time.sleep(scenario.spec.settle)
+        end = time.time()
+        verdict = monitor.stop()
+        monitor = None
+        bus.emit("monitor_verdict", summary=verdict.summary())
+        tasks = ctx.final_tasks()
+        txs = [r for lr in ctx.load_results for r in lr.records]
+        blocks = [b for lr in ctx.load_results for b in lr.blocks]
+        facts = RunFacts(t0=ctx.t0, end=end, verdict=verdict, heads=[p for p in _heads(run)], periods=ctx.periods,
+                         txs=txs, blocks=blocks, tasks=tasks, step_errors=ctx.step_errors)
+        result.assertions = [judge(a, facts) for a in scenario.spec.assertions]
+        result.assertions += [AssertionResult(f"step {e.split(':')[0]}", "step", False, e, []) for e in ctx.step_errors]
+        for a in result.assertions:
+            bus.emit("check", name=a.name, passed=a.passed, detail=a.detail)
+        _write_records(run, ctx, txs, tasks)
+        result.status = "passed" if all(a.passed for a in result.assertions) else "failed"
+    except TestbedError as exc:
+        result.error = str(exc)
+        bus.emit("run_error", error=str(exc))
+    finally:
+        if monitor is not None:
+            try:
+                monitor.stop()
+            except Exception:
+                pass
+        if ctx.net is not None and ctx.ledger is not None and result.status == "error":
+            ctx.ledger.heal_all(restart_crashed=False)
+        if ctx.net is not None:
+            _keep_logs(run, ctx.net)
+        if ctx.net is not None and own_network and not keep:
+            progress(f"tearing down {ctx.net.name!r}")
+            ctx.net.down()
+        result.seconds = round(time.monotonic() - started, 2)
+        summary = {"scenario": scenario.name, "status": result.status, "seconds": result.seconds, "error": result.error,
+                   "assertions": [a.to_json() for a in result.assertions]}
+        run.write_json("results.json", summary)
+        run.set_status(result.status, seconds=result.seconds, **({"error": result.error} if result.error else {}))
+    return result
+
+
+def _network_up(scenario: Scenario, progress: Progress):
+    from testbed.network import Network
+
+    return Network.create(scenario.network, source=scenario.network_source, progress=progress)
+
+
+def _deploy(ctx: ScenarioRun, progress: Progress) -> None:
+    from testbed.contracts import deploy_to_network, deployment_of
+    from testbed.scenario.cti import CtiActions
+    from testbed.scenario.views import StateViews
+
+    net = ctx.net
+    if net.state.deployment_file.is_file():
+        deployment = deployment_of(net)
+        ctx.emit("contracts_reused", membership=deployment.address("Membership"))
+    else:
+        deployment = deploy_to_network(net, progress=progress)
+        ctx.emit("contracts_deployed", membership=deployment.address("Membership"))
+    ctx.cti = CtiActions(net, deployment, ctx.emit)
+    ctx.views = StateViews(deployment, ctx.cti.org_ids())
+    ctx.cti.views = ctx.views
+    if ctx.solvers.available:
+        for org in net.spec.organizations:
+            if org.solver:
+                try:
+                    ctx.solvers.start(org.name)
+                    ctx.emit("solver_started", org=org.name)
+                except TestbedError as exc:  # delivery steps will fail with this as evidence
+                    ctx.emit("solver_start_failed", org=org.name, error=str(exc))
+
+
+def _heads(run: RunDir):
+    from testbed.consensus import HeadPoint
+
+    path = run.root / "samples.jsonl"
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        for node, info in row["nodes"].items():
+            yield HeadPoint(row["time"], node, info.get("head"))
+
+
+def _write_records(run: RunDir, ctx: ScenarioRun, txs, tasks) -> None:
+    if txs:
+        rows = []
+        for lr in ctx.load_results:
+            rows += [{**r.to_json(), "phase": lr.phase} for r in lr.records]
+        run.write_jsonl("txs.jsonl", rows)
+        run.write_jsonl("blocks.jsonl", ({**vars(b), "phase": lr.phase} for lr in ctx.load_results for b in lr.blocks))
+        run.write_json("load.json", [lr.figures() for lr in ctx.load_results])
+    if ctx.cti is not None:
+        run.write_json("tasks.json", {"requested": ctx.cti.tasks, "final": tasks, "ctis": ctx.cti.ctis})
+    run.write_json("periods.json", {name: {"start": s - ctx.t0, "end": e - ctx.t0} for name, (s, e) in ctx.periods.items()})
+
+
+def _keep_logs(run: RunDir, net, lines: int = 200) -> None:
+    target = run.root / "logs"
+    target.mkdir(exist_ok=True)
+    for node in net.nodes:
+        try:
+            (target / f"{node.name}.log").write_text("\n".join(net.state.tail_log(node.name, lines)) + "\n")
+        except OSError:
+            pass

@@ -1,0 +1,226 @@
+"""Load phases of a scenario: a plain rate of client-signed transfers (testbed.chain.txs), or the
+Locust layer (testbed.load) behind the same seam once it offers a phase entry point.
+
+The plain driver signs EIP-1559 transfers from every sending organization's genesis
+accounts, sends them in JSON-RPC batches to the organization's own node (or, while that
+node is down or paused, to any live node: a client that talks to one node only is a known
+gap), reads inclusion from blocks, re-broadcasts the raw bytes of anything still pending
+while draining (same hash: idempotent), and finally confirms every inclusion from receipts
+on a live node, so a transaction dropped by a reorg is counted lost, not included.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from testbed.chain.rpc import RpcClient, RpcError
+from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxRecord, nonce_of
+from testbed.errors import ChainError, TestbedError
+from testbed.metrics import included_tps, latency_summary
+
+LOCUST_SEAM = "testbed.load.phase"  # expected: run_phase(network, phase, *, alive, emit, run_dir) -> LoadResult
+
+
+@dataclass
+class LoadResult:
+    phase: int
+    records: list[TxRecord] = field(default_factory=list)
+    blocks: list[BlockRecord] = field(default_factory=list)
+    resent: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+    def figures(self) -> dict:
+        included = [r for r in self.records if r.status == "included"]
+        rejected = [r for r in self.records if r.status == "rejected"]
+        lost = [r for r in self.records if r.status not in ("included", "rejected")]
+        ours: dict[int, int] = {}
+        for r in included:
+            ours[r.included_block] = ours.get(r.included_block, 0) + 1
+        stamps = {b.number: b.timestamp for b in self.blocks}
+        busy = [(stamps[n], c) for n, c in ours.items() if n in stamps]
+        return {
+            "phase": self.phase, "sent": len(self.records), "included": len(included), "rejected": len(rejected),
+            "lost": len(lost), "resent": self.resent, "tps": included_tps(busy),
+            "latency": latency_summary([r.latency for r in included if r.latency is not None]),
+            "seconds": round(self.finished - self.started, 3),
+            "first_rejection": rejected[0].error if rejected else None,
+            "lost_examples": [r.hash for r in lost[:5]],
+        }
+
+
+class _Sender:
+    def __init__(self, org: str, node: str, url: str, signer: TransferSigner, nonce: int, to: str) -> None:
+        self.org, self.node, self.url, self.signer, self.nonce, self.to = org, node, url, signer, nonce, to
+
+
+class TransferLoad:
+    """A constant rate of signed transfers for `phase.duration` seconds, then a drain."""
+
+    def __init__(self, net, phase, *, alive: Callable[[], list[str]], emit, index: int = 1, tick: float = 0.2) -> None:
+        self.net, self.phase, self.alive, self.emit, self.index, self.tick = net, phase, alive, emit, index, tick
+        self.raw: dict[str, str] = {}
+
+    def _url(self, node: str) -> str:
+        return self.net.node(node).rpc_url
+
+    def _live_urls(self, prefer: str) -> list[str]:
+        live = self.alive()
+        order = ([prefer] if prefer in live else []) + [n for n in live if n != prefer]
+        return [self._url(n) for n in order]
+
+    def _senders(self) -> list[_Sender]:
+        orgs = self.phase.orgs or [o.name for o in self.net.spec.organizations]
+        all_orgs = [o.name for o in self.net.spec.organizations]
+        senders: list[_Sender] = []
+        for org in orgs:
+            node = next(n.name for n in self.net.nodes if n.org == org)
+            to = self.net.keys.accounts[all_orgs[(all_orgs.index(org) + 1) % len(all_orgs)]][0].address
+            urls = self._live_urls(node)
+            if not urls:
+                raise ChainError("no live node to send load through")
+            rpc = RpcClient(urls[0], timeout=10)
+            try:
+                for pair in self.net.keys.accounts[org]:
+                    signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id)
+                    senders.append(_Sender(org, node, self._url(node), signer, nonce_of(rpc, signer.address), to))
+            finally:
+                rpc.close()
+        return senders
+
+    def _send(self, batch: list[tuple[_Sender, TxRecord, str]]) -> None:
+        """Send one node's share; on no answer, the same batch goes to the next live node."""
+        prefer = batch[0][0].node
+        results: list | None = None
+        for url in self._live_urls(prefer):
+            rpc = RpcClient(url, timeout=5)
+            try:
+                results = rpc.batch([("eth_sendRawTransaction", [raw]) for _, _, raw in batch], allow_errors=True)
+                node = next((n.name for n in self.net.nodes if n.rpc_url == url), url)
+                break
+            except RpcError:
+                continue
+            finally:
+                rpc.close()
+        now = time.time()
+        for (sender, record, _), result in zip(batch, results or [RpcError("no live node answered")] * len(batch)):
+            record.submit_time = now
+            if isinstance(result, RpcError) and "already known" not in str(result):
+                record.status, record.error = "rejected", str(result).split(": ", 2)[-1]
+                sender.nonce = min(sender.nonce, record.nonce)  # reuse the nonce: no gap behind a refused tx
+            else:
+                record.status, record.node = "submitted", node if results is not None else record.node
+
+    def run(self) -> LoadResult:
+        engine = self.phase.engine
+        if engine == "locust":
+            try:
+                module = importlib.import_module(LOCUST_SEAM)
+            except ImportError:
+                raise TestbedError(f"load engine 'locust' needs {LOCUST_SEAM}.run_phase, which is not in this tree yet",
+                                   hint="use 'engine: transfers' (the default) until the Locust layer lands") from None
+            return module.run_phase(self.net, self.phase, alive=self.alive, emit=self.emit)
+        result = LoadResult(phase=self.index)
+        senders = self._senders()
+        tracker_node = [self.alive()[0]]
+        tracker = InclusionTracker(RpcClient(self._url(tracker_node[0]), timeout=10),
+                                   int(RpcClient(self._url(tracker_node[0])).call("eth_blockNumber"), 16) + 1)
+        self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration,
+                  senders=len(senders), engine=engine)
+        result.started = start = time.time()
+        cycle = itertools.cycle(senders)
+        sent = 0
+        try:
+            while (elapsed := time.time() - start) < self.phase.duration:
+                due = int(self.phase.rate * elapsed) + 1 - sent
+                by_node: dict[str, list] = {}
+                for _ in range(max(0, due)):
+                    sender = next(cycle)
+                    tx_hash, raw = sender.signer.sign(sender.nonce, sender.to)
+                    record = TxRecord(hash=tx_hash, org=sender.org, node=sender.node, sender=sender.signer.address,
+                                      nonce=sender.nonce)
+                    sender.nonce += 1
+                    self.raw[tx_hash] = raw
+                    result.records.append(record)
+                    by_node.setdefault(sender.node, []).append((sender, record, raw))
+                    sent += 1
+                for batch in by_node.values():
+                    self._send(batch)
+                    tracker.watch([r for _, r, _ in batch])
+                self._poll(tracker, tracker_node)
+                time.sleep(max(0.0, self.tick - (time.time() - start - elapsed)))
+            self.emit("load_sending_done", phase=self.index, sent=sent)
+            self._drain(tracker, tracker_node, result)
+        finally:
+            tracker.rpc.close()
+            result.finished = time.time()
+            result.blocks = list(tracker.blocks)
+        self._confirm(result)
+        figures = result.figures()
+        self.emit("load_finished", **{k: v for k, v in figures.items() if k != "lost_examples"})
+        return result
+
+    def _poll(self, tracker: InclusionTracker, holder: list[str]) -> None:
+        try:
+            tracker.poll()
+        except (RpcError, KeyError, TypeError):
+            live = [n for n in self.alive() if n != holder[0]]
+            if live:  # the tracking node went down: read blocks from another, from where we were
+                tracker.rpc.close()
+                holder[0] = live[0]
+                tracker.rpc = RpcClient(self._url(live[0]), timeout=10)
+
+    def _drain(self, tracker: InclusionTracker, holder: list[str], result: LoadResult) -> None:
+        deadline = time.monotonic() + self.phase.drain
+        last_resend = time.monotonic()
+        while tracker.pending and time.monotonic() < deadline:
+            self._poll(tracker, holder)
+            if tracker.pending and time.monotonic() - last_resend > 5:
+                result.resent += self._rebroadcast(list(tracker.pending))
+                last_resend = time.monotonic()
+            time.sleep(0.3)
+        self._poll(tracker, holder)
+
+    def _rebroadcast(self, hashes: list[str]) -> int:
+        """Send pending transactions' raw bytes again to every live node (same hash; idempotent)."""
+        for name in self.alive():
+            rpc = RpcClient(self._url(name), timeout=5)
+            try:
+                for start in range(0, len(hashes), 200):
+                    rpc.batch([("eth_sendRawTransaction", [self.raw[h]]) for h in hashes[start:start + 200]],
+                              allow_errors=True)
+            except RpcError:
+                pass
+            finally:
+                rpc.close()
+        return len(hashes)
+
+    def _confirm(self, result: LoadResult) -> None:
+        """Receipts on a live node decide: included where the final chain says, else lost."""
+        live = self.alive()
+        if not live:
+            return
+        rpc = RpcClient(self._url(live[0]), timeout=30)
+        try:
+            watched = [r for r in result.records if r.status in ("included", "submitted")]
+            for start in range(0, len(watched), 300):
+                chunk = watched[start:start + 300]
+                receipts = rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in chunk], allow_errors=True)
+                for record, receipt in zip(chunk, receipts):
+                    if isinstance(receipt, dict) and receipt.get("blockNumber"):
+                        block = int(receipt["blockNumber"], 16)
+                        if record.status != "included" or record.included_block != block:
+                            record.included_block = block
+                            if record.included_time is None:
+                                record.included_time = time.time()
+                        record.status = "included"
+                    elif record.status == "included":
+                        record.status, record.error = "dropped", "included in a block the chain later dropped"
+        except RpcError:
+            pass
+        finally:
+            rpc.close()

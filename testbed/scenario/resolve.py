@@ -1,0 +1,197 @@
+"""Scenario file -> a validated Scenario: schema first, then every check that needs the network.
+
+Validation only: nothing is started, so a malformed file always ends in one SpecError
+naming file:line, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.errors import SpecError
+from testbed.network import node_names
+from testbed.spec.loader import load_model, parse_yaml_text, validate_text
+from testbed.spec.network import NetworkSpec
+from testbed.spec.scenario import ScenarioSpec, Step
+
+CTI_ACTIONS = ("publish", "buy", "request", "await_delivery", "feedback", "solver")
+NETWORK_FAULTS = ("partition", "delay")
+BACKENDS_WITHOUT_LINK_FAULTS = ("local",)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    spec: ScenarioSpec
+    network: NetworkSpec
+    source: str
+    network_source: str
+    step_names: tuple[str, ...] = ()
+    uses_cti: bool = False
+    lines: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def deploy(self) -> bool:
+        return self.spec.deploy if self.spec.deploy is not None else self.uses_cti
+
+    def resolved(self) -> dict:
+        """What the run directory records: the scenario with its network spec inlined."""
+        data = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["network"] = self.network.model_dump(mode="json")
+        return {"source": self.source, "network_source": self.network_source, "scenario": data}
+
+
+def load_scenario(path: Path | str, *, network_overrides: dict[str, Any] | None = None) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found", hint="give a scenario YAML file or a directory of them") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    return scenario_from_text(text, str(path), base_dir=path.parent, network_overrides=network_overrides)
+
+
+def scenario_from_text(text: str, source: str, *, base_dir: Path, network_overrides: dict[str, Any] | None = None) -> Scenario:
+    spec = validate_text(text, source, ScenarioSpec)
+    _, lines = parse_yaml_text(text, source)
+    if isinstance(spec.network, str):
+        net_path = Path(spec.network)
+        if not net_path.is_absolute():
+            net_path = base_dir / net_path
+        if not net_path.is_file():
+            raise SpecError(f"{source}:{lines.get(('network',), 1)}: network: no network spec at {net_path}",
+                            hint="give a path relative to the scenario file, or an inline network mapping")
+        network = load_model(net_path, NetworkSpec)
+        network_source = str(net_path)
+    else:
+        network, network_source = spec.network, f"{source} (inline)"
+    if network_overrides:
+        network = apply_overrides(network, network_overrides)
+    checker = _Checker(spec, network, source, lines)
+    checker.check()
+    return Scenario(spec=spec, network=network, source=source, network_source=network_source,
+                    step_names=tuple(checker.names), uses_cti=checker.uses_cti, lines=lines)
+
+
+def apply_overrides(network: NetworkSpec, overrides: dict[str, Any]) -> NetworkSpec:
+    """name=..., port_base=..., or any top-level field of the network spec."""
+    data = network.model_dump()
+    for key, value in overrides.items():
+        if key == "port_base":
+            data["ports"]["base"] = value
+        else:
+            data[key] = value
+    try:
+        return NetworkSpec.model_validate(data)
+    except ValueError as exc:
+        raise SpecError(f"network overrides {overrides}: {str(exc).splitlines()[0]}") from None
+
+
+class _Checker:
+    def __init__(self, spec: ScenarioSpec, network: NetworkSpec, source: str, lines: dict) -> None:
+        self.spec, self.network, self.source, self.lines = spec, network, source, lines
+        self.orgs = [o.name for o in network.organizations]
+        self.nodes = [n for names in node_names(network).values() for n in names]
+        self.ctis: set[str] = set()
+        self.tasks: set[str] = set()
+        self.names: list[str] = []
+        self.uses_cti = False
+
+    def fail(self, loc: tuple, message: str, hint: str | None = None) -> None:
+        probe = loc
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        key = ".".join(str(p) for p in loc)
+        raise SpecError(f"{self.source}:{self.lines.get(probe, 1)}: {key}: {message}", hint=hint)
+
+    def check(self) -> None:
+        self.steps(self.spec.steps, ("steps",))
+        if self.uses_cti and self.spec.deploy is False:
+            self.fail(("deploy",), "CTI steps need the contracts; remove 'deploy: false'")
+        for i, assertion in enumerate(self.spec.assertions):
+            live = assertion.liveness
+            if live and live.during and live.during not in self.names:
+                self.fail(("assertions", i, "liveness", "during"), f"no step is named {live.during!r}",
+                          hint=f"named steps: {', '.join(self.names) or 'none (give a step a name: ...)'}")
+            if live and live.start is not None and live.end is not None and live.end <= live.start:
+                self.fail(("assertions", i, "liveness", "to"), "the window ends before it starts")
+
+    def steps(self, steps: list[Step], loc: tuple) -> None:
+        for i, step in enumerate(steps):
+            self.step(step, loc + (i,))
+
+    def org(self, name: str, loc: tuple) -> None:
+        if name not in self.orgs:
+            self.fail(loc, f"no organization {name!r} in network {self.network.name!r}", hint=f"organizations: {', '.join(self.orgs)}")
+
+    def node(self, name: str, loc: tuple) -> None:
+        if name not in self.nodes:
+            self.fail(loc, f"no node {name!r} in network {self.network.name!r}", hint=f"nodes: {', '.join(self.nodes)}")
+
+    def step(self, step: Step, loc: tuple) -> None:
+        action, body = step.action, step.body
+        here = loc + (action,)
+        if step.name is not None:
+            if step.name in self.names:
+                self.fail(loc + ("name",), f"step name {step.name!r} is used twice")
+            self.names.append(step.name)
+        if action in CTI_ACTIONS:
+            self.uses_cti = True
+        if action == "parallel":
+            before_ctis, before_tasks = set(self.ctis), set(self.tasks)
+            defined_c, defined_t = set(), set()
+            for b, branch in enumerate(body):
+                self.ctis, self.tasks = set(before_ctis), set(before_tasks)  # a branch cannot use a sibling's aliases
+                self.steps(branch, here + (b,))
+                defined_c |= self.ctis - before_ctis
+                defined_t |= self.tasks - before_tasks
+            self.ctis, self.tasks = before_ctis | defined_c, before_tasks | defined_t
+        elif action == "publish":
+            self.org(body.org, here + ("org",))
+            if body.alias in self.ctis:
+                self.fail(here + ("as",), f"CTI alias {body.alias!r} is already defined")
+            self.ctis.add(body.alias)
+        elif action in ("buy", "request"):
+            self.org(body.org, here + ("org",))
+            if body.cti not in self.ctis:
+                self.fail(here + ("cti",), f"no CTI {body.cti!r} was published by an earlier step",
+                          hint=f"published: {', '.join(sorted(self.ctis)) or 'none'}")
+            if action == "request":
+                if body.alias in self.tasks:
+                    self.fail(here + ("as",), f"task alias {body.alias!r} is already defined")
+                self.tasks.add(body.alias)
+        elif action in ("await_delivery", "feedback"):
+            for j, task in enumerate(body.tasks if action == "await_delivery" else [body.task]):
+                if task not in self.tasks:
+                    self.fail(here + (("tasks", j) if action == "await_delivery" else ("task",)),
+                              f"no task {task!r} was requested by an earlier step",
+                              hint=f"requested: {', '.join(sorted(self.tasks)) or 'none'}")
+        elif action == "solver":
+            self.org(body.org, here + ("org",))
+        elif action == "load":
+            for j, org in enumerate(body.orgs or []):
+                self.org(org, here + ("orgs", j))
+        elif action in ("crash", "pause", "resume", "restart"):
+            self.node(body.node, here + ("node",))
+        elif action in NETWORK_FAULTS:
+            if self.network.backend in BACKENDS_WITHOUT_LINK_FAULTS:
+                self.fail(here, f"{action} needs a backend that controls links; network {self.network.name!r} uses "
+                          f"backend {self.network.backend!r}", hint="use 'backend: netns' in the network spec")
+            if action == "delay":
+                self.org(body.org, here + ("org",))
+            else:
+                seen: set[str] = set()
+                for g, group in enumerate(body.groups):
+                    if not group:
+                        self.fail(here + ("groups", g), "a partition group needs at least one organization")
+                    for j, org in enumerate(group):
+                        self.org(org, here + ("groups", g, j))
+                        if org in seen:
+                            self.fail(here + ("groups", g, j), f"organization {org!r} is in two groups")
+                        seen.add(org)
