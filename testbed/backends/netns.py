@@ -170,10 +170,15 @@ class NetnsBackend:
         return process.is_alive(proc)
 
     def stop(self, proc: NodeProcess, timeout: float = 20.0) -> None:
+        alive = process.is_alive(proc)
         process.stop(proc, timeout)
+        if alive:
+            process.wait_exited(proc)
 
     def kill(self, proc: NodeProcess) -> None:
-        process.kill(proc)
+        if process.is_alive(proc):
+            process.kill(proc)
+            process.wait_exited(proc)
 
     def pause(self, proc: NodeProcess) -> None:
         process.send(proc, signal.SIGSTOP)

@@ -115,3 +115,23 @@ def _wait_gone(proc: NodeProcess, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise BackendError(f"node {proc.name} (pid {proc.pid}) did not exit after SIGKILL")
+
+
+def wait_exited(proc: NodeProcess, timeout: float = 10.0) -> None:
+    """Wait until the pid has really exited (gone or a zombie, then reaped).
+
+    `_process` stops matching as soon as a dying process's command line empties, which is
+    before the kernel has closed its sockets; a restart right after a kill needs more.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            p = psutil.Process(proc.pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                if p.ppid() != os.getpid():
+                    return  # another process's child: its parent reaps it, nothing of it runs
+                _reap(proc.pid)  # a multi-threaded process is reapable only once every thread is gone
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    raise BackendError(f"{proc.name} (pid {proc.pid}) did not exit within {timeout:.0f}s")
