@@ -296,6 +296,59 @@ def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or
     raise typer.Exit(0 if results and all(r.passed for r in results) else 1)
 
 
+# ---- load and reports (issue 7): logic lives in testbed.load / testbed.report ----------------
+# Locust needs gevent's monkey-patching before ssl/socket are imported, so load runs in its own
+# process (`python -m testbed.load`); this command only parses and hands over.
+
+def _load_process(request: dict) -> dict:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], stdout=subprocess.PIPE, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode not in (0, 1) or not lines:
+        raise typer.Exit(proc.returncode or 2)
+    return json.loads(lines[-1])
+
+
+@app.command()
+def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ignored with --network)."),
+          network: Optional[str] = typer.Option(None, "--network", "-n", help="Bench this running network instead."),
+          rates: str = typer.Option("100,200,400,600,800,1000,1200,1500", help="Offered rates to step through, tx/s."),
+          step_seconds: float = typer.Option(20.0, help="Seconds per step."),
+          p95_limit: float = typer.Option(5.0, help="Stop when p95 submit->inclusion latency exceeds this (s)."),
+          min_ratio: float = typer.Option(0.95, help="Stop when included/offered falls below this."),
+          batch: int = typer.Option(10, help="Transactions per eth_sendRawTransaction batch."),
+          per_user_rate: float = typer.Option(25.0, help="At most this many tx/s per Locust user (= account)."),
+          keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running.")) -> None:
+    """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
+    try:
+        steps = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise StateError(f"--rates {rates!r}: give comma-separated numbers, e.g. 100,200,400") from None
+    if not network:
+        load_network_spec(spec)  # validate here: a spec error is reported before any process starts
+    answer = _load_process({
+        "command": "bench", "spec": None if network else str(spec.resolve()), "network": network, "rates": steps,
+        "keep": keep, "limits": {"min_ratio": min_ratio, "p95_limit_s": p95_limit, "step_seconds": step_seconds},
+        "options": {"batch_size": batch, "per_user_rate": per_user_rate},
+    })
+    result = answer["result"]
+    out.print(f"max sustainable included TPS: {result['max_sustainable_included_tps']}  ({result['stop_reason']})")
+    out.print(f"report: {Path(answer['run_dir']) / 'report.html'}")
+    raise typer.Exit(0 if result["agreement"]["agreed"] else 1)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<run id>).")) -> None:
+    """Re-render report.html and summary.json from a run directory alone (no network needed)."""
+    from testbed.report import render
+
+    if not run_dir.is_dir():
+        raise StateError(f"{run_dir} is not a directory", hint="give a run directory: <state>/<network>/runs/<id>")
+    html_path, json_path = render(run_dir)
+    out.print(f"report: {html_path}\nsummary: {json_path}")
+
+
 def main() -> None:
     try:
         app()

@@ -164,6 +164,10 @@ def run_demo(spec_path: Path, *, progress: Progress, transfers_per_account: int 
             "checks": [vars(c) for c in result.checks], "figures": result.figures,
         })
         run.set_status("passed" if result.passed else "failed")
+        from testbed.report import render  # the HTML report and summary.json, from the run dir alone
+
+        html_path, _ = render(run.root)
+        progress(f"report: {html_path}")
     except BaseException as exc:
         run.set_status("error", error=str(exc))
         raise

@@ -1,0 +1,98 @@
+"""Load accounts: one funded account per Locust user, so no nonce is ever shared.
+
+Genesis funds only the spec's organization accounts. Load needs many more senders (one per
+user, and a user offers at most a few tens of tx/s), so `make_accounts` creates throwaway
+keys in memory (never written to disk; they hold only load money) and `fund_accounts`
+sends each one `amount_wei` from its organization's first genesis account with
+client-signed transfers, waiting until every funding transfer is in a block. Each account
+then belongs to its organization and sends to that organization's node.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from testbed.chain.rpc import RpcClient
+from testbed.chain.txs import InclusionTracker, TransferSigner, TxRecord, nonce_of, send_batch, SignedTx
+from testbed.errors import ChainError
+
+FUNDING_WEI = 1_000 * 10**18  # a transfer costs at most 21000 * 10 gwei; this lasts millions of them
+
+
+@dataclass
+class LoadAccount:
+    org: str
+    node: str
+    rpc_url: str
+    signer: TransferSigner
+    nonce: int = 0
+    presigned: deque = field(default_factory=deque)  # (nonce, hash, raw)
+
+    @property
+    def address(self) -> str:
+        return self.signer.address
+
+    def presign_transfers(self, count: int, to: str) -> None:
+        """Sign `count` more transfers ahead of sending, continuing the nonce sequence."""
+        start = self.nonce + len(self.presigned)
+        for nonce in range(start, start + count):
+            self.presigned.append((nonce, *self.signer.sign(nonce, to)))
+
+    def take(self, count: int, to: str) -> list[tuple[int, str, str]]:
+        """The next `count` signed transfers (signing more if the pre-signed stock ran out)."""
+        if len(self.presigned) < count:
+            self.presign_transfers(count - len(self.presigned), to)
+        batch = [self.presigned.popleft() for _ in range(count)]
+        self.nonce = batch[-1][0] + 1
+        return batch
+
+
+def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
+    """`per_org` fresh accounts per organization, bound to that organization's first node."""
+    accounts: dict[str, list[LoadAccount]] = {}
+    for org in net.spec.organizations:
+        node = next(n for n in net.nodes if n.org == org.name)
+        accounts[org.name] = [
+            LoadAccount(org=org.name, node=node.name, rpc_url=node.rpc_url,
+                        signer=TransferSigner("0x" + secrets.token_hex(32), chain_id=net.spec.chain_id))
+            for _ in range(per_org)
+        ]
+    return accounts
+
+
+def fund_accounts(net, accounts: dict[str, list[LoadAccount]], *, amount_wei: int = FUNDING_WEI,
+                  timeout: float = 60, progress: Callable[[str], None] = lambda _: None) -> list[TxRecord]:
+    """Fund every load account from its organization's first genesis account; wait for inclusion."""
+    watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
+    tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
+    records: list[TxRecord] = []
+    try:
+        for org, group in accounts.items():
+            funder = net.keys.accounts[org][0]
+            rpc = RpcClient(group[0].rpc_url, timeout=30)
+            try:
+                signer = TransferSigner(funder.private_key, chain_id=net.spec.chain_id)
+                start = nonce_of(rpc, funder.address)
+                signed = []
+                for i, account in enumerate(group):
+                    tx_hash, raw = signer.sign(start + i, account.address, value=amount_wei)
+                    record = TxRecord(hash=tx_hash, org=org, node=group[0].node, sender=funder.address, nonce=start + i)
+                    signed.append(SignedTx(record=record, raw=raw))
+                send_batch(rpc, signed)
+            finally:
+                rpc.close()
+            rejected = [s.record for s in signed if s.record.status == "rejected"]
+            if rejected:
+                raise ChainError(f"funding load accounts of {org}: {len(rejected)} transfers rejected "
+                                 f"(first: {rejected[0].error})")
+            tracker.watch([s.record for s in signed])
+            records += [s.record for s in signed]
+        progress(f"funding {len(records)} load accounts from the organizations' genesis accounts")
+        if not tracker.wait_all(timeout):
+            raise ChainError(f"{len(tracker.pending)} funding transfers not included after {timeout:.0f}s")
+    finally:
+        watch.close()
+    return records

@@ -1,0 +1,212 @@
+"""The load context: everything a run's users share, attached to Locust's Environment.
+
+`Environment` stays the one composition root: `LoadContext.attach(env, ...)` hangs the
+context on `env.testbed`; users and shapes reach it through their environment, never
+through a global. The context owns the account pool, the recorder, the current target
+rate, and three background greenlets:
+
+- block watcher: polls one node every `poll_interval` s, reads each new block once,
+  marks the load transactions it holds and fires an `inclusion` request event per
+  transaction with its submit->inclusion latency (ms), once per transaction: after a
+  reorg the raw record follows the canonical block, the event is not fired again;
+- head sampler: every second, every node's head (for per-node head lag);
+- resource sampler: every second, CPU and RSS of every node process and of this process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import gevent
+import psutil
+
+from testbed.chain.rpc import RpcClient, RpcError
+from testbed.load.accounts import LoadAccount
+from testbed.load.records import Recorder, TxRow
+
+INCLUSION = "inclusion"  # request_type of inclusion events
+SUBMIT = "eth_sendRawTransaction"  # request_type of submission events
+
+
+class LoadContext:
+    def __init__(self, environment, net, accounts: dict[str, list[LoadAccount]], *, batch_size: int = 10,
+                 per_user_rate: float = 25.0, poll_interval: float = 0.1) -> None:
+        self.environment = environment
+        self.net = net
+        self.recorder = Recorder()
+        self.batch_size = batch_size
+        self.per_user_rate = per_user_rate
+        self.poll_interval = poll_interval
+        self.target_rate: float | None = None  # set by the shape; None = users x per_user_rate
+        self.free: dict[str, list[LoadAccount]] = {org: list(group) for org, group in accounts.items()}
+        self.busy: dict[str, int] = defaultdict(int)
+        orgs = list(accounts)
+        # each org pays the next org's first genesis account: traffic crosses organizations
+        self.recipient = {org: net.keys.accounts[orgs[(i + 1) % len(orgs)]][0].address for i, org in enumerate(orgs)}
+        self._greenlets: list[gevent.Greenlet] = []
+        self._watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
+        self.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
+        self.t0 = time.time()
+
+    @classmethod
+    def attach(cls, environment, net, accounts, **options) -> "LoadContext":
+        ctx = cls(environment, net, accounts, **options)
+        environment.testbed = ctx
+        return ctx
+
+    @property
+    def max_users(self) -> int:
+        return sum(len(g) for g in self.free.values()) + sum(self.busy.values())
+
+    # ---- accounts --------------------------------------------------------------------------
+    def acquire(self) -> LoadAccount:
+        """A free account from the organization with the fewest active users (spreads load over nodes)."""
+        org = min((o for o in self.free if self.free[o]), key=lambda o: self.busy[o], default=None)
+        if org is None:
+            raise RuntimeError(f"no free load account: more users than the {self.max_users} funded accounts")
+        self.busy[org] += 1
+        return self.free[org].pop()
+
+    def release(self, account: LoadAccount) -> None:
+        self.busy[account.org] -= 1
+        self.free[account.org].append(account)
+
+    def current_rate(self) -> float:
+        users = self.environment.runner.user_count if self.environment.runner else 0
+        return self.target_rate if self.target_rate is not None else users * self.per_user_rate
+
+    # ---- submission ------------------------------------------------------------------------
+    def submit(self, rpc: RpcClient, account: LoadAccount, batch: list[tuple[int, str, str]], kind: str) -> None:
+        """Send pre-signed (nonce, hash, raw) in one JSON-RPC batch; record every row; fire events."""
+        fire = self.environment.events.request.fire
+        start = time.time()
+        # rows are recorded before sending: a user stopped mid-call still leaves every tx accounted for
+        rows = [TxRow(tx_hash, account.org, account.node, account.address, nonce, kind, start) for nonce, tx_hash, _ in batch]
+        for row in rows:
+            self.recorder.submitted(row)
+        t = time.perf_counter()
+        try:
+            results = rpc.batch([(SUBMIT, [raw]) for _, _, raw in batch], allow_errors=True)
+            transport_error = None
+        except RpcError as exc:  # no answer: the node may still have taken some; keep them pending
+            results, transport_error = [None] * len(batch), str(exc)
+        elapsed_ms = (time.perf_counter() - t) * 1000
+        rejected = 0
+        for row, result in zip(rows, results):
+            if isinstance(result, RpcError):
+                rejected += 1
+                self.recorder.reject(row, str(result).split(": ", 2)[-1])
+            elif transport_error:
+                row.error = transport_error
+        name = f"{kind} x{len(batch)}"
+        if transport_error or rejected:
+            fire(request_type=SUBMIT, name=name, response_time=elapsed_ms, response_length=len(batch), context={},
+                 exception=RuntimeError(transport_error or f"{rejected} of {len(batch)} rejected"))
+            account.presigned.clear()  # nonces may now have a gap: resynchronise from the node
+            try:
+                account.nonce = int(rpc.call("eth_getTransactionCount", account.address, "pending"), 16)
+            except RpcError:
+                pass
+        else:
+            fire(request_type=SUBMIT, name=name, response_time=elapsed_ms, response_length=len(batch), context={},
+                 exception=None)
+
+    # ---- background ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._greenlets = [gevent.spawn(self._watch_blocks), gevent.spawn(self._sample_heads),
+                           gevent.spawn(self._sample_resources)]
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets, block=True, timeout=5)
+        self._watch.close()
+
+    def poll_blocks(self) -> int:
+        head = int(self._watch.call("eth_blockNumber"), 16)
+        if head < self.next_block:
+            return 0
+        blocks = self._watch.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(self.next_block, head + 1)])
+        recorder = self.recorder
+        known = recorder.hash_at(self.next_block - 1)
+        if blocks and known is not None and blocks[0]["parentHash"] != known:
+            # reorg: walk back to the last block we read that is still canonical, forget the rest
+            number = self.next_block - 1
+            while number > recorder.blocks[0]["number"]:
+                canonical = self._watch.call("eth_getBlockByNumber", hex(number), False)
+                if canonical and canonical["hash"] == recorder.hash_at(number):
+                    break
+                number -= 1
+            recorder.rollback(number + 1, time.time())
+            self.next_block = number + 1
+            return self.poll_blocks()
+        seen = time.time()
+        fire = self.environment.events.request.fire
+        found = 0
+        for block in blocks:
+            try:
+                included = recorder.apply_block(block, seen)
+            except ValueError:  # the chain moved between reads: read again on the next poll
+                break
+            self.next_block = int(block["number"], 16) + 1
+            for row in included:
+                found += 1
+                if row.reorged:  # its inclusion event already fired, from the block that left the chain
+                    continue
+                fire(request_type=INCLUSION, name=row.kind, response_time=(seen - row.submit_time) * 1000,
+                     response_length=0, context={"block": row.included_block}, exception=None)
+        return found
+
+    def drain(self, timeout: float) -> int:
+        """After the users stop: wait for pending transactions; mark what is left as dropped."""
+        deadline = time.monotonic() + timeout
+        while self.recorder.pending and time.monotonic() < deadline:
+            gevent.sleep(0.25)
+        gevent.sleep(self.poll_interval * 2)
+        return self.recorder.drop_pending(f"not in a block within {timeout:.0f}s after the load stopped")
+
+    def _watch_blocks(self) -> None:
+        while True:
+            try:
+                self.poll_blocks()
+            except RpcError:
+                pass  # the watched node may be down during a fault; the next poll catches up
+            gevent.sleep(self.poll_interval)
+
+    def _sample_heads(self) -> None:
+        clients = {n.name: RpcClient(n.rpc_url, timeout=1) for n in self.net.nodes}
+        try:
+            while True:
+                now = time.time()
+                self.recorder.rate(now, self.current_rate(), self.environment.runner.user_count
+                                   if self.environment.runner else 0)
+                jobs = {name: gevent.spawn(rpc.call, "eth_blockNumber") for name, rpc in clients.items()}
+                gevent.joinall(list(jobs.values()), timeout=1)
+                for name, job in jobs.items():
+                    value = job.value if job.successful() else None
+                    self.recorder.head(now, name, int(value, 16) if value else None)
+                gevent.sleep(max(0.0, 1.0 - (time.time() - now)))
+        finally:
+            for rpc in clients.values():
+                rpc.close()
+
+    def _sample_resources(self) -> None:
+        procs: dict[str, psutil.Process] = {"generator": psutil.Process()}
+        for node in self.net.nodes:
+            pid = self.net.state.read_pid(node.name)
+            if pid:
+                try:
+                    procs[node.name] = psutil.Process(pid.pid)
+                except psutil.Error:
+                    pass
+        for proc in procs.values():
+            proc.cpu_percent(None)
+        while True:
+            gevent.sleep(1.0)
+            now = time.time()
+            for name, proc in procs.items():
+                try:
+                    with proc.oneshot():
+                        self.recorder.resource(now, name, proc.pid, proc.cpu_percent(None),
+                                               round(proc.memory_info().rss / 2**20, 1))
+                except psutil.Error:
+                    continue

@@ -1,0 +1,191 @@
+"""Run Locust load against a Network as a library: one Environment per run (the composition root).
+
+This module is a load entry point: it imports Locust, which monkey-patches the process
+with gevent. Import it lazily (inside a command), never from modules the rest of testbed
+imports.
+
+- `run_profile` offers one rate profile (constant, ramp, steps, spike) and records it.
+- `bench` steps the offered rate until included/offered < min_ratio, p95 latency exceeds
+  its limit, or the nodes disagree; each step is followed by a pause at rate 0 until its
+  transactions are in blocks, so each step is measured on its own.
+Both write the raw records and the report into the run directory.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import gevent  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+from testbed.load.accounts import fund_accounts, make_accounts  # noqa: E402
+from testbed.load.context import LoadContext  # noqa: E402
+from testbed.load.profiles import Profile, users_for_rate  # noqa: E402
+from testbed.load.shapes import ControlledShape, ProfileShape  # noqa: E402
+from testbed.load.users import TransferUser  # noqa: E402
+from testbed.report.data import RunData  # noqa: E402
+from testbed.report.summary import step_figures  # noqa: E402
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LoadOptions:
+    batch_size: int = 10  # transactions per eth_sendRawTransaction batch
+    per_user_rate: float = 25.0  # at most this many tx/s per user (= per account)
+    max_rate: float = 1000.0  # sizes the account pool: ceil(max_rate / per_user_rate) accounts
+    drain_timeout: float = 30.0  # after the load: wait this long for pending transactions
+    poll_interval: float = 0.1  # block watcher period (bounds the inclusion-time error)
+    presign_seconds: float = 0.0  # pre-sign this many seconds of each account's share before a run/step
+
+
+def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Environment, LoadContext]:
+    logging.getLogger("locust").setLevel(logging.WARNING)
+    users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
+    per_org = -(-users // len(net.spec.organizations))
+    accounts = make_accounts(net, per_org)
+    fund_accounts(net, accounts, progress=progress)
+    env = Environment(user_classes=[TransferUser], shape_class=shape, stop_timeout=10)
+    ctx = LoadContext.attach(env, net, accounts, batch_size=opts.batch_size, per_user_rate=opts.per_user_rate,
+                             poll_interval=opts.poll_interval)
+    env.create_local_runner()
+    run.write_json("load_options.json", asdict(opts))
+    return env, ctx
+
+
+def _presign(ctx: LoadContext, rate: float, seconds: float) -> float:
+    """Sign ahead: enough transfers for `seconds` at `rate` on the accounts the users will take."""
+    if seconds <= 0 or rate <= 0:
+        return 0.0
+    started = time.perf_counter()
+    users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users)
+    share = int(rate / users * seconds) + ctx.batch_size
+    for org, group in ctx.free.items():
+        for account in group[-(-users // len(ctx.free)):]:
+            missing = share - len(account.presigned)
+            if missing > 0:
+                account.presign_transfers(missing, ctx.recipient[org])
+            gevent.sleep(0)
+    return time.perf_counter() - started
+
+
+def submit_stats(env: Environment) -> dict:
+    """Locust's own view of the eth_sendRawTransaction batches since the last stats reset."""
+    from testbed.load.context import SUBMIT
+
+    entries = [e for (name, method), e in env.stats.entries.items() if method == SUBMIT]
+    calls = sum(e.num_requests for e in entries)
+    if not calls:
+        return {"calls": 0}
+    total = sum(e.total_response_time for e in entries)
+    return {"calls": calls, "failures": sum(e.num_failures for e in entries), "avg": round(total / calls, 1),
+            "p95": max(e.get_response_time_percentile(0.95) or 0 for e in entries)}
+
+
+def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress: Progress) -> int:
+    dropped = ctx.drain(opts.drain_timeout)
+    ctx.stop()
+    env.runner.quit()
+    ctx.recorder.write(run.root)
+    if dropped:
+        progress(f"load: {dropped} transactions accepted but not in a block after {opts.drain_timeout:.0f}s")
+    return dropped
+
+
+def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progress = lambda _: None) -> dict:
+    """Offer `profile`; write raw records; return figures for the whole run."""
+    opts.max_rate = max(opts.max_rate, max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1)))
+    shape = ProfileShape(profile)
+    env, ctx = _setup(net, run, opts, shape, progress)
+    signing = _presign(ctx, profile.rate_at(0) or 0, opts.presign_seconds)
+    run.event("load_started", **profile.describe(), presign_seconds=round(signing, 3))
+    ctx.start()
+    started = time.time()
+    env.runner.start_shape()
+    while env.runner.shape_greenlet is not None:
+        gevent.sleep(0.5)
+    ended = time.time()
+    env.runner.stop()
+    run.event("load_finished", seconds=round(ended - started, 3))
+    _finish(env, ctx, run, opts, progress)
+    figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
+    run.write_json("load.json", figures)
+    return figures
+
+
+@dataclass
+class BenchLimits:
+    min_ratio: float = 0.95  # included / offered
+    p95_limit_s: float = 5.0
+    step_seconds: float = 20.0
+    settle_timeout: float = 15.0  # pause after each step until its transactions are included
+
+
+def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
+          progress: Progress = lambda _: None) -> dict:
+    """Step the offered rate; stop at the first step that breaks a limit. Returns the bench figures."""
+    opts.max_rate = max(rates)
+    shape = ControlledShape(0.0)
+    env, ctx = _setup(net, run, opts, shape, progress)
+    ctx.start()
+    env.runner.start_shape()
+    steps: list[dict] = []
+    stop_reason = f"reached the last step ({rates[-1]:g} tx/s)"
+    try:
+        for rate in rates:
+            signing = _presign(ctx, rate, opts.presign_seconds or limits.step_seconds)
+            shape.rate, ctx.target_rate = rate, rate
+            wanted = users_for_rate(rate, ctx.per_user_rate, ctx.max_users)
+            deadline = time.monotonic() + 5
+            while env.runner.user_count != wanted and time.monotonic() < deadline:
+                gevent.sleep(0.05)
+            started = time.time()
+            run.event("step_started", target=rate, presign_seconds=round(signing, 3))
+            gevent.sleep(limits.step_seconds)
+            ended = time.time()
+            shape.rate, ctx.target_rate = 0.0, 0.0
+            run.event("step_finished", target=rate)
+            mine = [r for r in ctx.recorder.rows if started <= r.submit_time < ended]
+            deadline = time.monotonic() + limits.settle_timeout
+            while any(r.status == "submitted" for r in mine) and time.monotonic() < deadline:
+                gevent.sleep(0.25)
+            gevent.sleep(1.0)
+            figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
+            figures["submit_rpc_ms"] = submit_stats(env)
+            agreement = net.agreement()
+            figures["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
+            steps.append(figures)
+            lat = figures["latency"]
+            progress(f"step {rate:g} tx/s: offered {figures['offered_tps']:.0f}, included {figures['included_tps']:.0f} "
+                     f"(ratio {figures['included_ratio']:.3f}), p50/p95 {lat['p50_s'] or 0:.2f}/{lat['p95_s'] or 0:.2f}s, "
+                     f"send rpc avg {figures['submit_rpc_ms'].get('avg', 0)}ms, "
+                     f"generator CPU {figures['cpu']['generator_percent']:.0f}%, nodes CPU {figures['cpu']['nodes_percent']:.0f}%")
+            if figures["included_ratio"] < limits.min_ratio:
+                stop_reason = f"included/offered {figures['included_ratio']:.3f} < {limits.min_ratio} at {rate:g} tx/s"
+                break
+            if (lat["p95_s"] or 0) > limits.p95_limit_s:
+                stop_reason = f"p95 latency {lat['p95_s']:.2f}s > {limits.p95_limit_s}s at {rate:g} tx/s"
+                break
+            if not agreement.agreed:
+                stop_reason = f"nodes disagree at {rate:g} tx/s: {agreement.summary()}"
+                break
+    finally:
+        shape.rate = None
+        gevent.sleep(1.5)
+        env.runner.stop()
+        _finish(env, ctx, run, opts, progress)
+    sustained = [s for s in steps if s["included_ratio"] >= limits.min_ratio
+                 and (s["latency"]["p95_s"] or 0) <= limits.p95_limit_s and s["agreement"]["agreed"]]
+    best = max(sustained, key=lambda s: s["included_tps"], default=None)
+    result = {"steps": steps, "stop_reason": stop_reason, "limits": asdict(limits),
+              "max_sustainable_included_tps": best["included_tps"] if best else None,
+              "max_sustainable_target_tps": best["target_tps"] if best else None}
+    run.write_json("bench.json", result)
+    return result

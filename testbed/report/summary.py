@@ -1,0 +1,150 @@
+"""Figures recomputed from raw records (pure): per window, per second, and for a whole run.
+
+Definitions (the same everywhere, so the bench, the report and the tests agree):
+- offered TPS: transactions handed to a node (accepted or rejected) with submit_time in
+  the window, divided by the window length;
+- target TPS: mean of the profile's target rate sampled in the window;
+- included TPS (from blocks): load transactions in blocks whose timestamp falls in the
+  window, divided by the window length;
+- included ratio: of the transactions submitted in the window, the share included;
+- latency: included_time - submit_time (harness clocks; included_time is when the block
+  watcher first saw the block), percentiles by nearest rank (testbed.metrics.percentile).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from statistics import mean
+
+from testbed.metrics import block_intervals, latency_summary, percentile
+from testbed.report.data import RunData
+
+
+def _load_txs(block: dict) -> int:
+    return block.get("load_txs", block.get("tx_count", 0))
+
+
+def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
+    """Mean CPU % (100 = one core) of the generator and of all node processes together, and peak RSS."""
+    by_proc: dict[str, list[dict]] = defaultdict(list)
+    for sample in resources:
+        if start <= sample["time"] <= end + 1:
+            by_proc[sample["process"]].append(sample)
+    per_process = {name: {"cpu_percent": round(mean(s["cpu_percent"] for s in rows), 1),
+                          "rss_mb_max": max(s["rss_mb"] for s in rows)} for name, rows in by_proc.items()}
+    nodes = [v["cpu_percent"] for k, v in per_process.items() if k != "generator"]
+    return {"generator_percent": per_process.get("generator", {}).get("cpu_percent", 0.0),
+            "nodes_percent": round(sum(nodes), 1), "per_process": per_process}
+
+
+def step_figures(data: RunData, start: float, end: float) -> dict:
+    window = end - start
+    sub = [t for t in data.txs if t.get("submit_time") is not None and start <= t["submit_time"] < end]
+    included = [t for t in sub if t["status"] == "included"]
+    latencies = [t["included_time"] - t["submit_time"] for t in included]
+    in_blocks = [b for b in data.blocks if start <= b["timestamp"] < end]
+    targets = [r["target"] for r in data.rates if start <= r["time"] < end and r.get("target") is not None]
+    return {
+        "start": start, "end": end, "seconds": round(window, 3),
+        "target_tps": round(mean(targets), 2) if targets else None,
+        "offered_tps": round(len(sub) / window, 2) if window > 0 else 0.0,
+        "included_tps": round(sum(_load_txs(b) for b in in_blocks) / window, 2) if window > 0 else 0.0,
+        "submitted": len(sub), "included": len(included),
+        "included_ratio": round(len(included) / len(sub), 4) if sub else 0.0,
+        "rejected": sum(t["status"] == "rejected" for t in sub),
+        "dropped": sum(t["status"] == "dropped" for t in sub),
+        "latency": latency_summary(latencies),
+        "cpu": cpu_figures(data.resources, start, end),
+    }
+
+
+def per_second(data: RunData) -> list[dict]:
+    """One row per second of the run: target, offered, included (by block timestamp), latency percentiles."""
+    offered = Counter(int(t["submit_time"]) for t in data.txs if t.get("submit_time") is not None)
+    included = Counter()
+    for block in data.blocks:
+        included[int(block["timestamp"])] += _load_txs(block)
+    lat: dict[int, list[float]] = defaultdict(list)
+    for t in data.txs:
+        if t["status"] == "included" and t.get("submit_time") is not None:
+            lat[int(t["submit_time"])].append(t["included_time"] - t["submit_time"])
+    target = {int(r["time"]): r["target"] for r in data.rates}
+    seconds = set(offered) | set(target) | {s for s, n in included.items() if n}
+    if not seconds:
+        return []
+    return [{"time": s, "target": target.get(s), "offered": offered.get(s, 0), "included": included.get(s, 0),
+             "p50": percentile(lat[s], 50), "p95": percentile(lat[s], 95), "p99": percentile(lat[s], 99)}
+            for s in range(min(seconds), max(seconds) + 1)]
+
+
+def head_lag(data: RunData) -> dict[str, dict]:
+    """Per node: blocks behind the highest head at each sample (max and p95); samples with no answer."""
+    by_time: dict[float, dict[str, int | None]] = defaultdict(dict)
+    for row in data.heads:
+        by_time[row["time"]][row["node"]] = row["head"]
+    lags: dict[str, list[int]] = defaultdict(list)
+    silent: Counter = Counter()
+    for heads in by_time.values():
+        top = max((h for h in heads.values() if h is not None), default=None)
+        for node, head in heads.items():
+            if head is None or top is None:
+                silent[node] += 1
+            else:
+                lags[node].append(top - head)
+    return {node: {"max": max(lags[node], default=None), "p95": percentile(lags[node], 95),
+                   "no_answer": silent[node]} for node in sorted(set(lags) | set(silent))}
+
+
+def fault_periods(events: list[dict]) -> list[dict]:
+    """(start, end, label) of faults from events.jsonl: `fault_injected` ... `fault_healed` pairs
+    (matched by `fault` or `node`), or single events carrying `start`/`end`."""
+    open_: dict[str, dict] = {}
+    periods: list[dict] = []
+    for e in sorted(events, key=lambda e: e.get("time", 0)):
+        kind = e.get("event", "")
+        key = str(e.get("fault") or e.get("node") or e.get("name") or "fault")
+        if kind in ("fault_injected", "fault_started", "fault"):
+            if "end" in e:
+                periods.append({"start": e.get("start", e["time"]), "end": e["end"], "label": key})
+            else:
+                open_[key] = e
+        elif kind in ("fault_healed", "fault_ended", "fault_finished") and key in open_:
+            periods.append({"start": open_.pop(key)["time"], "end": e["time"], "label": key})
+    last = max((e.get("time", 0) for e in events), default=None)
+    periods += [{"start": e["time"], "end": last, "label": f"{k} (not healed)"} for k, e in open_.items()]
+    return periods
+
+
+def summarize(data: RunData) -> dict:
+    submits = [t["submit_time"] for t in data.txs if t.get("submit_time") is not None]
+    start, end = (min(submits), max(submits) + 1e-6) if submits else (0.0, 0.0)
+    overall = step_figures(data, start, end) if submits else None
+    statuses = Counter(t["status"] for t in data.txs)
+    reasons = Counter(f"{t['status']}: {t.get('error')}" for t in data.txs if t["status"] in ("rejected", "dropped"))
+    per_org: dict[str, Counter] = defaultdict(Counter)
+    for t in data.txs:
+        per_org[t["org"]][t["status"]] += 1
+    intervals = block_intervals([b["timestamp"] for b in data.blocks])
+    return {
+        "run": data.root.name if data.root else None,
+        "status": (data.status or {}).get("status"),
+        "transactions": dict(statuses), "total": len(data.txs),
+        "unaccounted": statuses.get("submitted", 0) + statuses.get("signed", 0),
+        "failure_reasons": dict(reasons.most_common(10)),
+        "overall": overall,
+        "latency": latency_summary([t["included_time"] - t["submit_time"] for t in data.txs
+                                    if t["status"] == "included" and t.get("submit_time") is not None]),
+        "blocks": len(data.blocks),
+        "reorgs_seen": {"count": len(data.reorgs), "max_depth": max((r["depth"] for r in data.reorgs), default=0)},
+        "block_interval_s": {"mean": round(mean(intervals), 3) if intervals else None,
+                             "max": max(intervals, default=None), "p95": percentile(intervals, 95)},
+        "head_lag_blocks": head_lag(data),
+        "cpu": cpu_figures(data.resources, start, end) if data.resources else None,
+        "per_org_load": {org: dict(c) for org, c in sorted(per_org.items())},
+        "faults": fault_periods(data.events),
+        "agreement": data.agreement,
+        "checks": data.checks,
+        "bench": None if not data.bench else {k: v for k, v in data.bench.items() if k != "steps"} | {
+            "steps": [{k: s.get(k) for k in ("target_tps", "offered_tps", "included_tps", "included_ratio", "latency",
+                                                "agreement", "cpu")} for s in data.bench.get("steps", [])]},
+    }
