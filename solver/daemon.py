@@ -108,6 +108,9 @@ class Solver:
         if org == 0:
             raise SolverError(f"{self.address} is not an account of a member organization")
         self.org_id = org
+        previous = self.journal.meta("tasks")
+        if previous is not None and previous != self.tasks.address:
+            self._archive(previous)
         start = self.deployment.contracts["Tasks"].block
         self.watcher = TaskWatcher(self.w3, self.tasks.address, self.journal, publisher_org=org,
                                    depth=self.cfg.depth, start_block=start)
@@ -119,6 +122,22 @@ class Solver:
             elif known != value:
                 raise SolverError(f"the journal {self.cfg.journal_path} belongs to {key} {known}, not {value}",
                                   hint="the chain was redeployed: move the old solver directory away")
+
+    def _archive(self, previous_tasks: str) -> None:
+        """The contracts were redeployed: keep the old journal and outbox aside, start afresh."""
+        log.warning("new deployment (Tasks %s, was %s): archiving the old journal", self.tasks.address, previous_tasks)
+        self.journal.close()
+        workdir = Path(self.cfg.workdir)
+        suffix = previous_tasks[:10].lower()
+        for name in ("solver.sqlite", "solver.sqlite-wal", "solver.sqlite-shm"):
+            if (workdir / name).exists():
+                os.replace(workdir / name, workdir / name.replace("solver.sqlite", f"solver-{suffix}.sqlite"))
+        if self.cfg.outbox.exists():
+            os.replace(self.cfg.outbox, workdir / f"outbox-{suffix}")
+        self.cfg.outbox.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.cfg.journal_path)
+        if self.server is not None:
+            self.server.journal = self.journal
 
     def reconcile(self) -> None:
         """Before acting after a (re)start: re-send the exact bytes of every journaled transaction
@@ -206,6 +225,9 @@ class Solver:
         mine = task.solver is not None and task.solver.lower() == self.address.lower()
         state = task.state
         if state == TaskState.PENDING:
+            if not self.cti.is_solver(task.token_id, self.address):  # another account of the org serves it
+                self.journal.update(row.task_id, step=J.LOST, reason="not an authorized solver of this CTI")
+                return True
             problem = self._problem(task)
             if problem:
                 return self._send(row, "reject", [row.task_id, problem[:200]], J.REJECT_SENT, reason=problem)

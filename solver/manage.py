@@ -161,12 +161,15 @@ def wait_ready(net, orgs: list[str], timeout: float = 60.0) -> None:
 
 
 def start_solvers(net, progress: Progress = _quiet, *, orgs: list[str] | None = None, wait: bool = True,
-                  timeout: float = 60.0) -> list[str]:
-    """Start the Solver of every org whose spec says `solver: true` (or of `orgs`)."""
+                  timeout: float = 60.0, restart: bool = False) -> list[str]:
+    """Start the Solver of every org whose spec says `solver: true` (or of `orgs`); with
+    `restart`, stop running ones first (after a redeploy: they serve the old contracts)."""
     if not net.state.deployment_file.is_file():
         raise SolverError(f"no contracts deployed on {net.name!r}: Solvers need them",
                           hint=f"run 'testbed deploy --network {net.name}'")
     chosen = solver_orgs(net) if orgs is None else orgs
+    if restart:
+        stop_solvers(net, progress, orgs=chosen)
     started = [org for org in chosen if not running(net, org)]
     for org in started:
         start_one(net, org)

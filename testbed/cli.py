@@ -349,6 +349,55 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<
     out.print(f"report: {html_path}\nsummary: {json_path}")
 
 
+
+# ---- solvers (issue 5): the organizations' Solver daemons; logic in solver.manage ---------------
+
+solvers_app = typer.Typer(help="The organizations' Solvers: start, stop, status.", no_args_is_help=True)
+app.add_typer(solvers_app, name="solvers")
+OrgsOpt = typer.Option(None, "--org", "-o", help="Only these organizations (default: every org with solver: true).")
+
+
+@solvers_app.command("start")
+def solvers_start(network: Optional[str] = NetworkOpt, org: Optional[list[str]] = OrgsOpt) -> None:
+    """Start the Solvers (through the network's backend, beside each org's node); waits until they serve."""
+    from solver.manage import start_solvers
+
+    net = resolve_network(network)
+    started = start_solvers(net, _progress, orgs=org or None)
+    _progress(f"Solvers started: {', '.join(started)}" if started else "Solvers: all already running")
+
+
+@solvers_app.command("stop")
+def solvers_stop(network: Optional[str] = NetworkOpt, org: Optional[list[str]] = OrgsOpt) -> None:
+    """Stop the Solvers by pid (SIGTERM, then SIGKILL)."""
+    from solver.manage import stop_solvers
+
+    stopped = stop_solvers(resolve_network(network), _progress, orgs=org or None)
+    _progress(f"Solvers stopped: {', '.join(stopped)}" if stopped else "no Solver was running")
+
+
+@solvers_app.command("status")
+def solvers_status(network: Optional[str] = NetworkOpt,
+                   as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Per org: process, delivery endpoint, chain cursor and tasks by step."""
+    from solver.manage import solver_status
+
+    rows = solver_status(resolve_network(network))
+    if as_json:
+        out.print_json(json.dumps([r.to_json() for r in rows]))
+        return
+    table = Table(title="Solvers")
+    for column in ("org", "enabled", "pid", "endpoint", "cursor", "tasks by step", "last log line"):
+        table.add_column(column)
+    for r in rows:
+        pid = (str(r.pid) if r.alive else "[red]down[/red]") if r.enabled or r.pid else "-"
+        table.add_row(r.org, "yes" if r.enabled else "no", pid, r.endpoint or "-", str(r.cursor if r.cursor is not None else "-"),
+                      ", ".join(f"{k} {v}" for k, v in sorted(r.steps.items())) or "-", r.last_log[-80:])
+    out.print(table)
+
+# ---- end of solvers ----------------------------------------------------------------------------
+
+
 def main() -> None:
     try:
         app()

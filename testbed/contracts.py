@@ -46,4 +46,6 @@ def deploy_to_network(net: Network, *, force: bool = False, progress: Callable[[
     deployment = deploy(node.rpc_url, net.spec.chain_id, net.keys.operator.private_key, founding_members(net), log=progress)
     deployment.save(path)
     progress(f"deployment record written to {path}")
+    from solver.manage import start_solvers
+    start_solvers(net, progress, restart=force)  # solver hook: every org whose spec says `solver: true`
     return deployment

@@ -262,6 +262,9 @@ class Network:
         for node in self.nodes:
             if not self.process(node.name):
                 self._spawn(node)
+        if self.state.deployment_file.is_file():  # solver hook: Solvers run beside their orgs' nodes
+            from solver.manage import start_solvers
+            start_solvers(self, progress, wait=False)
 
     def _spawn(self, node: NodePlan) -> NodeProcess:
         node_dir = self.state.node_dir(node.name)
@@ -307,6 +310,8 @@ class Network:
 
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop every node by pid; with purge, remove the state directory too."""
+        from solver.manage import stop_solvers
+        stop_solvers(self)  # solver hook: Solvers first, by pid, while their nodes still answer
         stopped: list[str] = []
         procs = [(n.name, self.state.read_pid(n.name)) for n in self.nodes]
         with ThreadPoolExecutor(max_workers=8) as pool:
