@@ -334,7 +334,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
                 bus.emit("heal_failed", problem=problem)
             if ctx.solvers is not None and ctx.solvers.available:
                 try:
-                    ctx.solvers.stop_all()
+                    ctx.solvers.stop_all(everything=own_network and not keep)
                 except TestbedError as exc:
                     bus.emit("solver_stop_failed", error=str(exc))
         bus.emit("settling", seconds=scenario.spec.settle)
@@ -394,7 +394,14 @@ def _deploy(ctx: ScenarioRun, progress: Progress) -> None:
         deployment = deployment_of(net)
         ctx.emit("contracts_reused", membership=deployment.address("Membership"))
     else:
-        deployment = deploy_to_network(net, progress=progress)
+        try:
+            deployment = deploy_to_network(net, progress=progress)
+        except TestbedError as exc:
+            if not net.state.deployment_file.is_file():
+                raise
+            # deployed, but a hook after it (starting the Solvers) failed: delivery steps will show it
+            ctx.emit("solver_start_failed", org="(deploy hook)", error=str(exc))
+            deployment = deployment_of(net)
         ctx.emit("contracts_deployed", membership=deployment.address("Membership"))
     ctx.cti = CtiActions(net, deployment, ctx.emit)
     ctx.views = StateViews(deployment, ctx.cti.org_ids())

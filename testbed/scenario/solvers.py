@@ -28,7 +28,7 @@ class SolverControl(Protocol):
 
     def stop(self, org: str) -> None: ...
 
-    def stop_all(self) -> None: ...
+    def stop_all(self, everything: bool = False) -> None: ...
 
 
 class MissingSolvers:
@@ -40,7 +40,7 @@ class MissingSolvers:
     def stop(self, org: str) -> None:
         return None  # nothing runs, so stopping is already true
 
-    def stop_all(self) -> None:
+    def stop_all(self, everything: bool = False) -> None:
         return None
 
 
@@ -58,7 +58,7 @@ class ManagedSolvers:
 
         try:
             start_solvers(self.net, orgs=[org])
-        except TestbedError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of the Solver's start is evidence, not a crash
             raise SolverUnavailable(f"the Solver of {org} did not start: {exc}") from None
         self.started.add(org)
 
@@ -68,7 +68,13 @@ class ManagedSolvers:
         stop_solvers(self.net, orgs=[org])
         self.started.discard(org)
 
-    def stop_all(self) -> None:
+    def stop_all(self, everything: bool = False) -> None:
+        """Stop the Solvers this run started (with `everything`, every Solver of the network)."""
+        from solver.manage import stop_solvers
+
+        if everything:
+            stop_solvers(self.net)
+            self.started.clear()
         for org in sorted(self.started):
             self.stop(org)
 
