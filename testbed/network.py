@@ -152,6 +152,8 @@ class Network:
         elif state.root.exists():
             raise StateError(f"{state.root} exists but is not a network state directory", hint="move or remove it")
         backend = get_backend(spec.backend, network=spec.name, state_dir=state.root)
+        if hasattr(backend, "attach_progress"):  # backends with long steps of their own (ansible) report into it
+            backend.attach_progress(progress)
         client = get_client(spec.client)
         keys = NetworkKeys.generate(node_names(spec), {o.name: o.accounts for o in spec.organizations})
         check_ports_free(plan_nodes(spec, keys, backend), source)
@@ -258,6 +260,8 @@ class Network:
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start_all(self, progress: Progress = _quiet) -> None:
+        if hasattr(self.backend, "attach_progress"):
+            self.backend.attach_progress(progress)
         progress(f"starting {len(self.nodes)} {self.spec.client} nodes ({self.spec.consensus.engine}, backend {self.spec.backend})")
         for node in self.nodes:
             if not self.process(node.name):

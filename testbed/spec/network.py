@@ -56,6 +56,8 @@ class NetworkSpec(Strict):
     chain_id: int = Field(1337, ge=1, le=2**32, description="EIP-155 chain id.")
     client: ClientName = Field("geth", description="Node client.")
     backend: BackendName = Field("local", description="Where the nodes run.")
+    image: str | None = Field(None, min_length=1, description="Container image of the node client (docker backend; "
+                              "ansible backend for Besu/GoQuorum); default: the client's pinned image.")
     consensus: Consensus = Field(default_factory=Consensus)
     ports: Ports = Field(default_factory=Ports)
     account_balance_eth: int = Field(1_000_000, ge=1, description="Genesis balance of every funded account, in ether.")

@@ -1,0 +1,184 @@
+"""The ansible backend, for real: four lab member hosts (a namespace and an sshd each, on
+198.18.0.0/15), ansible-runner deploying geth over SSH into them, then the same agreement
+checks as on the local backend; crash and restart through the playbooks; clean teardown.
+
+The tests in this module share one network and run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from testbed.backends.ssh_lab import SSHD
+from testbed.chain.sample import heads
+from testbed.network import Network
+
+from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
+
+pytestmark = pytest.mark.integration
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "the ansible backend's lab hosts need root (network namespaces, sshd)"
+    if not Path(SSHD).exists() or not shutil.which("ssh") or not shutil.which("ssh-keygen"):
+        return "OpenSSH is not installed (apt-get install -y openssh-server)"
+    if shutil.which("ip") is None:
+        return "iproute2 ('ip') is not installed"
+    try:
+        import ansible_runner  # noqa: F401
+    except ImportError:
+        return "ansible-runner is not installed in this environment (pip install -e .)"
+    return None
+
+
+if (reason := _missing()) is not None:
+    pytest.skip(reason, allow_module_level=True)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def _namespaces(prefix: str) -> list[str]:
+    try:
+        return [p.name for p in Path("/run/netns").iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return []
+
+
+@pytest.fixture(scope="module")
+def lab(testbed_home):
+    spec = spec_with(NETWORKS / "four-orgs-ansible.yaml", name="it-ansible", port_base=30600)
+    messages: list[str] = []
+    started = time.monotonic()
+    network = None
+    try:
+        network = Network.create(spec, progress=lambda m: (messages.append(m), print(m)), timeout=120)
+        yield {"network": network, "messages": messages, "up_seconds": time.monotonic() - started}
+    finally:
+        if network is not None:
+            lab_hosts = network.backend.lab
+            pids, sshd_pids, prefix = node_pids(network), lab_hosts.remaining_pids(), lab_hosts.netns.plan.namespace_prefix
+            try:
+                network.down(purge=True)
+            finally:
+                lab_hosts.down()  # idempotent: sshd pids and namespaces, also if down() failed
+            assert_no_process(pids + sshd_pids)
+            assert not _namespaces(prefix), _namespaces(prefix)
+
+
+def test_hosts_are_sshd_namespaces_on_the_benchmarking_range(lab):
+    network = lab["network"]
+    backend = network.backend
+    inventory = yaml.safe_load(backend.inventory_file.read_text())
+    groups = inventory["all"]["children"]
+    assert sorted(groups) == sorted("org_" + o.name.replace("-", "_") for o in network.spec.organizations)
+    for org_index, org in enumerate(network.spec.organizations):
+        host = groups["org_" + org.name.replace("-", "_")]["hosts"][org.name]
+        assert host["ansible_host"].startswith("198.1")
+        assert host["testbed_service_manager"] == "supervised"
+        namespace = backend.lab.netns.plan.namespace(org.name)
+        # the node process runs inside its organization's namespace, started over SSH by ansible
+        proc = network.state.read_pid(network.nodes[org_index].name)
+        assert subprocess.run(["ip", "netns", "identify", str(proc.pid)], capture_output=True, text=True).stdout.strip() == namespace
+    for node in network.nodes:
+        assert node.host.startswith("198.1"), node.host
+    assert len(backend.lab.remaining_pids()) == 4
+
+
+def test_keys_are_laid_out_0600_and_artifacts_kept(lab):
+    network = lab["network"]
+    backend = network.backend
+    for node in network.nodes:
+        root = backend.lab.host_root(node.org) / "nodes" / node.name
+        for secret in ("data/geth/nodekey", "signer.password"):
+            assert stat.S_IMODE((root / secret).stat().st_mode) == 0o600, (node.name, secret)
+        assert stat.S_IMODE((root / "config.toml").stat().st_mode) == 0o644
+        assert (backend.lab.host_root(node.org) / "bin" / "geth").stat().st_mode & stat.S_IXUSR
+    runs = sorted((network.state.runs_dir / "ansible").iterdir())
+    assert any("-site-" in r.name for r in runs) and sum("-start-" in r.name for r in runs) == 4
+    site = next(r for r in runs if "-site-" in r.name)
+    assert (site / "status").read_text().strip() == "successful"
+    assert (site / "rc").read_text().strip() == "0"
+    assert any((site / "job_events").iterdir())
+    assert any("ansible site.yml: Node files" in m for m in lab["messages"]), "ansible events reach the progress"
+
+
+def test_every_node_has_all_peers_and_the_signers(lab):
+    network = lab["network"]
+    status = network.status()
+    assert len(status.nodes) == 4
+    for node in status.nodes:
+        assert node.process_alive, node.plan.name
+        assert node.snapshot.peers == 3, (node.plan.name, node.snapshot.peers)
+        assert sorted(v.lower() for v in node.snapshot.validators) == sorted(n.address.lower() for n in network.nodes)
+
+
+def test_all_nodes_agree_on_every_height(lab):
+    result = lab["network"].agreement(full=True)
+    assert result.agreed, result.summary()
+    assert result.common_height >= 3
+    assert result.heights_checked == result.common_height + 1
+    print(f"ansible four-orgs: up in {lab['up_seconds']:.1f}s; {result.summary()}")
+
+
+def test_pause_and_resume_through_ansible(lab):
+    network = lab["network"]
+    victim = network.nodes[1]
+    proc = network.process(victim.name)
+    network.pause_node(victim.name)
+    assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
+    network.resume_node(victim.name)
+    assert psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED
+
+
+def test_killed_validator_chain_continues_and_restart_catches_up(lab):
+    network = lab["network"]
+    victim = network.nodes[0].name
+    others = [n.name for n in network.nodes[1:]]
+    network.kill_node(victim)
+    assert network.process(victim) is None
+
+    before = max(h for h in heads(network.endpoints(others)).values() if h is not None)
+    grown = wait_for(lambda: min(heads(network.endpoints(others)).values() or [0]) >= before + 3, timeout=40)
+    assert grown, "the three remaining validators stopped producing blocks"
+    live = network.agreement(full=True, only=others)
+    assert live.agreed, live.summary()
+
+    network.start_node(victim)
+    network.wait_ready(new_blocks=2, timeout=90)
+    after = network.agreement(full=True)
+    assert after.agreed, after.summary()
+    assert after.common_height > live.common_height
+
+
+def test_down_leaves_no_node_sshd_or_namespace(lab):
+    network = lab["network"]
+    pids = node_pids(network)
+    sshd = network.backend.lab.remaining_pids()
+    prefix = network.backend.lab.netns.plan.namespace_prefix
+    assert len(pids) == 4 and len(sshd) == 4
+    stopped = network.down()
+    assert sorted(stopped) == sorted(n.name for n in network.nodes)
+    assert_no_process(pids + sshd)
+    assert not _namespaces(prefix)
+    assert not network.backend.control_dir.exists(), "ssh control sockets left behind"
+    record = json.loads((network.state.root / "ansible" / "lab" / "lab.json").read_text())
+    assert record["sshd"] == []
