@@ -201,6 +201,26 @@ def deploy(network: Optional[str] = NetworkOpt,
     out.print(table)
 
 
+@app.command()
+def join(org: str = typer.Argument(..., help="Name of the joining organization."), network: Optional[str] = NetworkOpt,
+         validators_count: int = typer.Option(1, "--validators", help="Validator nodes of the newcomer."),
+         accounts: int = typer.Option(4, help="Funded accounts of the newcomer.")) -> None:
+    """Onboard an organization: keys, node started, funded, voted in as validator and as CTI member."""
+    from testbed.membership import join as join_org
+
+    grown = join_org(resolve_network(network), org, validators_count=validators_count, accounts=accounts, progress=_progress)
+    render_status(grown.status())
+
+
+@app.command()
+def leave(org: str = typer.Argument(..., help="Name of the leaving organization."), network: Optional[str] = NetworkOpt) -> None:
+    """Offboard an organization: removal vote in the contracts, validator vote out, its nodes stopped."""
+    from testbed.membership import leave as leave_org
+
+    remaining = leave_org(resolve_network(network), org, progress=_progress)
+    render_status(remaining.status())
+
+
 validators_app = typer.Typer(help="Validator set: list per node, vote a node in or out.", no_args_is_help=False)
 app.add_typer(validators_app, name="validators")
 
@@ -265,37 +285,6 @@ def demo(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
     raise typer.Exit(0 if result.passed else 1)
 
 
-# ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
-
-@app.command(name="run")
-def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or directories of them."),
-            junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report here."),
-            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run directories go (default: runs/ in the state dir)."),
-            port_base: Optional[int] = typer.Option(None, "--port-base", help="Override ports.base of every scenario's network."),
-            keep: bool = typer.Option(False, help="Leave each network running afterwards."),
-            check: bool = typer.Option(False, "--check", help="Only validate the files; start nothing.")) -> None:
-    """Run incident scenarios: network up, steps, faults, agreement monitor; a verdict table; exit 0 only if all held."""
-    from testbed.scenario.cli_support import collect, render_verdicts, validate_all, write_junit
-    from testbed.scenario.engine import run_scenario
-
-    files = collect(paths)
-    overrides = {"port_base": port_base} if port_base else None
-    scenarios = validate_all(files, overrides)  # every file validated before anything starts
-    if check:
-        for s in scenarios:
-            out.print(f"ok  {s.source}  ({s.name}: {len(s.spec.steps)} steps, {len(s.spec.assertions)} assertions)")
-        return
-    results = []
-    for scenario in scenarios:
-        _progress(f"scenario {scenario.name} ({scenario.source})")
-        results.append(run_scenario(scenario, runs_dir=runs_dir, progress=_progress, keep=keep))
-    render_verdicts(out, results)
-    if junit:
-        write_junit(junit, results)
-        out.print(f"junit: {junit}")
-    raise typer.Exit(0 if results and all(r.passed for r in results) else 1)
-
-
 # ---- load and reports (issue 7): logic lives in testbed.load / testbed.report ----------------
 # Locust needs gevent's monkey-patching before ssl/socket are imported, so load runs in its own
 # process (`python -m testbed.load`); this command only parses and hands over.
@@ -347,6 +336,37 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<
         raise StateError(f"{run_dir} is not a directory", hint="give a run directory: <state>/<network>/runs/<id>")
     html_path, json_path = render(run_dir)
     out.print(f"report: {html_path}\nsummary: {json_path}")
+
+
+# ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
+
+@app.command(name="run")
+def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or directories of them."),
+            junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report here."),
+            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run directories go (default: runs/ in the state dir)."),
+            port_base: Optional[int] = typer.Option(None, "--port-base", help="Override ports.base of every scenario's network."),
+            keep: bool = typer.Option(False, help="Leave each network running afterwards."),
+            check: bool = typer.Option(False, "--check", help="Only validate the files; start nothing.")) -> None:
+    """Run incident scenarios: network up, steps, faults, agreement monitor; a verdict table; exit 0 only if all held."""
+    from testbed.scenario.cli_support import collect, render_verdicts, validate_all, write_junit
+    from testbed.scenario.engine import run_scenario
+
+    files = collect(paths)
+    overrides = {"port_base": port_base} if port_base else None
+    scenarios = validate_all(files, overrides)  # every file validated before anything starts
+    if check:
+        for s in scenarios:
+            out.print(f"ok  {s.source}  ({s.name}: {len(s.spec.steps)} steps, {len(s.spec.assertions)} assertions)")
+        return
+    results = []
+    for scenario in scenarios:
+        _progress(f"scenario {scenario.name} ({scenario.source})")
+        results.append(run_scenario(scenario, runs_dir=runs_dir, progress=_progress, keep=keep))
+    render_verdicts(out, results)
+    if junit:
+        write_junit(junit, results)
+        out.print(f"junit: {junit}")
+    raise typer.Exit(0 if results and all(r.passed for r in results) else 1)
 
 
 

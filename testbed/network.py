@@ -123,8 +123,22 @@ class Network:
         self.keys = keys
         self.client = get_client(spec.client)
         self.backend = get_backend(spec.backend, network=spec.name, state_dir=state.root)
-        self.nodes = plan_nodes(spec, keys, self.backend)
+        self.departed = self._departed(state)
+        self.nodes = [n for n in plan_nodes(spec, keys, self.backend) if n.org not in self.departed]
         self.validator_rpc = self.client.validator_rpc(spec.consensus.engine)
+
+    @staticmethod
+    def _departed(state: StateDir) -> list[str]:
+        """Organizations that left (testbed leave): their node indices stay reserved."""
+        try:
+            return list(json.loads(state.network_file.read_text()).get("departed", []))
+        except (OSError, ValueError):
+            return []
+
+    @property
+    def organizations(self) -> list[str]:
+        """Names of the member organizations currently in the network."""
+        return [o.name for o in self.spec.organizations if o.name not in self.departed]
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -163,6 +177,7 @@ class Network:
         network = cls.__new__(cls)
         network.spec, network.state, network.keys = spec, state, keys
         network.client, network.backend = client, backend
+        network.departed = []
         network.nodes = plan_nodes(spec, keys, backend)
         network.validator_rpc = client.validator_rpc(spec.consensus.engine)
         try:
@@ -185,26 +200,41 @@ class Network:
         alloc = {addr: self.spec.account_balance_eth * WEI_PER_ETH for addr in self.keys.funded_addresses()}
         write_json_atomic(self.state.genesis_file, self.client.genesis(self.spec, validators, alloc))
         for node in self.nodes:
-            node_dir = self.state.node_dir(node.name)
-            node_dir.mkdir(parents=True, exist_ok=True)
-            for rendered in self.client.node_files(self.spec, node, self.peers_of(node)):
-                target = node_dir / rendered.path
-                if rendered.secret:
-                    write_secret(target, rendered.content)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(rendered.content)
-        write_json_atomic(self.state.network_file, {
-            "name": self.spec.name, "client": self.spec.client, "engine": self.spec.consensus.engine,
-            "backend": self.spec.backend, "binary": str(binary), "created": time.time(),
-            "nodes": [{"name": n.name, "org": n.org, "role": n.role, "host": n.host, "ports": vars(n.ports),
-                       "enode": n.enode, "rpc_url": n.rpc_url, "ws_url": n.ws_url, "address": n.address}
-                      for n in self.nodes],
-        })
+            self.render_node_files(node)
+        self.write_network_record(binary)
         progress(f"initialising {len(self.nodes)} node databases")
         self.backend.prepare([o.name for o in self.spec.organizations])
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(self._init_node, self.nodes))
+
+    def render_node_files(self, node: NodePlan, *, peers_only: bool = False) -> None:
+        """Write a node's files; with peers_only, only its non-secret files (config, peer lists)."""
+        node_dir = self.state.node_dir(node.name)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        for rendered in self.client.node_files(self.spec, node, self.peers_of(node)):
+            target = node_dir / rendered.path
+            if rendered.secret:
+                if not peers_only:
+                    write_secret(target, rendered.content)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(rendered.content)
+
+    def write_network_record(self, binary: Path | None = None, **extra) -> None:
+        previous = json.loads(self.state.network_file.read_text()) if self.state.network_file.is_file() else {}
+        write_json_atomic(self.state.network_file, {
+            **previous,
+            "name": self.spec.name, "client": self.spec.client, "engine": self.spec.consensus.engine,
+            "backend": self.spec.backend, "binary": str(binary or previous.get("binary")),
+            "created": previous.get("created", time.time()),
+            "nodes": [{"name": n.name, "org": n.org, "role": n.role, "host": n.host, "ports": vars(n.ports),
+                       "enode": n.enode, "rpc_url": n.rpc_url, "ws_url": n.ws_url, "address": n.address}
+                      for n in self.nodes],
+            **extra,
+        })
+
+    def init_node(self, node: NodePlan) -> None:
+        self._init_node(node)
 
     def _init_node(self, node: NodePlan) -> None:
         argv = self.client.init_command(self.binary, self.spec, node, self.state.node_dir(node.name), self.state.genesis_file)

@@ -55,7 +55,25 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, marke
                                      stdin=subprocess.DEVNULL, env=full_env, start_new_session=True)
         except OSError as exc:
             raise BackendError(f"cannot start node {name}: {exc.strerror}: {argv[0]}") from None
-    return NodeProcess(name=name, pid=child.pid, marker=marker)
+    proc = NodeProcess(name=name, pid=child.pid, marker=marker)
+    _wait_exec(proc, child)
+    return proc
+
+
+def _wait_exec(proc: NodeProcess, child: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Return once the new process shows its own command line (or has exited).
+
+    Right after exec, /proc/<pid>/cmdline can read empty for a moment on a loaded machine;
+    a liveness check in that moment would take the node for dead.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if proc.marker in " ".join(psutil.Process(proc.pid).cmdline()):
+                return
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
 
 
 def run_to_completion(name: str, argv: list[str], env: dict[str, str], log_path: Path, timeout: float,

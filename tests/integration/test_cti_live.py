@@ -11,6 +11,7 @@ import pytest
 from testbed.contracts import deploy_to_network, deployment_of
 from testbed.cti.client import CtiClient
 from testbed.cti.deploy import connect
+from testbed.chain.wait import wait_for_block
 from testbed.cti.model import TaskState
 from testbed.errors import ChainError, StateError
 from testbed.network import Network
@@ -46,15 +47,20 @@ def test_full_loop_across_nodes_and_same_state_everywhere(cti_network):
     orgs = [o.name for o in net.spec.organizations]
     publisher, consumer = client_for(net, orgs[0]), client_for(net, orgs[1])
     content = b'{"Event": {"info": "phishing wave"}}'
-    token = publisher.publish("6b0f4c8e-1c55-4b5e-9d2a-2f1e0c9b7a11", "Phishing wave: lure domains",
-                              hashlib.sha256(content).digest(), price_wei=10**15, supply=10).result
+    published = publisher.publish("6b0f4c8e-1c55-4b5e-9d2a-2f1e0c9b7a11", "Phishing wave: lure domains",
+                                  hashlib.sha256(content).digest(), price_wei=10**15, supply=10)
+    token = published.result
+    wait_for_block(consumer.w3, published.block)  # the consumer reads through its own node
     with pytest.raises(ChainError) as underpaid:
         consumer.buy(token, value=10**15 - 1)
     assert "panic" not in str(underpaid.value).lower()
     consumer.buy(token)
-    task = consumer.request(token, b"\x04" + bytes(64)).result
+    requested = consumer.request(token, b"\x04" + bytes(64))
+    task = requested.result
+    wait_for_block(publisher.w3, requested.block)
     publisher.accept(task)
-    publisher.finish(task, hashlib.sha256(b"ciphertext").digest(), "http://127.0.0.1/deliveries/1")
+    finished = publisher.finish(task, hashlib.sha256(b"ciphertext").digest(), "http://127.0.0.1/deliveries/1")
+    wait_for_block(consumer.w3, finished.block)
     rating = consumer.rate(task, 5, "useful")
     assert consumer.task(task).state == TaskState.FINISHED
 
@@ -74,6 +80,7 @@ def test_full_loop_across_nodes_and_same_state_everywhere(cti_network):
             c.c["CtiMarket"].functions.balanceOf(consumer.address, token).call(**at),
         )
     assert len(set(views.values())) == 1, views
+    wait_for_block(publisher.w3, rating.block)
     publisher_counts = publisher.activity()
     consumer_counts = consumer.activity()
     assert publisher_counts["published"] == 1 and publisher_counts["solved"] == 1 and publisher_counts["sold"] == 1

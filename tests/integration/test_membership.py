@@ -1,0 +1,59 @@
+"""Onboarding and offboarding on a live network: join keeps agreement and makes the newcomer a
+validator and a CTI member; leave removes both and keeps agreement on every remaining node."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed import validators
+from testbed.chain.sample import heads
+from testbed.chain.wait import wait_for_block
+from testbed.contracts import deploy_to_network, deployment_of
+from testbed.cti.client import CtiClient
+from testbed.cti.deploy import connect
+from testbed.errors import StateError
+from testbed.membership import join, leave
+from testbed.network import Network
+
+from .conftest import NETWORKS, spec_with
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def network(testbed_home):
+    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-join", port_base=24600)
+    net = Network.create(spec, progress=print)
+    try:
+        deploy_to_network(net, progress=print)
+        yield net
+    finally:
+        Network.load("it-join").down(purge=True)
+
+
+def test_join_then_leave(network):
+    grown = join(network, "newco-csirt", progress=print)
+    newcomer = next(n for n in grown.nodes if n.org == "newco-csirt")
+    view = validators.view(grown)
+    assert view.agreed and len(view.validators) == 5 and newcomer.address.lower() in view.validators
+    assert grown.agreement(full=True).agreed
+    client = CtiClient(connect(newcomer.rpc_url), deployment_of(grown), grown.keys.accounts["newco-csirt"][0].private_key)
+    wait_for_block(client.w3, max(h for h in heads(grown.endpoints()).values() if h is not None))
+    org_id, roles = client.org_of()
+    assert org_id == 5 and roles
+    assert Network.load("it-join").organizations[-1] == "newco-csirt"
+
+    with pytest.raises(StateError, match="already part"):
+        join(grown, "newco-csirt")
+
+    remaining = leave(grown, "newco-csirt", progress=print)
+    assert "newco-csirt" not in remaining.organizations and len(remaining.nodes) == 4
+    after = validators.view(remaining)
+    assert after.agreed and len(after.validators) == 4 and newcomer.address.lower() not in after.validators
+    assert remaining.process(newcomer.name) is None
+    first = remaining.nodes[0]
+    observer = CtiClient(connect(first.rpc_url), deployment_of(remaining), remaining.keys.accounts[first.org][0].private_key)
+    assert not [o for o in observer.orgs() if o.name == "newco-csirt"][0].active
+    reloaded = Network.load("it-join")
+    assert [n.name for n in reloaded.nodes] == [n.name for n in remaining.nodes]
+    assert reloaded.agreement(full=True).agreed
