@@ -90,6 +90,7 @@ def state(tmp_path):
     spec = make_spec()
     lab, runner = FakeLab(tmp_path), FakeRunner()
     backend = AnsibleBackend(network=spec.name, state_dir=tmp_path, runner=runner, lab=lab)
+    backend.control_dir = tmp_path / "cp"  # not the shared temp dir
     from testbed.network import plan_nodes
 
     keys = NetworkKeys.generate(node_names(spec), {o.name: o.accounts for o in spec.organizations})
@@ -248,6 +249,7 @@ def test_start_after_teardown_brings_the_hosts_back(state):
     backend.prepare(["acme-cert", "globex"])
     backend.teardown()
     fresh = AnsibleBackend(network="an", state_dir=d, runner=runner, lab=lab)
+    fresh.control_dir = d / "cp"
     fresh.start(nodes[0], [BINARY], {}, d / "x.log", marker="m")
     assert len(lab.up_calls) == 2 and [r["playbook"] for r in runner.runs[-2:]] == ["site.yml", "node.yml"]
 
