@@ -1,0 +1,203 @@
+"""The scenario engine at its seams: a fake Network (recording backend) and fake JSON-RPC nodes.
+
+Checks that faults are recorded and always healed (also when a step fails), that `at:` and
+`parallel` run as documented, that assertions judge what was recorded, and JUnit output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from testbed.scenario.assertions import AssertionResult
+from testbed.scenario.cli_support import junit_xml
+from testbed.scenario.engine import ScenarioResult, run_scenario
+from testbed.scenario.resolve import scenario_from_text
+from testbed.errors import StateError
+from tests.unit.test_monitor_sampler import FakeNode, chain
+
+NETWORK = """
+network:
+  name: fake
+  backend: netns
+  organizations: [{name: a}, {name: b}, {name: c}, {name: d}]
+"""
+
+
+class RecordingBackend:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def partition(self, groups):
+        self.calls.append(("partition", groups))
+
+    def delay(self, org, ms, jitter_ms=0, loss_pct=0.0):
+        self.calls.append(("delay", org, ms))
+
+    def heal(self):
+        self.calls.append(("heal",))
+
+
+@dataclass
+class Plan:
+    name: str
+    org: str
+    rpc_url: str
+
+
+class FakeNet:
+    def __init__(self, spec, fakes: dict[str, FakeNode]) -> None:
+        self.spec, self.name = spec, spec.name
+        self.nodes = [Plan(n, n.split("-")[0], fakes[n].url) for n in fakes]
+        self.backend = RecordingBackend()
+        self.validator_rpc = SimpleNamespace(list_method="clique_getSigners")
+        self.down_nodes: set[str] = set()
+        self.calls: list[tuple] = []
+        self.state = SimpleNamespace(tail_log=lambda name, n: ["log line"], deployment_file=SimpleNamespace(is_file=lambda: False))
+
+    def node(self, name):
+        return next(n for n in self.nodes if n.name == name)
+
+    def process(self, name):
+        return None if name in self.down_nodes else object()
+
+    def endpoints(self, only=None):
+        return {n.name: n.rpc_url for n in self.nodes if only is None or n.name in only}
+
+    def kill_node(self, name):
+        self.calls.append(("kill", name))
+        self.down_nodes.add(name)
+
+    def start_node(self, name):
+        if name not in self.down_nodes:
+            raise StateError(f"node {name} is already running")
+        self.calls.append(("start", name))
+        self.down_nodes.discard(name)
+
+    def stop_node(self, name):
+        self.calls.append(("stop", name))
+        self.down_nodes.add(name)
+
+    def pause_node(self, name):
+        self.calls.append(("pause", name))
+
+    def resume_node(self, name):
+        self.calls.append(("resume", name))
+
+
+@pytest.fixture
+def fake(tmp_path):
+    fakes = {f"{o}-v1": FakeNode(f"{o}-v1", chain("aa", 10)) for o in "abcd"}
+    grow = {"on": True}
+
+    def grower():
+        while grow["on"]:
+            for f in fakes.values():
+                f.hashes.append(f"0xaa{len(f.hashes):04d}")
+            time.sleep(0.1)
+    import threading
+
+    threading.Thread(target=grower, daemon=True).start()
+
+    def run(body: str):
+        scenario = scenario_from_text("name: t\nsettle: 0.2s\nmonitor: {interval: 0.1s}\n" + NETWORK + body, "t.yaml",
+                                      base_dir=tmp_path)
+        net = FakeNet(scenario.network, fakes)
+        result = run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
+        events = [json.loads(x) for x in (result.run_dir / "events.jsonl").read_text().splitlines()]
+        return result, net, events
+    yield run
+    grow["on"] = False
+    for f in fakes.values():
+        f.close()
+
+
+def kinds(events, kind):
+    return [e for e in events if e["event"] == kind]
+
+
+def test_faults_heal_and_are_recorded(fake):
+    result, net, events = fake("""
+steps:
+  - {name: cut, partition: {groups: [[a, b], [c, d]], for: 0.3s}}
+  - {name: out, crash: {node: b-v1, for: 0.3s}}
+  - pause: {node: c-v1}
+  - heal: {}
+assertions:
+  - agreement: {max_reorg_depth: 0}
+  - liveness: {min_blocks_per_min: 30, during: out}
+""")
+    assert result.status == "passed", [a.detail for a in result.assertions] + [result.error]
+    assert net.backend.calls[0] == ("partition", [["a", "b"], ["c", "d"]]) and ("heal",) in net.backend.calls
+    assert ("kill", "b-v1") in net.calls and ("start", "b-v1") in net.calls and ("resume", "c-v1") in net.calls
+    injected, healed = kinds(events, "fault_injected"), kinds(events, "fault_healed")
+    assert [e["kind"] for e in injected] == ["partition", "crash", "pause"]
+    assert sorted(e["fault"] for e in healed) == [1, 2, 3]
+    assert all(h["time"] >= i["time"] for i, h in zip(injected, sorted(healed, key=lambda e: e["fault"])))
+    status = json.loads((result.run_dir / "status.json").read_text())
+    assert status["status"] == "passed"
+    assert (result.run_dir / "samples.jsonl").is_file() and (result.run_dir / "monitor.json").is_file()
+
+
+def test_a_failing_step_still_heals_everything(fake):
+    result, net, events = fake("""
+steps:
+  - partition: {groups: [[a], [b, c, d]]}
+  - pause: {node: d-v1}
+  - crash: {node: a-v1}
+  - wait: {blocks: 100000, timeout: 0.3s}
+  - delay: {org: b, ms: 100}
+""")
+    assert result.status == "failed"
+    (step,) = [a for a in result.assertions if a.kind == "step"]
+    assert "waited 0s for 100000 blocks" in step.detail
+    assert not [c for c in net.backend.calls if c[0] == "delay"], "steps after the failure are skipped"
+    assert ("heal",) in net.backend.calls and ("resume", "d-v1") in net.calls
+    healed = {e["kind"]: e["how"] for e in kinds(events, "fault_healed")}
+    assert healed == {"partition": "healed", "pause": "resumed", "crash": "restarted"}  # a given network is left whole
+
+
+def test_at_and_parallel_timing(fake):
+    result, net, events = fake("""
+steps:
+  - parallel:
+      - {name: one, wait: 0.4s}
+      - [{wait: 0.1s}, {name: two, wait: 0.1s}]
+  - {name: late, at: 0.8s, wait: 0s}
+""")
+    assert result.passed
+    periods = json.loads((result.run_dir / "periods.json").read_text())
+    assert periods["two"]["end"] < periods["one"]["end"]  # branches ran side by side
+    assert periods["late"]["start"] >= 0.8
+
+
+def test_assertions_without_material_fail_clearly(fake):
+    result, _, _ = fake("""
+steps:
+  - wait: 0.2s
+assertions:
+  - no_lost_transactions: {}
+  - min_tps: 5
+  - liveness: {must_stall: true}
+""")
+    details = {a.kind: a for a in result.assertions}
+    assert not details["no_lost_transactions"].passed and "no load" in details["no_lost_transactions"].detail
+    assert not details["min_tps"].passed
+    assert not details["liveness"].passed and "still growing" in details["liveness"].detail
+    assert result.status == "failed"
+
+
+def test_junit_has_one_case_per_assertion(tmp_path):
+    results = [ScenarioResult("s1", tmp_path, "failed", [AssertionResult("agreement", "agreement", True, "ok"),
+                                                        AssertionResult("liveness", "liveness", False, "slow", [{"x": 1}])], 3.0),
+               ScenarioResult("s2", tmp_path, "error", [], 1.0, error="boom")]
+    root = junit_xml(results)
+    suites = root.findall("testsuite")
+    assert [s.get("failures") for s in suites] == ["1", "0"] and suites[1].get("errors") == "1"
+    assert suites[0].find("testcase[@name='liveness']/failure").get("message") == "slow"
+    ET.tostring(root)
