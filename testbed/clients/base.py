@@ -14,6 +14,15 @@ from testbed.keys import KeyPair
 from testbed.spec.network import NetworkSpec
 
 
+# Transaction-pool limits for geth-family clients (geth, GoQuorum), raised for load tests:
+# geth 1.13 defaults (16 slots per account, 5120 in all) drop transactions under a benchmark.
+GETH_TXPOOL_FLAGS = [
+    "--txpool.globalslots", "40000", "--txpool.accountslots", "1024",
+    "--txpool.globalqueue", "10000", "--txpool.accountqueue", "1024",
+    "--txpool.lifetime", "30m",
+]
+
+
 @dataclass(frozen=True)
 class NodePorts:
     p2p: int

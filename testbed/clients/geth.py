@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eth_account import Account
 
-from testbed.clients.base import NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc
 from testbed.spec.network import NetworkSpec
 
 FORKS_AT_ZERO = (
@@ -26,11 +26,6 @@ FORKS_AT_ZERO = (
 # Keystore scrypt cost: geth's "light" setting. The password is random and stored 0600 beside it.
 KEYSTORE_SCRYPT_N = 4096
 
-TXPOOL_FLAGS = [
-    "--txpool.globalslots", "40000", "--txpool.accountslots", "1024",
-    "--txpool.globalqueue", "10000", "--txpool.accountqueue", "1024",
-    "--txpool.lifetime", "30m",
-]
 
 
 def clique_extra_data(signers: list[str]) -> str:
@@ -109,7 +104,7 @@ class GethClient:
             "--rpc.gascap", "0", "--rpc.txfeecap", "0",
             "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),
             "--verbosity", "3",
-            *TXPOOL_FLAGS,
+            *GETH_TXPOOL_FLAGS,
         ]
         cmd += [
             "--miner.etherbase", node.address,

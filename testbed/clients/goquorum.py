@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.clients.base import NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
     FORKS_TO_ISTANBUL,
@@ -25,11 +25,6 @@ from testbed.clients.istanbul import (
 )
 from testbed.spec.network import NetworkSpec
 
-TXPOOL_FLAGS = [
-    "--txpool.globalslots", "40000", "--txpool.accountslots", "1024",
-    "--txpool.globalqueue", "10000", "--txpool.accountqueue", "1024",
-    "--txpool.lifetime", "30m",
-]
 TXN_SIZE_LIMIT_KB = 64  # GoQuorum's default is 32 KiB; contract deployments can exceed it
 
 
@@ -112,7 +107,7 @@ class GoQuorumClient:
             "--rpc.gascap", "0", "--rpc.txfeecap", "0",
             "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),
             "--verbosity", "3",
-            *TXPOOL_FLAGS,
+            *GETH_TXPOOL_FLAGS,
         ]
         if node.is_validator:
             cmd += ["--mine", "--miner.threads", "1", "--emitcheckpoints"]

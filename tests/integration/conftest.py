@@ -6,6 +6,7 @@ Every network a test creates is torn down by pid in a finalizer, also when the t
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -65,3 +66,14 @@ def four_orgs(testbed_home):
     yield network
     network.down(purge=True)
     assert_no_process(started)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5):
+    """Poll `predicate` until it returns something truthy or `timeout` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

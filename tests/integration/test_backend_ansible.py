@@ -23,7 +23,7 @@ from testbed.backends.ssh_lab import SSHD
 from testbed.chain.sample import heads
 from testbed.network import Network
 
-from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
+from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,6 @@ def _missing() -> str | None:
 if (reason := _missing()) is not None:
     pytest.skip(reason, allow_module_level=True)
 
-
-def wait_for(predicate, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def _namespaces(prefix: str) -> list[str]:

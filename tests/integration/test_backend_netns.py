@@ -20,7 +20,7 @@ import pytest
 
 from testbed.network import Network
 
-from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
+from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,15 +46,6 @@ def netns_net(testbed_home):
             network.backend.teardown()
             assert_no_process(pids)
 
-
-def wait_for(predicate, timeout: float, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def rpc_round_trip_ms(host: str, port: int, samples: int = 9) -> float:

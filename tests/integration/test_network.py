@@ -5,25 +5,15 @@ The tests in this module share one network and run in file order.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from testbed.chain.sample import heads
 
-from .conftest import assert_no_process, node_pids
+from .conftest import assert_no_process, node_pids, wait_for
 
 pytestmark = pytest.mark.integration
 
-
-def wait_for(predicate, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def test_every_node_has_all_peers(four_orgs):
