@@ -54,8 +54,8 @@ def run_bench(spec_path: Path | None, *, network: str | None, rates: list[float]
         verdict = _conclude(net, run, progress)
         result["agreement"] = verdict
         run.write_json("bench.json", result)
-        render(run.root)
         run.set_status("passed" if verdict["agreed"] and result["steps"] else "failed")
+        render(run.root)
         return run.root, result
     except BaseException as exc:
         run.set_status("error", error=str(exc))
@@ -75,8 +75,8 @@ def run_load(network: str, profile: Profile, options: LoadOptions, progress: Pro
         started = time.time()
         figures = run_profile(net, run, profile, options, progress)
         figures["agreement"] = _conclude(net, run, progress)
-        render(run.root)
         run.set_status("passed" if figures["agreement"]["agreed"] else "failed", seconds=round(time.time() - started, 1))
+        render(run.root)
         return run.root, figures
     except BaseException as exc:
         run.set_status("error", error=str(exc))
