@@ -1,5 +1,6 @@
-"""Load phases of a scenario: a plain rate of client-signed transfers (testbed.chain.txs), or the
-Locust layer (testbed.load) behind the same seam once it offers a phase entry point.
+"""Load phases of a scenario: a plain rate of client-signed transfers (testbed.chain.txs), or
+(`engine: locust`) the Locust layer, run as `python -m testbed.load` on the running network,
+whose raw records (txs.jsonl, blocks.jsonl) are read back into the same LoadResult.
 
 The plain driver signs EIP-1559 transfers from every sending organization's genesis
 accounts, sends them in JSON-RPC batches to the organization's own node (or, while that
@@ -11,10 +12,14 @@ on a live node, so a transaction dropped by a reorg is counted lost, not include
 
 from __future__ import annotations
 
-import importlib
 import itertools
+import json
+import os
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
@@ -22,7 +27,7 @@ from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxR
 from testbed.errors import ChainError, TestbedError
 from testbed.metrics import included_tps, latency_summary
 
-LOCUST_SEAM = "testbed.load.phase"  # expected: run_phase(network, phase, *, alive, emit, run_dir) -> LoadResult
+LOCUST_ENTRY = "testbed.load"  # `python -m testbed.load '{"command": "load", ...}'`: Locust in its own process
 
 
 @dataclass
@@ -118,17 +123,12 @@ class TransferLoad:
     def run(self) -> LoadResult:
         engine = self.phase.engine
         if engine == "locust":
-            try:
-                module = importlib.import_module(LOCUST_SEAM)
-            except ImportError:
-                raise TestbedError(f"load engine 'locust' needs {LOCUST_SEAM}.run_phase, which is not in this tree yet",
-                                   hint="use 'engine: transfers' (the default) until the Locust layer lands") from None
-            return module.run_phase(self.net, self.phase, alive=self.alive, emit=self.emit)
+            return self._run_locust()
         result = LoadResult(phase=self.index)
         senders = self._senders()
         tracker_node = [self.alive()[0]]
-        tracker = InclusionTracker(RpcClient(self._url(tracker_node[0]), timeout=10),
-                                   int(RpcClient(self._url(tracker_node[0])).call("eth_blockNumber"), 16) + 1)
+        rpc = RpcClient(self._url(tracker_node[0]), timeout=10)
+        tracker = InclusionTracker(rpc, int(rpc.call("eth_blockNumber"), 16) + 1)
         self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration,
                   senders=len(senders), engine=engine)
         result.started = start = time.time()
@@ -162,6 +162,43 @@ class TransferLoad:
         self._confirm(result)
         figures = result.figures()
         self.emit("load_finished", **{k: v for k, v in figures.items() if k != "lost_examples"})
+        return result
+
+    def _run_locust(self) -> LoadResult:
+        """Hand the phase to the Locust layer (its own process: gevent patches first) and read its raw records."""
+        import importlib.util
+
+        if importlib.util.find_spec("testbed.load.bench") is None:
+            raise TestbedError("load engine 'locust' needs the Locust load layer (testbed.load.bench), not in this tree",
+                               hint="use 'engine: transfers' (the default)")
+        request = {"command": "load", "network": self.net.name, "profile": f"constant:{self.phase.rate:g}:{self.phase.duration:g}",
+                   "options": {"max_rate": self.phase.rate, "drain_timeout": self.phase.drain}}
+        env = {**os.environ, "TESTBED_HOME": str(self.net.state.root.parent)}
+        result = LoadResult(phase=self.index, started=time.time())
+        self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration, engine="locust")
+        proc = subprocess.Popen([sys.executable, "-m", LOCUST_ENTRY, json.dumps(request)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        tail: list[str] = []
+        for line in proc.stderr:
+            tail = (tail + [line.rstrip()])[-5:]
+            self.emit("load_progress", phase=self.index, line=line.rstrip()[:300])
+        out = proc.stdout.read().strip().splitlines()
+        proc.wait()
+        result.finished = time.time()
+        if proc.returncode not in (0, 1) or not out:
+            raise TestbedError(f"the Locust load phase failed (exit {proc.returncode}): {tail[-1] if tail else 'no output'}")
+        run_dir = Path(json.loads(out[-1])["run_dir"])
+        names = {f.name for f in fields(TxRecord)}
+        for line in (run_dir / "txs.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            result.records.append(TxRecord(**{k: v for k, v in row.items() if k in names}))
+        block_names = {f.name for f in fields(BlockRecord)}
+        for line in (run_dir / "blocks.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            result.blocks.append(BlockRecord(**{k: v for k, v in row.items() if k in block_names}))
+        self._confirm(result)  # the final chain decides, also for the Locust layer's records
+        figures = result.figures()
+        self.emit("load_finished", run_dir=str(run_dir), **{k: v for k, v in figures.items() if k != "lost_examples"})
         return result
 
     def _poll(self, tracker: InclusionTracker, holder: list[str]) -> None:
@@ -206,7 +243,7 @@ class TransferLoad:
             return
         rpc = RpcClient(self._url(live[0]), timeout=30)
         try:
-            watched = [r for r in result.records if r.status in ("included", "submitted")]
+            watched = [r for r in result.records if r.status != "rejected"]
             for start in range(0, len(watched), 300):
                 chunk = watched[start:start + 300]
                 receipts = rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in chunk], allow_errors=True)
@@ -215,8 +252,8 @@ class TransferLoad:
                         block = int(receipt["blockNumber"], 16)
                         if record.status != "included" or record.included_block != block:
                             record.included_block = block
-                            if record.included_time is None:
-                                record.included_time = time.time()
+                            if record.included_time is None:  # seen only now: latency unknown, not guessed
+                                record.error = "included; found by receipt after the drain"
                         record.status = "included"
                     elif record.status == "included":
                         record.status, record.error = "dropped", "included in a block the chain later dropped"

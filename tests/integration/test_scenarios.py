@@ -137,3 +137,24 @@ def test_cli_run_exit_code_and_junit(testbed_home, tmp_path):
     assert outcome.exit_code == 0, outcome.output
     text = junit.read_text()
     assert "<testsuite" in text and 'failures="0"' in text
+
+
+@pytest.mark.consortium(port_base=PORT_BASE + 300, name="it-consortium")
+def test_plugin_consortium_fixture_and_run_scenario_helper(testbed_home, consortium, run_scenario, tmp_path):
+    """The pytest plugin: a network from a spec, and a scenario run on it (the network stays up)."""
+    assert consortium.name == "it-consortium" and consortium.agreement().agreed
+    path = tmp_path / "on-consortium.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: on-consortium
+        network: {SCENARIOS / "networks" / "four-orgs.yaml"}
+        settle: 1s
+        steps:
+          - {{name: frozen, pause: {{node: umbrella-csirt-v1, for: 3s}}}}
+          - wait: {{blocks: 2}}
+        assertions:
+          - agreement: {{max_reorg_depth: 2}}
+          - liveness: {{min_blocks_per_min: 20, during: frozen}}
+    """))
+    result = run_scenario(path, network=consortium)
+    assert result.passed, [a.detail for a in result.failures()] + [result.error]
+    assert sorted(consortium.running_nodes()) == sorted(n.name for n in consortium.nodes)
