@@ -60,6 +60,7 @@ class MonitorVerdict:
     nodes_at_end: list[str]
     start: float
     end: float
+    sampler_errors: list[str]
 
     def to_json(self) -> dict:
         return dict(vars(self))
@@ -304,4 +305,5 @@ class AgreementMonitor:
             blocks_per_min=rate.blocks_per_min,
             validator_sets_agree=len({tuple(v) for v in sets.values()}) <= 1, validator_sets=sets,
             state_mismatches=self.state_mismatches, samples=self.samples, nodes_at_end=live, start=start, end=end,
+            sampler_errors=self.errors[:20],
         )
