@@ -17,7 +17,7 @@ from functools import cache
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from testbed.cti import ContractRevert, Kind, TaskState
 from tests.unit.helpers_cti import ORGS, TIMEOUT, World, address_for, build_world, content_hash
@@ -52,9 +52,6 @@ class ModelTask:
 
 
 class CtiMachine(RuleBasedStateMachine):
-    tokens = Bundle("tokens")
-    tasks = Bundle("tasks")
-
     def __init__(self) -> None:
         super().__init__()
         self.w = shared_world()
@@ -92,52 +89,75 @@ class CtiMachine(RuleBasedStateMachine):
     def count(self, org: str, kind: Kind, n: int = 1) -> None:
         self.counts[org][kind] += n
 
+    def pick(self, data, candidates: list, fallback: list):
+        """Mostly a valid candidate (so sequences get somewhere), sometimes anything."""
+        if candidates and data.draw(st.integers(0, 3), label="valid") > 0:
+            return data.draw(st.sampled_from(candidates), label="pick")
+        return data.draw(st.sampled_from(fallback), label="any")
+
+    def tasks_in(self, *states: TaskState) -> list[int]:
+        return sorted(i for i, m in self.model_tasks.items() if m.state in states)
+
+    def stock(self, token: int) -> int:
+        t = self.model_tokens[token]
+        held = sum(n for (_, k), n in self.holdings.items() if k == token)
+        escrowed = sum(1 for m in self.model_tasks.values()
+                       if m.token == token and m.state in (TaskState.PENDING, TaskState.ACCEPTED))
+        return 0 if t.withdrawn else t.minted - t.burned - held - escrowed
+
     # ---- catalog -------------------------------------------------------------------------
 
-    @rule(target=tokens, org=orgs, price=st.integers(0, 5000), supply=st.integers(1, 4))
+    @precondition(lambda self: len(self.model_tokens) < 4)
+    @rule(org=orgs, price=st.integers(0, 5000), supply=st.integers(1, 5))
     def publish(self, org, price, supply):
         sent = self.attempt(True, lambda: self.c(org, "pub").publish(
             f"uuid-{org}", "t", content_hash(org), price, supply, [address_for(f"{org}.sol")]))
         self.model_tokens[sent.result] = ModelToken(org, price, supply)
         self.count(org, Kind.PUBLISHED)
         self.count(org, Kind.MINTED, supply)
-        return sent.result
 
-    @rule(token=tokens, amount=st.integers(1, 3))
-    def mint(self, token, amount):
+    @precondition(lambda self: self.model_tokens)
+    @rule(data=st.data(), amount=st.integers(0, 3))
+    def mint_or_withdraw(self, data, amount):
+        """Mint `amount` more tokens, or (amount 0) withdraw the listing and burn its stock."""
+        token = data.draw(st.sampled_from(sorted(self.model_tokens)), label="token")
         t = self.model_tokens[token]
-        if self.attempt(not t.withdrawn, lambda: self.c(t.org, "pub").mint(token, amount), "ListingWithdrawn"):
+        pub = self.c(t.org, "pub")
+        if amount == 0:
+            stock = self.stock(token)
+            if self.attempt(not t.withdrawn, lambda: pub.withdraw_listing(token), "ListingWithdrawn"):
+                t.withdrawn, t.burned = True, t.burned + stock
+        elif self.attempt(not t.withdrawn, lambda: pub.mint(token, amount), "ListingWithdrawn"):
             t.minted += amount
             self.count(t.org, Kind.MINTED, amount)
 
-    @rule(token=tokens)
-    def withdraw_listing(self, token):
+    @precondition(lambda self: self.model_tokens)
+    @rule(data=st.data(), amount=st.integers(1, 3), delta=st.integers(-1, 500))
+    def buy(self, data, amount, delta):
+        """Buy as a consumer of another org (sometimes of the publisher org itself)."""
+        token = self.pick(data, [k for k in sorted(self.model_tokens) if self.stock(k)], sorted(self.model_tokens))
         t = self.model_tokens[token]
-        stock = self.c(t.org, "pub").inventory(token)
-        if self.attempt(not t.withdrawn, lambda: self.c(t.org, "pub").withdraw_listing(token), "ListingWithdrawn"):
-            t.withdrawn, t.burned = True, t.burned + stock
-
-    @rule(token=tokens, buyer=orgs, amount=st.integers(1, 3), delta=st.integers(-1, 500))
-    def buy(self, token, buyer, amount, delta):
-        t = self.model_tokens[token]
-        stock = t.minted - t.burned - sum(n for (_, k), n in self.holdings.items() if k == token) \
-            - sum(1 for x in self.model_tasks.values() if x.token == token and x.state is not TaskState.FINISHED)
+        buyer = self.pick(data, [o for o in ORGS if o != t.org], list(ORGS))
         cost = t.price * amount
         value = max(cost + delta, 0)
-        ok = not t.withdrawn and buyer != t.org and amount <= stock and value >= cost
+        ok = not t.withdrawn and buyer != t.org and amount <= self.stock(token) and value >= cost
         if self.attempt(ok, lambda: self.c(buyer, "con").buy(token, amount, value=value)):
             self.holdings[(buyer, token)] += amount
             self.proceeds[t.org] += cost
             self.count(t.org, Kind.SOLD, amount)
             self.count(buyer, Kind.BOUGHT, amount)
 
+    @precondition(lambda self: any(self.proceeds.values()))
     @rule(org=orgs)
     def withdraw_proceeds(self, org):
         if self.attempt(self.proceeds[org] > 0, lambda: self.c(org, "pub").withdraw_proceeds(), "NothingToWithdraw"):
             self.proceeds[org] = 0
 
-    @rule(token=tokens, org=orgs)
-    def like(self, token, org):
+    @precondition(lambda self: self.model_tokens)
+    @rule(data=st.data())
+    def like(self, data):
+        pairs = [(k, o) for k, t in sorted(self.model_tokens.items()) for o in ORGS if o != t.org and o not in t.likes]
+        token, org = self.pick(data, pairs, [(k, o) for k in sorted(self.model_tokens) for o in ORGS])
         t = self.model_tokens[token]
         if self.attempt(org != t.org and org not in t.likes, lambda: self.c(org, "con").like(token)):
             t.likes.add(org)
@@ -146,30 +166,36 @@ class CtiMachine(RuleBasedStateMachine):
 
     # ---- tasks ---------------------------------------------------------------------------
 
-    @rule(target=tasks, token=tokens, org=orgs)
-    def request(self, token, org):
-        sent = self.attempt(self.holdings[(org, token)] > 0, lambda: self.c(org, "con").request(token, b"\x02" * 33),
-                            "NoToken")
-        if sent is None:
-            return multiple()
-        self.holdings[(org, token)] -= 1
-        self.model_tasks[sent.result] = ModelTask(token, org)
-        self.count(org, Kind.REQUESTED)
-        return sent.result
+    @precondition(lambda self: self.model_tokens)
+    @rule(data=st.data(), org=orgs)
+    def request(self, data, org):
+        """Request as a holder of a token (mostly), else as anyone."""
+        held = sorted(k for k, n in self.holdings.items() if n > 0)
+        org, token = self.pick(data, held, [(org, k) for k in sorted(self.model_tokens)])
+        sent = self.attempt(self.holdings[(org, token)] > 0,
+                            lambda: self.c(org, "con").request(token, b"\x02" * 33), "NoToken")
+        if sent is not None:
+            self.holdings[(org, token)] -= 1
+            self.model_tasks[sent.result] = ModelTask(token, org)
+            self.count(org, Kind.REQUESTED)
 
     def _publisher(self, task: int) -> str:
         return self.model_tokens[self.model_tasks[task].token].org
 
-    @rule(task=tasks)
-    def accept(self, task):
+    @precondition(lambda self: self.model_tasks)
+    @rule(data=st.data())
+    def accept(self, data):
+        task = self.pick(data, self.tasks_in(TaskState.PENDING), sorted(self.model_tasks))
         m = self.model_tasks[task]
         if self.attempt(m.state is TaskState.PENDING, lambda: self.c(self._publisher(task), "sol").accept(task),
                         "BadState"):
             m.state = TaskState.ACCEPTED
             self.count(self._publisher(task), Kind.ACCEPTED)
 
-    @rule(task=tasks)
-    def finish(self, task):
+    @precondition(lambda self: self.model_tasks)
+    @rule(data=st.data())
+    def finish(self, data):
+        task = self.pick(data, self.tasks_in(TaskState.ACCEPTED), sorted(self.model_tasks))
         m = self.model_tasks[task]
         ok = m.state is TaskState.ACCEPTED and not m.overdue
         if self.attempt(ok, lambda: self.c(self._publisher(task), "sol").finish(task, content_hash(str(task)), "u")):
@@ -185,28 +211,30 @@ class CtiMachine(RuleBasedStateMachine):
         self.holdings[(m.consumer, m.token)] += 1
         self.count(org, kind)
 
-    @rule(task=tasks)
-    def cancel(self, task):
+    @precondition(lambda self: self.model_tasks)
+    @rule(data=st.data(), how=st.sampled_from(["cancel", "expire", "reject"]))
+    def give_back(self, data, how):
+        """cancel (consumer, Pending), expire (consumer, Accepted and overdue) or reject
+        (solver, Pending or Accepted): the consumer gets the token back."""
+        valid = {"cancel": self.tasks_in(TaskState.PENDING),
+                 "expire": [i for i in self.tasks_in(TaskState.ACCEPTED) if self.model_tasks[i].overdue],
+                 "reject": self.tasks_in(TaskState.PENDING, TaskState.ACCEPTED)}[how]
+        task = self.pick(data, valid, sorted(self.model_tasks))
         m = self.model_tasks[task]
-        if self.attempt(m.state is TaskState.PENDING, lambda: self.c(m.consumer, "con").cancel(task), "BadState"):
-            self._returned(task, TaskState.CANCELLED, m.consumer, Kind.CANCELLED)
-
-    @rule(task=tasks)
-    def expire(self, task):
-        m = self.model_tasks[task]
-        ok = m.state is TaskState.ACCEPTED and m.overdue
-        if self.attempt(ok, lambda: self.c(m.consumer, "con").expire(task)):
-            self._returned(task, TaskState.EXPIRED, m.consumer, Kind.EXPIRED)
-
-    @rule(task=tasks)
-    def reject(self, task):
-        m = self.model_tasks[task]
-        ok = m.state in (TaskState.PENDING, TaskState.ACCEPTED)
-        if self.attempt(ok, lambda: self.c(self._publisher(task), "sol").reject(task, "missing"), "BadState"):
+        if how == "cancel":
+            if self.attempt(task in valid, lambda: self.c(m.consumer, "con").cancel(task), "BadState"):
+                self._returned(task, TaskState.CANCELLED, m.consumer, Kind.CANCELLED)
+        elif how == "expire":
+            if self.attempt(task in valid, lambda: self.c(m.consumer, "con").expire(task)):
+                self._returned(task, TaskState.EXPIRED, m.consumer, Kind.EXPIRED)
+        elif self.attempt(task in valid, lambda: self.c(self._publisher(task), "sol").reject(task, "missing"),
+                          "BadState"):
             self._returned(task, TaskState.REJECTED, self._publisher(task), Kind.REJECTED)
 
-    @rule(task=tasks, rating=st.integers(1, 5))
-    def rate(self, task, rating):
+    @precondition(lambda self: self.model_tasks)
+    @rule(data=st.data(), rating=st.integers(1, 5))
+    def rate(self, data, rating):
+        task = self.pick(data, self.tasks_in(TaskState.FINISHED), sorted(self.model_tasks))
         m = self.model_tasks[task]
         ok = m.state is TaskState.FINISHED and not m.rated
         if self.attempt(ok, lambda: self.c(m.consumer, "con").rate(task, rating)):
@@ -214,6 +242,7 @@ class CtiMachine(RuleBasedStateMachine):
             self.count(m.consumer, Kind.FEEDBACK_GIVEN)
             self.count(self._publisher(task), Kind.FEEDBACK_RECEIVED)
 
+    @precondition(lambda self: any(m.state is TaskState.ACCEPTED for m in self.model_tasks.values()))
     @rule()
     def time_passes(self):
         self.w.chain.advance(TIMEOUT + 1)
@@ -261,6 +290,6 @@ class CtiMachine(RuleBasedStateMachine):
         assert sum(from_events[(i, Kind.CONSUMED)] for i in range(1, len(ORGS) + 1)) == finished
 
 
-CtiMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=25, deadline=None,
+CtiMachine.TestCase.settings = settings(max_examples=8, stateful_step_count=25, deadline=None,
                                         suppress_health_check=[HealthCheck.too_slow], derandomize=False)
 TestCtiStateMachine = CtiMachine.TestCase
