@@ -1,0 +1,85 @@
+"""Gas used per CTI operation, measured on the in-process py-evm chain (eth-tester).
+
+    .venv/bin/python benchmarks/gas.py   # writes benchmarks/results/gas.json
+
+Each figure is the receipt's gasUsed of one transaction in a fixed scenario (three orgs,
+acme publishes, bravo consumes). "first" vs "again" show cold vs warm storage where the
+difference matters. Compare with the original design in docs/contracts.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testbed.cti import Role  # noqa: E402
+from tests.unit.helpers_cti import TIMEOUT, address_for, build_world, content_hash  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "gas.json"
+
+
+def measure() -> dict:
+    w = build_world()
+    pub, sol, con, ccon = (w.client(x, estimate=True) for x in ("acme.pub", "acme.sol", "bravo.con", "cyber.con"))
+    gas: dict[str, int] = {f"deploy {n}": r.gas_used for n, r in w.deployment.contracts.items()}
+    g = lambda name, sent: gas.__setitem__(name, sent.gas_used) or sent  # noqa: E731
+    tok = g("publish (first listing, supply 100, 1 solver)",
+            pub.publish("b7a1c0de-0000-4000-8000-000000000001", "APT-X C2 domains", content_hash("a"),
+                        10**15, 100, [sol.address])).result
+    g("publish (again)", pub.publish("b7a1c0de-0000-4000-8000-000000000002", "Phishing kit", content_hash("b"),
+                                     10**15, 100, [sol.address]))
+    g("mint", pub.mint(tok, 10))
+    g("modify", pub.modify(tok, "APT-X C2 domains v2", 2 * 10**15))
+    g("setSolver", pub.set_solver(tok, sol.address, True))
+    g("buy 1 (first purchase by the org)", con.buy(tok, 1))
+    g("buy 1 (again)", con.buy(tok, 1))
+    g("buy 1 with change refunded", con.buy(tok, 1, value=3 * 10**15))
+    g("buy 5", con.buy(tok, 5))
+    t1 = g("request (first)", con.request(tok, b"\x02" + bytes(32))).result
+    g("accept (first)", sol.accept(t1))
+    g("finish (first)", sol.finish(t1, content_hash("r1"), "https://acme.example/r/1"))
+    g("rate (first)", con.rate(t1, 5, "useful"))
+    t2 = g("request (again)", con.request(tok, b"\x02" + bytes(32))).result
+    g("accept (again)", sol.accept(t2))
+    g("finish (again)", sol.finish(t2, content_hash("r2"), "https://acme.example/r/2"))
+    g("rate (again)", con.rate(t2, 4))
+    t3 = con.request(tok, b"\x02" + bytes(32)).result
+    g("cancel", con.cancel(t3))
+    t4 = con.request(tok, b"\x02" + bytes(32)).result
+    g("reject", sol.reject(t4, "MISP event not found"))
+    t5 = con.request(tok, b"\x02" + bytes(32)).result
+    sol.accept(t5)
+    w.chain.advance(TIMEOUT + 1)
+    g("expire", con.expire(t5))
+    g("like", con.like(tok))
+    g("withdrawProceeds", pub.withdraw_proceeds())
+    g("withdrawListing", pub.withdraw_listing(2))
+    prop = g("proposeAdmission (1 account)",
+             pub.propose_admission("delta", [address_for("newcomer")], [int(Role.ALL)])).result
+    g("vote (passes, admits)", w.client("cyber.con", estimate=True).vote(prop, True))
+    prop = g("proposeRemoval", pub.propose_removal(4)).result
+    g("vote (no majority yet)", ccon.vote(prop, False))
+    loop = sum(gas[k] for k in ("buy 1 (again)", "request (again)", "accept (again)", "finish (again)",
+                                "rate (again)"))
+    return {"unit": "gas", "chain": "eth-tester py-evm, solc 0.8.28 optimizer 200 runs, evmVersion london",
+            "compiler": w.deployment.compiler_version, "operations": gas,
+            "one use (buy + request + accept + finish + rate, warm)": loop}
+
+
+def main() -> int:
+    result = measure()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    width = max(map(len, result["operations"]))
+    for name, used in result["operations"].items():
+        print(f"{name:<{width}}  {used:>9,}")
+    print(f"one CTI use, warm: {result['one use (buy + request + accept + finish + rate, warm)']:,} gas")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
