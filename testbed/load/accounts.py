@@ -11,6 +11,7 @@ then belongs to its organization and sends to that organization's node.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,6 +31,7 @@ class LoadAccount:
     signer: TransferSigner
     nonce: int = 0
     presigned: deque = field(default_factory=deque)  # (nonce, hash, raw)
+    inflight: object = None  # the greenlet sending this account's last batch (the next user waits for it)
 
     @property
     def address(self) -> str:
@@ -93,6 +95,24 @@ def fund_accounts(net, accounts: dict[str, list[LoadAccount]], *, amount_wei: in
         progress(f"funding {len(records)} load accounts from the organizations' genesis accounts")
         if not tracker.wait_all(timeout):
             raise ChainError(f"{len(tracker.pending)} funding transfers not included after {timeout:.0f}s")
+        _wait_funded_everywhere(accounts, amount_wei, timeout)
     finally:
         watch.close()
     return records
+
+
+def _wait_funded_everywhere(accounts: dict[str, list[LoadAccount]], amount_wei: int, timeout: float) -> None:
+    """Each org's node must see its accounts funded (it may be a block behind the watched node)."""
+    deadline = time.monotonic() + timeout
+    for org, group in accounts.items():
+        rpc = RpcClient(group[0].rpc_url, timeout=10)
+        try:
+            while True:
+                balances = rpc.batch([("eth_getBalance", [a.address, "latest"]) for a in group])
+                if all(int(b, 16) >= amount_wei for b in balances):
+                    break
+                if time.monotonic() > deadline:
+                    raise ChainError(f"{org}: load accounts not funded on {group[0].node} after {timeout:.0f}s")
+                time.sleep(0.2)
+        finally:
+            rpc.close()

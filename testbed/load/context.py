@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 
 import gevent
+import gevent.pool
 import psutil
 
 from testbed.chain.rpc import RpcClient, RpcError
@@ -45,6 +46,7 @@ class LoadContext:
         # each org pays the next org's first genesis account: traffic crosses organizations
         self.recipient = {org: net.keys.accounts[orgs[(i + 1) % len(orgs)]][0].address for i, org in enumerate(orgs)}
         self._greenlets: list[gevent.Greenlet] = []
+        self._inflight = gevent.pool.Group()
         self._watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
         self.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
         self.t0 = time.time()
@@ -78,10 +80,19 @@ class LoadContext:
 
     # ---- submission ------------------------------------------------------------------------
     def submit(self, rpc: RpcClient, account: LoadAccount, batch: list[tuple[int, str, str]], kind: str) -> None:
-        """Send pre-signed (nonce, hash, raw) in one JSON-RPC batch; record every row; fire events."""
+        """Send pre-signed (nonce, hash, raw) in one JSON-RPC batch; record every row; fire events.
+
+        The call runs in its own greenlet, which the caller waits for: Locust may kill a user
+        greenlet while it stops, and a half-sent batch would leave transactions that were
+        recorded but never reached the node. `drain` waits for these greenlets too.
+        """
+        job = account.inflight = self._inflight.spawn(self._submit, rpc, account, batch, kind)
+        job.join()
+
+    def _submit(self, rpc: RpcClient, account: LoadAccount, batch: list[tuple[int, str, str]], kind: str) -> None:
         fire = self.environment.events.request.fire
         start = time.time()
-        # rows are recorded before sending: a user stopped mid-call still leaves every tx accounted for
+        # rows are recorded before sending: whatever happens next, every tx is accounted for
         rows = [TxRow(tx_hash, account.org, account.node, account.address, nonce, kind, start) for nonce, tx_hash, _ in batch]
         for row in rows:
             self.recorder.submitted(row)
@@ -158,6 +169,7 @@ class LoadContext:
 
     def drain(self, timeout: float) -> int:
         """After the users stop: wait for pending transactions; mark what is left as dropped."""
+        self._inflight.join(timeout=30)
         deadline = time.monotonic() + timeout
         while self.recorder.pending and time.monotonic() < deadline:
             gevent.sleep(0.25)
@@ -177,8 +189,10 @@ class LoadContext:
         try:
             while True:
                 now = time.time()
-                self.recorder.rate(now, self.current_rate(), self.environment.runner.user_count
-                                   if self.environment.runner else 0)
+                users = self.environment.runner.user_count if self.environment.runner else 0
+                # the shape's target; without a shape (Locust UI), what the users are asked to offer
+                target = self.target_rate if self.target_rate is not None else (self.current_rate() if users else None)
+                self.recorder.rate(now, target, users)
                 jobs = {name: gevent.spawn(rpc.call, "eth_blockNumber") for name, rpc in clients.items()}
                 gevent.joinall(list(jobs.values()), timeout=1)
                 for name, job in jobs.items():

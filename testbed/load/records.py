@@ -104,7 +104,7 @@ class Recorder:
 
     def drop_pending(self, reason: str) -> int:
         for row in self.pending.values():
-            row.status, row.error = "dropped", reason
+            row.status, row.error = "dropped", f"{reason}; submission: {row.error}" if row.error else reason
         count = len(self.pending)
         self.pending.clear()
         return count

@@ -163,7 +163,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
             figures["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
             steps.append(figures)
             lat = figures["latency"]
-            progress(f"step {rate:g} tx/s: offered {figures['offered_tps']:.0f}, included {figures['included_tps']:.0f} "
+            progress(f"step {rate:g} tx/s: offered {figures['offered_tps']:.0f}, included {figures['included_tps_steady']:.0f} "
                      f"(ratio {figures['included_ratio']:.3f}), p50/p95 {lat['p50_s'] or 0:.2f}/{lat['p95_s'] or 0:.2f}s, "
                      f"send rpc avg {figures['submit_rpc_ms'].get('avg', 0)}ms, "
                      f"generator CPU {figures['cpu']['generator_percent']:.0f}%, nodes CPU {figures['cpu']['nodes_percent']:.0f}%")
@@ -183,9 +183,9 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
         _finish(env, ctx, run, opts, progress)
     sustained = [s for s in steps if s["included_ratio"] >= limits.min_ratio
                  and (s["latency"]["p95_s"] or 0) <= limits.p95_limit_s and s["agreement"]["agreed"]]
-    best = max(sustained, key=lambda s: s["included_tps"], default=None)
+    best = max(sustained, key=lambda s: s["included_tps_steady"] or 0, default=None)
     result = {"steps": steps, "stop_reason": stop_reason, "limits": asdict(limits),
-              "max_sustainable_included_tps": best["included_tps"] if best else None,
+              "max_sustainable_included_tps": best["included_tps_steady"] if best else None,
               "max_sustainable_target_tps": best["target_tps"] if best else None}
     run.write_json("bench.json", result)
     return result

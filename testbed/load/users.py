@@ -43,6 +43,8 @@ class ChainUser(User):
     def on_start(self) -> None:
         self.ctx = self.environment.testbed
         self.account = self.ctx.acquire()
+        if self.account.inflight is not None:  # a stopped user's last batch may still be on its way
+            self.account.inflight.join()
         self.rpc = RpcClient(self.account.rpc_url, timeout=10)
         self._next = time.monotonic()
         node_nonce = int(self.rpc.call("eth_getTransactionCount", self.account.address, "pending"), 16)
@@ -55,8 +57,7 @@ class ChainUser(User):
         self._next = time.monotonic()
 
     def on_stop(self) -> None:
-        self.rpc.close()
-        self.ctx.release(self.account)
+        self.ctx.release(self.account)  # the session is not closed: a detached send may still use it
 
     def wait_time(self) -> float:
         """Open-loop pacing at this user's share of the target rate (re-read every batch).

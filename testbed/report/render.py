@@ -92,8 +92,8 @@ def render_html(data: RunData, summary: dict) -> str:
         parts += ["<h2>Bench steps</h2>",
                   f"<p>max sustainable included TPS: <b>{_fmt(b.get('max_sustainable_included_tps'))}</b> "
                   f"(target {_fmt(b.get('max_sustainable_target_tps'))}); stopped: {html.escape(str(b.get('stop_reason')))}</p>",
-                  _table(["target", "offered", "included", "ratio", "p50 s", "p95 s", "p99 s", "agreed", "gen CPU %", "nodes CPU %"],
-                         [[s["target_tps"], s["offered_tps"], s["included_tps"], s["included_ratio"], s["latency"]["p50_s"],
+                  _table(["target", "offered", "included (steady)", "ratio", "p50 s", "p95 s", "p99 s", "agreed", "gen CPU %", "nodes CPU %"],
+                         [[s["target_tps"], s["offered_tps"], s.get("included_tps_steady"), s["included_ratio"], s["latency"]["p50_s"],
                            s["latency"]["p95_s"], s["latency"]["p99_s"], (s.get("agreement") or {}).get("agreed"),
                            (s.get("cpu") or {}).get("generator_percent"), (s.get("cpu") or {}).get("nodes_percent")]
                           for s in b["steps"]])]

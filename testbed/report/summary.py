@@ -5,7 +5,8 @@ Definitions (the same everywhere, so the bench, the report and the tests agree):
   the window, divided by the window length;
 - target TPS: mean of the profile's target rate sampled in the window;
 - included TPS (from blocks): load transactions in blocks whose timestamp falls in the
-  window, divided by the window length;
+  window, divided by the window length (and "steady": the same without the first
+  `warmup` seconds, while the pipeline fills);
 - included ratio: of the transactions submitted in the window, the share included;
 - latency: included_time - submit_time (harness clocks; included_time is when the block
   watcher first saw the block), percentiles by nearest rank (testbed.metrics.percentile).
@@ -37,7 +38,10 @@ def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
             "nodes_percent": round(sum(nodes), 1), "per_process": per_process}
 
 
-def step_figures(data: RunData, start: float, end: float) -> dict:
+def step_figures(data: RunData, start: float, end: float, warmup: float = 3.0) -> dict:
+    """Figures for one window. `included_tps_steady` skips the first `warmup` seconds of blocks:
+    inclusion trails submission by about one latency, so a window that starts with the load
+    would otherwise count the pipeline filling up as lost throughput."""
     window = end - start
     sub = [t for t in data.txs if t.get("submit_time") is not None and start <= t["submit_time"] < end]
     included = [t for t in sub if t["status"] == "included"]
@@ -49,6 +53,8 @@ def step_figures(data: RunData, start: float, end: float) -> dict:
         "target_tps": round(mean(targets), 2) if targets else None,
         "offered_tps": round(len(sub) / window, 2) if window > 0 else 0.0,
         "included_tps": round(sum(_load_txs(b) for b in in_blocks) / window, 2) if window > 0 else 0.0,
+        "included_tps_steady": round(sum(_load_txs(b) for b in in_blocks if b["timestamp"] >= start + warmup)
+                                     / (window - warmup), 2) if window > warmup else None,
         "submitted": len(sub), "included": len(included),
         "included_ratio": round(len(included) / len(sub), 4) if sub else 0.0,
         "rejected": sum(t["status"] == "rejected" for t in sub),
@@ -145,6 +151,6 @@ def summarize(data: RunData) -> dict:
         "agreement": data.agreement,
         "checks": data.checks,
         "bench": None if not data.bench else {k: v for k, v in data.bench.items() if k != "steps"} | {
-            "steps": [{k: s.get(k) for k in ("target_tps", "offered_tps", "included_tps", "included_ratio", "latency",
+            "steps": [{k: s.get(k) for k in ("target_tps", "offered_tps", "included_tps", "included_tps_steady", "included_ratio", "latency",
                                                 "agreement", "cpu")} for s in data.bench.get("steps", [])]},
     }

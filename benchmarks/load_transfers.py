@@ -1,0 +1,136 @@
+"""Benchmark: value transfers on the four-org geth Clique network (1 s blocks), nodes and load on one host.
+
+    .venv/bin/python benchmarks/load_transfers.py [--rates 300,400,...] [--step-seconds 20]
+        [--sustain-seconds 60] [--geth-flag=--cache=1024 ...] [--out benchmarks/results/load_transfers.json]
+
+1. steps the offered rate (testbed bench logic) until included/offered < 0.95, p95 > limit
+   or disagreement: the highest passing step is the maximum sustainable rate;
+2. holds that rate for --sustain-seconds (the >= 60 s target), and 80 % of it for 30 s
+   (p95 at 80 % of max);
+3. records, for every phase, offered vs target (generator tracking), included TPS from
+   blocks, p50/p95/p99, CPU of each geth process and of the generator (psutil).
+--geth-flag adds a flag to every geth command line (a lever experiment; a flag already on
+the line is replaced), so flags can be compared without touching testbed/clients.
+
+Numbers depend on what else runs on the machine: the script records the load average.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_geth_flags(extra: list[str]) -> None:
+    """Wrap GethClient.command: replace or append `--name=value` flags."""
+    from testbed.clients.geth import GethClient
+
+    original = GethClient.command
+
+    def command(self, *args, **kwargs):
+        argv = list(original(self, *args, **kwargs))
+        for flag in extra:
+            name, _, value = flag.partition("=")
+            if name in argv:
+                i = argv.index(name)
+                if value and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                    argv[i + 1] = value
+                continue
+            argv += [name] + ([value] if value else [])
+        return argv
+
+    GethClient.command = command
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="300,400,500,600,700,800,900,1000,1200")
+    parser.add_argument("--step-seconds", type=float, default=20)
+    parser.add_argument("--sustain-seconds", type=float, default=60)
+    parser.add_argument("--p95-limit", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--per-user-rate", type=float, default=25.0)
+    parser.add_argument("--geth-flag", action="append", default=[])
+    parser.add_argument("--port-base", type=int, default=27200)
+    parser.add_argument("--label", default="baseline")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_transfers.json")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    os.environ["TESTBED_HOME"] = str(home)
+    if args.geth_flag:
+        _with_geth_flags(args.geth_flag)
+
+    import psutil
+
+    from testbed.load.profiles import Constant
+    from testbed.load.runner import BenchLimits, LoadOptions, bench, run_profile
+    from testbed.network import Network
+    from testbed.runs import RunDir
+    from testbed.spec import load_network_spec
+
+    def progress(message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+    data = load_network_spec(ROOT / "scenarios" / "networks" / "four-orgs.yaml").model_dump()
+    data["name"], data["ports"]["base"] = "bench-load", args.port_base
+    spec = type(load_network_spec(ROOT / "scenarios" / "networks" / "four-orgs.yaml")).model_validate(data)
+    net = Network.create(spec, progress=progress)
+    result: dict = {"label": args.label, "geth_flags": args.geth_flag, "host": {
+        "cpus": psutil.cpu_count(), "python": platform.python_version(), "loadavg_before": os.getloadavg()},
+        "network": {"orgs": len(spec.organizations), "block_period_s": spec.consensus.block_period,
+                    "gas_limit": spec.consensus.gas_limit}}
+    try:
+        opts = dict(batch_size=args.batch, per_user_rate=args.per_user_rate)
+        run = RunDir.create(net.state.runs_dir, "bench")
+        found = bench(net, run, [float(r) for r in args.rates.split(",")], LoadOptions(**opts),
+                      BenchLimits(p95_limit_s=args.p95_limit, step_seconds=args.step_seconds), progress)
+        result["steps"] = [_phase(s) for s in found["steps"]]
+        result["stop_reason"] = found["stop_reason"]
+        top = found["max_sustainable_target_tps"]
+        result["max_sustainable"] = {"target_tps": top, "included_tps": found["max_sustainable_included_tps"]}
+        if top:
+            for name, rate, seconds in (("sustained_at_max", top, args.sustain_seconds), ("at_80_percent", 0.8 * top, 30)):
+                progress(f"{name}: {rate:g} tx/s for {seconds:g}s")
+                phase_run = RunDir.create(net.state.runs_dir, name.replace("_", "-"))
+                figures = run_profile(net, phase_run, Constant(rate, seconds), LoadOptions(**opts), progress)
+                result[name] = _phase(figures)
+                progress(f"{name}: {json.dumps(result[name]['summary'])}")
+        agreement = net.agreement(full=True)
+        result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
+    finally:
+        result["host"]["loadavg_after"] = os.getloadavg()
+        net.down(purge=True)
+        shutil.rmtree(home, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    runs = [r for r in previous.get("runs", []) if r.get("label") != args.label] + [result | {"time": time.time()}]
+    args.out.write_text(json.dumps({"benchmark": "load_transfers", "runs": runs}, indent=2) + "\n")
+    progress(f"wrote {args.out}")
+
+
+def _phase(f: dict) -> dict:
+    target = f.get("target_tps")
+    return {"summary": {
+        "target_tps": target, "offered_tps": f["offered_tps"],
+        "offered_vs_target": round(f["offered_tps"] / target, 3) if target else None,
+        "included_tps_steady": f.get("included_tps_steady"), "included_ratio": f["included_ratio"],
+        "p50_s": f["latency"]["p50_s"], "p95_s": f["latency"]["p95_s"], "p99_s": f["latency"]["p99_s"],
+        "rejected": f["rejected"], "dropped": f["dropped"],
+        "generator_cpu_percent": f["cpu"]["generator_percent"], "geth_cpu_percent_sum": f["cpu"]["nodes_percent"]},
+        "per_process": f["cpu"]["per_process"], "submit_rpc_ms": f.get("submit_rpc_ms"),
+        "agreement": f.get("agreement")}
+
+
+if __name__ == "__main__":
+    main()
