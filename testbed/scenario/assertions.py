@@ -69,7 +69,9 @@ def _agreement(spec, facts: RunFacts) -> AssertionResult:
     if spec.same_validators and not v.validator_sets_agree:
         problems.append("validator sets differ")
         evidence.append(v.validator_sets)
-    text = (f"{v.heights_checked} heights up to #{v.common_height} identical on {len(v.nodes_at_end)} nodes; "
+    same = (f"{v.heights_checked} heights up to #{v.common_height} identical on {len(v.nodes_at_end)} nodes" if v.agreed
+            else f"first divergence: {v.divergences[0]['evidence']}" if v.divergences else "no common block")
+    text = (f"{same}; "
             f"max reorg depth {v.max_reorg_depth} ({len(v.reorgs)} reorgs"
             + (f", allowed {spec.max_reorg_depth})" if spec.max_reorg_depth is not None else ")")
             + (f"; {v.transient_divergences} sample(s) saw a transient tip fork" if v.transient_divergences else ""))

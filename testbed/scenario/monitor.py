@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -92,6 +92,7 @@ class AgreementMonitor:
         self.views_every = max(1, views_every)
         self.emit = emit
         self.timeout = timeout
+        self.deadline = max(1.0, min(timeout, 2 * interval))  # per sample; a late node is skipped, not waited for
         self.tracks: dict[str, NodeTrack] = {}
         self.points: list[HeadPoint] = []
         self.reorgs: list[Reorg] = []
@@ -106,7 +107,7 @@ class AgreementMonitor:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._samples_file = self.out_dir / "samples.jsonl"
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="monitor-rpc")
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="monitor-rpc")
         self.errors: list[str] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -116,12 +117,23 @@ class AgreementMonitor:
         self._thread.start()
         return self
 
-    def stop(self) -> MonitorVerdict:
-        """Stop sampling, take one last sample with the full state views, write the verdict."""
+    def stop(self, converge: float = 15.0) -> MonitorVerdict:
+        """Stop sampling, take a last sample with the full state views, write the verdict.
+
+        A node that just came back (resumed, restarted, healed) may still sit on its own tip
+        block for a few seconds before it fetches the others' chain. While the last sample
+        shows a divergence, sample again for up to `converge` seconds: a fork that resolves
+        is recorded as a reorg, one that persists is the verdict.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.deadline = self.timeout  # the last sample decides who is live at the end: give every node its full time
         self.sample(force_views=True)
+        until = time.monotonic() + converge
+        while self.verdict().divergences and time.monotonic() < until:
+            time.sleep(self.interval)
+            self.sample(force_views=True)
         self._pool.shutdown(wait=True)
         verdict = self.verdict()
         tmp = self.out_dir / "monitor.json.tmp"
@@ -198,6 +210,21 @@ class AgreementMonitor:
                             head_timestamp=int(head["timestamp"], 16), peers=int(peers, 16) if peers else None,
                             validators=validators, hashes={h: v for h, v in hashes.items() if h <= number})
 
+    def _fetch_all(self, endpoints: dict[str, str]) -> list[NodeSnapshot]:
+        """All nodes at once; a node that has not answered by the deadline (paused, overloaded)
+        counts as unreachable in this sample, so one frozen node never delays the others' samples."""
+        futures = {name: self._pool.submit(self._fetch, name, url) for name, url in endpoints.items()}
+        wait(futures.values(), timeout=self.deadline)
+        snaps = []
+        for name, future in futures.items():
+            if future.done() and future.exception() is None:
+                snaps.append(future.result())
+            else:
+                future.cancel()
+                error = f"no answer within {self.deadline:.1f}s" if not future.done() else str(future.exception())
+                snaps.append(NodeSnapshot(node=name, reachable=False, error=error))
+        return snaps
+
     def sample(self, force_views: bool = False) -> dict:
         with self._lock:
             return self._sample(force_views)
@@ -205,7 +232,7 @@ class AgreementMonitor:
     def _sample(self, force_views: bool) -> dict:
         endpoints = self.endpoints()
         now = time.time()
-        snaps = list(self._pool.map(lambda item: self._fetch(*item), endpoints.items())) if endpoints else []
+        snaps = self._fetch_all(endpoints)
         seen = {name: track.hashes for name, track in self.tracks.items()}
         reorgs = find_reorgs(seen, snaps)
         apply_hashes(seen, snaps, reorgs)

@@ -28,10 +28,12 @@ PORT_BASE = 29600
 
 def _netns_ready() -> str | None:
     """Why netns scenarios cannot run here, or None."""
-    from testbed.backends import _registry
+    import importlib.util
 
-    if "netns" not in _registry():
-        return "the netns backend (testbed/backends/netns.py) is not registered"
+    from testbed.backends import BACKENDS
+
+    if "netns" not in BACKENDS or importlib.util.find_spec("testbed.backends.netns") is None:
+        return "the netns backend (testbed/backends/netns.py) is not in this tree"
     if os.geteuid() != 0:
         return "the netns backend needs root"
     return None
@@ -57,6 +59,16 @@ def _skip_if_solver_could_not_start(result) -> None:
                     f"scenario {result.name} failed for that reason — see {result.run_dir}")
 
 
+def _run(scenario, tmp_path):
+    """Run once; on a network that did not become ready (a start-up stall on a busy 2-core
+    machine, outside the scenario's control) run once more and say so."""
+    result = run_scenario(scenario, runs_dir=tmp_path / "runs", progress=print)
+    if result.status == "error" and result.error and "not ready" in result.error:
+        print(f"network start-up failed ({result.error[:160]}); running {scenario.name} once more")
+        result = run_scenario(scenario, runs_dir=tmp_path / "runs", progress=print)
+    return result
+
+
 def _geth_children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
@@ -67,7 +79,7 @@ def test_shipped_scenario_passes(path, testbed_home, tmp_path):
     if why := _needs(scenario):
         pytest.skip(why)
     before = _geth_children()
-    result = run_scenario(scenario, runs_dir=tmp_path / "runs", progress=print)
+    result = _run(scenario, tmp_path)
     _skip_if_solver_could_not_start(result)
     failures = "; ".join(f"{a.name}: {a.detail}" for a in result.failures()) or result.error
     assert result.passed, f"{path.name}: {failures} (run dir {result.run_dir})"
@@ -100,7 +112,7 @@ def test_scenario_built_to_fail_reports_evidence(testbed_home, tmp_path):
     path = tmp_path / "delivery-without-solver.yaml"
     path.write_text(textwrap.dedent(FAILING.format(network=SCENARIOS / "networks" / "four-orgs.yaml")))
     scenario = load_scenario(path, network_overrides={"port_base": PORT_BASE + 100, "name": "it-must-fail"})
-    result = run_scenario(scenario, runs_dir=tmp_path / "runs", progress=print)
+    result = _run(scenario, tmp_path)
     assert result.status == "failed", result.error
     by_kind = {a.kind: a for a in result.assertions}
     assert by_kind["agreement"].passed  # the chain itself was fine

@@ -136,7 +136,7 @@ def test_final_divergence_names_node_height_and_both_hashes(nodes, tmp_path):
     a, b = nodes("a", chain("aa", 10)), nodes("b", chain("aa", 6) + chain("bb", 4, 6))
     mon = monitor_for([a, b], tmp_path)
     mon.sample()
-    verdict = mon.stop()
+    verdict = mon.stop(converge=0.5)  # the fork persists: it is the verdict
     assert not verdict.agreed
     first = verdict.divergences[0]
     assert (first["height"], first["node_a"], first["hash_a"], first["node_b"], first["hash_b"]) == \
@@ -180,3 +180,19 @@ def test_background_thread_samples_until_stopped(nodes, tmp_path):
     time.sleep(0.4)
     verdict = mon.stop()
     assert verdict.samples >= 3 and not mon.errors
+
+
+def test_a_tip_fork_that_resolves_while_converging_is_a_reorg_not_a_divergence(nodes, tmp_path):
+    a, b = nodes("a", chain("aa", 10)), nodes("b", chain("aa", 9) + ["0xfork"])
+    mon = monitor_for([a, b], tmp_path, interval=0.1)
+    mon.sample()
+
+    def catch_up():
+        import time
+
+        time.sleep(0.3)
+        b.hashes = chain("aa", 11)
+    threading.Thread(target=catch_up).start()
+    verdict = mon.stop(converge=5)
+    assert verdict.agreed and verdict.common_height == 9
+    assert [(r["node"], r["height"], r["depth"]) for r in verdict.reorgs] == [("b", 9, 1)]
