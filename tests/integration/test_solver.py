@@ -134,6 +134,7 @@ def test_solver_killed_at_every_step_finishes_every_task_exactly_once(net):
         else:
             kills[point] += 1
     manage.start_one(net, publisher)  # and now let it finish
+    manage.wait_ready(net, [publisher])  # its endpoint serves again (consumers fetch from it below)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not all_finished():
         time.sleep(1)
