@@ -281,3 +281,33 @@ def liveness(points: list[HeadPoint], start: float, end: float) -> Liveness:
     window_start = series[0][0] if series else start
     window_end = series[-1][0] if series else end
     return Liveness(window_start, window_end, max(blocks, 0), per_node)
+
+
+def choose_branch(snapshots: list[NodeSnapshot], total_difficulty: dict[str, int]) -> str | None:
+    """The node whose head branch the network should follow after a split: the heaviest
+    branch (total difficulty), then the branch most nodes hold, then the first node."""
+    live = [s for s in snapshots if s.reachable and s.head_hash is not None]
+    if not live:
+        return None
+    holders: dict[str, int] = {}
+    for s in live:
+        holders[s.head_hash] = holders.get(s.head_hash, 0) + 1
+    order = {s.node: i for i, s in enumerate(live)}
+    best = max(live, key=lambda s: (total_difficulty.get(s.node, 0), holders[s.head_hash], -order[s.node]))
+    return best.node
+
+
+def rewind_points(snapshots: list[NodeSnapshot], chosen: str) -> dict[str, int]:
+    """For every node whose head is off the chosen node's branch: the highest height at which
+    it still agrees with that branch (their common ancestor), where it must rewind to."""
+    by_node = {s.node: s for s in snapshots if s.reachable}
+    reference = by_node[chosen].hashes
+    points: dict[str, int] = {}
+    for node, snap in by_node.items():
+        if node == chosen or snap.head_number is None:
+            continue
+        if reference.get(snap.head_number) == snap.head_hash:
+            continue  # on the branch (possibly behind): it catches up by itself
+        common = [h for h, block_hash in snap.hashes.items() if reference.get(h) == block_hash]
+        points[node] = max(common) if common else 0
+    return points

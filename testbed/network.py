@@ -23,7 +23,7 @@ from testbed.backends import NodeProcess, get_backend
 from testbed.chain.sample import snapshot_all
 from testbed.clients import get_client
 from testbed.clients.base import NodePlan, NodePorts
-from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement
+from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, choose_branch, rewind_points
 from testbed.errors import ReadinessError, StateError, TestbedError
 from testbed.keys import NetworkKeys, write_secret
 from testbed.spec.network import NetworkSpec
@@ -359,6 +359,59 @@ class Network:
         if purge:
             shutil.rmtree(self.state.root, ignore_errors=True)
         return stopped
+
+    def heal(self, *, progress: Progress = _quiet, settle: float = 20.0) -> dict[str, int]:
+        """Remove every link fault, then make sure the chain is one chain again.
+
+        After a split, Clique can stay stuck on competing branches of equal weight: each side
+        prefers its own, and every signer that may still seal sits on the other branch. If the
+        chain does not move on within `settle` seconds, the nodes off the chosen branch (the
+        heaviest, then the one most nodes hold) are rewound to the common ancestor
+        (debug_setHead) and sync the chosen branch, as an operator would. Returns {node: height}
+        of the nodes rewound.
+        """
+        self.backend.heal()
+        return self.reconcile_forks(progress=progress, settle=settle)
+
+    def reconcile_forks(self, *, progress: Progress = _quiet, settle: float = 20.0) -> dict[str, int]:
+        live = self.running_nodes()
+        start = {s.node: s.head_number for s in self.snapshots(only=live) if s.reachable}
+        if not start:
+            return {}
+        goal = max(start.values()) + 2
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            snaps = self.snapshots(only=live)
+            if all(s.reachable and (s.head_number or 0) >= goal for s in snaps):
+                return {}
+            time.sleep(1)
+        if not self.validator_rpc.list_method.startswith("clique"):
+            return {}  # QBFT/IBFT blocks are final: no competing branches to reconcile
+        low = max(0, min(start.values()) - 128)
+        heights = list(range(low, max(start.values()) + 1))
+        snaps = self.snapshots(heights, only=live)
+        weights = {s.node: self._total_difficulty(s) for s in snaps if s.reachable}
+        chosen = choose_branch(snaps, weights)
+        points = rewind_points(snaps, chosen) if chosen else {}
+        for name, height in points.items():
+            progress(f"{name} is stuck on a competing branch: rewinding it to block #{height} to follow {chosen}'s")
+            self._rpc_call(name, "debug_setHead", hex(height))
+        if points:
+            self.wait_ready(progress=progress, new_blocks=2, only=live)
+        return points
+
+    def _total_difficulty(self, snap: NodeSnapshot) -> int:
+        block = self._rpc_call(snap.node, "eth_getBlockByHash", snap.head_hash, False) or {}
+        return int(block.get("totalDifficulty") or "0x0", 16)
+
+    def _rpc_call(self, name: str, method: str, *params):
+        from testbed.chain.rpc import RpcClient
+
+        rpc = RpcClient(self.node(name).rpc_url, timeout=30)
+        try:
+            return rpc.call(method, *params)
+        finally:
+            rpc.close()
 
     # ---- observation ------------------------------------------------------------------------
     def snapshots(self, heights: list[int] | None = None, only: list[str] | None = None) -> list[NodeSnapshot]:

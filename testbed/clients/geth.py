@@ -124,6 +124,7 @@ class GethClient:
                             start_sealing_method="miner_start", stop_sealing_method="miner_stop")
 
     def rpc_apis(self, engine: str) -> list[str]:
-        # miner: lets a member node voted in as a signer start sealing (bound to the node's own address)
-        return ["eth", "net", "web3", "txpool", "clique", "miner"]
+        # miner: lets a member node voted in as a signer start sealing; debug: debug_setHead, to
+        # rewind a node stuck on a losing Clique branch (Network.heal). Bound to the node's own address.
+        return ["eth", "net", "web3", "txpool", "clique", "miner", "debug"]
 

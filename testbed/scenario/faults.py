@@ -86,7 +86,9 @@ class FaultLedger:
 
     def heal_network(self) -> None:
         link = self._find("partition") + self._find("delay")
-        self.net.backend.heal()
+        rewound = self.net.heal() if link else {}  # also un-sticks Clique branches left by a split
+        if rewound:
+            self.emit("branches_reconciled", rewound=rewound)
         for fault in link:
             self._close(fault, "healed")
 

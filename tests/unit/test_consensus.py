@@ -65,3 +65,25 @@ def test_state_mismatch_found_with_both_values():
     assert (mismatch.key, mismatch.node_a, mismatch.value_a, mismatch.node_b, mismatch.value_b) == ("bal:0xa", "n1", 5, "n3", 6)
     missing = {"n1": {"k": 1}, "n2": {}}
     assert find_state_mismatches(missing)[0].value_b is None
+
+
+def test_choose_branch_prefers_heavier_then_more_holders():
+    from testbed.consensus import choose_branch
+
+    snaps = [snap("a", 9, {9: "x9"}), snap("b", 9, {9: "x9"}), snap("c", 9, {9: "y9"}), snap("d", 9, {9: "y9"})]
+    assert choose_branch(snaps, {"a": 10, "b": 10, "c": 11, "d": 11}) == "c"
+    assert choose_branch(snaps, {n: 10 for n in "abcd"}) == "a"  # tie everywhere: first node
+    three = snaps[:3] + [snap("d", 9, {9: "x9"})]
+    assert choose_branch(three, {n: 10 for n in "abcd"}) == "a"
+    assert choose_branch([snap("c", 9, {9: "y9"})] + three[:2], {n: 10 for n in "abc"}) == "a"  # 2 holders beat 1
+
+
+def test_rewind_points_are_common_ancestors_of_nodes_off_the_branch():
+    from testbed.consensus import rewind_points
+
+    x = {6: "g6", 7: "g7", 8: "x8", 9: "x9"}
+    y = {6: "g6", 7: "g7", 8: "y8", 9: "y9"}
+    behind = {6: "g6", 7: "g7", 8: "x8"}
+    snaps = [snap("a", 9, x), snap("b", 9, y), snap("c", 8, behind)]
+    assert rewind_points(snaps, "a") == {"b": 7}
+    assert rewind_points(snaps, "b") == {"a": 7, "c": 7}
