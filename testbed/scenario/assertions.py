@@ -39,6 +39,7 @@ class RunFacts:
     blocks: list  # BlockRecord seen by the load phases
     tasks: dict[str, dict]  # alias -> {"id", "states": {node: state name}}
     step_errors: list[str] = field(default_factory=list)
+    interventions: list[dict] = field(default_factory=list)  # e.g. stuck Clique branches rewound by the harness
 
 
 def judge(assertion, facts: RunFacts) -> AssertionResult:
@@ -75,6 +76,10 @@ def _agreement(spec, facts: RunFacts) -> AssertionResult:
             f"max reorg depth {v.max_reorg_depth} ({len(v.reorgs)} reorgs"
             + (f", allowed {spec.max_reorg_depth})" if spec.max_reorg_depth is not None else ")")
             + (f"; {v.transient_divergences} sample(s) saw a transient tip fork" if v.transient_divergences else ""))
+    if facts.interventions:  # not hidden: the chain needed an operator's hand to become one chain again
+        nodes = sorted({n for i in facts.interventions for n in i["rewound"]})
+        text += f"; after a heal the harness rewound {', '.join(nodes)} off an equal-weight branch (debug_setHead)"
+        evidence += [{"operator_rewind": i} for i in facts.interventions]
     return _r(not problems, "; ".join(problems) + " — " + text if problems else text, evidence)
 
 

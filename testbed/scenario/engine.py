@@ -347,7 +347,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         txs = [r for lr in ctx.load_results for r in lr.records]
         blocks = [b for lr in ctx.load_results for b in lr.blocks]
         facts = RunFacts(t0=ctx.t0, end=end, verdict=verdict, heads=[p for p in _heads(run)], periods=ctx.periods,
-                         txs=txs, blocks=blocks, tasks=tasks, step_errors=ctx.step_errors)
+                         txs=txs, blocks=blocks, tasks=tasks, step_errors=ctx.step_errors,
+                         interventions=ctx.ledger.interventions)
         result.assertions = [judge(a, facts) for a in scenario.spec.assertions]
         result.assertions += [AssertionResult(f"step {e.split(':')[0]}", "step", False, e, []) for e in ctx.step_errors]
         for a in result.assertions:

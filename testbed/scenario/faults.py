@@ -28,6 +28,7 @@ class FaultLedger:
         self.net = network
         self.emit = emit
         self.active: dict[int, Fault] = {}
+        self.interventions: list[dict] = []  # operator actions the harness took (e.g. rewinding a stuck branch)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -88,15 +89,16 @@ class FaultLedger:
         link = self._find("partition") + self._find("delay")
         rewound = self.net.heal() if link else {}  # also un-sticks Clique branches left by a split
         if rewound:
+            self.interventions.append({"rewound": rewound, "after": [f.kind for f in link]})
             self.emit("branches_reconciled", rewound=rewound)
         for fault in link:
             self._close(fault, "healed")
 
     def heal(self) -> None:
-        """The `heal` step: network faults healed and paused nodes resumed (crashes need restart)."""
-        self.heal_network()
+        """The `heal` step: paused nodes resumed and network faults healed (crashes need restart)."""
         for fault in self._find("pause"):
             self.resume(fault.target)
+        self.heal_network()
 
     def end(self, fault: Fault) -> None:
         """End one fault (a step's `for:` ran out)."""
@@ -110,8 +112,9 @@ class FaultLedger:
     def heal_all(self, *, restart_crashed: bool = True) -> list[str]:
         """Heal every active fault; never raises. Returns what could not be healed."""
         problems: list[str] = []
+        order = {"pause": 0, "partition": 1, "delay": 1, "crash": 2}  # a paused node would stall the network heal
         with self._lock:
-            faults = list(self.active.values())
+            faults = sorted(self.active.values(), key=lambda f: order.get(f.kind, 3))
         for fault in faults:
             try:
                 if fault.kind in ("partition", "delay"):

@@ -63,6 +63,12 @@ class FakeNet:
     def node(self, name):
         return next(n for n in self.nodes if n.name == name)
 
+    rewind: dict = {}
+
+    def heal(self, **_):
+        self.backend.heal()
+        return dict(self.rewind)
+
     def process(self, name):
         return None if name in self.down_nodes else object()
 
@@ -104,10 +110,11 @@ def fake(tmp_path):
 
     threading.Thread(target=grower, daemon=True).start()
 
-    def run(body: str):
+    def run(body: str, rewind: dict | None = None):
         scenario = scenario_from_text("name: t\nsettle: 0.2s\nmonitor: {interval: 0.1s}\n" + NETWORK + body, "t.yaml",
                                       base_dir=tmp_path)
         net = FakeNet(scenario.network, fakes)
+        net.rewind = rewind or {}
         result = run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
         events = [json.loads(x) for x in (result.run_dir / "events.jsonl").read_text().splitlines()]
         return result, net, events
@@ -201,3 +208,16 @@ def test_junit_has_one_case_per_assertion(tmp_path):
     assert [s.get("failures") for s in suites] == ["1", "0"] and suites[1].get("errors") == "1"
     assert suites[0].find("testcase[@name='liveness']/failure").get("message") == "slow"
     ET.tostring(root)
+
+
+def test_an_operator_rewind_after_heal_is_shown_in_the_agreement_verdict(fake):
+    result, net, events = fake("""
+steps:
+  - partition: {groups: [[a, b], [c, d]], for: 0.2s}
+assertions:
+  - agreement: {max_reorg_depth: 3}
+""", rewind={"c-v1": 12, "d-v1": 12})
+    (agreement,) = result.assertions
+    assert "harness rewound c-v1, d-v1" in agreement.detail
+    assert {"operator_rewind": {"rewound": {"c-v1": 12, "d-v1": 12}, "after": ["partition"]}} in agreement.evidence
+    assert kinds(events, "branches_reconciled")
