@@ -105,8 +105,9 @@ class ScenarioRun:
         label = step.label()
         started = time.time()
         self.emit("step_started", step=where, action=step.action, name=step.name)
+        held_until = None
         try:
-            getattr(self, f"do_{step.action}")(step.body, where)
+            held_until = getattr(self, f"do_{step.action}")(step.body, where)
         except TestbedError as exc:
             with self._lock:
                 self.step_errors.append(f"{where} ({label}): {exc}")
@@ -115,8 +116,8 @@ class ScenarioRun:
                 raise StepFailed(str(exc)) from None
             raise
         finally:
-            if step.name:
-                self.periods[step.name] = (started, time.time())
+            if step.name:  # a fault held `for:` a while: its period ends when the heal begins
+                self.periods[step.name] = (started, held_until if isinstance(held_until, float) else time.time())
         self.emit("step_finished", step=where, action=step.action, name=step.name,
                   seconds=round(time.time() - started, 2))
 
@@ -166,20 +167,24 @@ class ScenarioRun:
                 raise StepFailed(f"waited {body.timeout:.0f}s for {body.blocks} blocks; the chain is at {now}, needed {target}")
             time.sleep(0.3)
 
-    def _hold(self, fault, hold: float | None) -> None:
-        if hold is not None:
-            time.sleep(hold)
-            self.ledger.end(fault)
-            if fault.kind == "pause":
-                self.paused.discard(fault.target)
+    def _hold(self, fault, hold: float | None) -> float | None:
+        """With `for:`, keep the fault that long, then end it; returns when the heal began."""
+        if hold is None:
+            return None
+        time.sleep(hold)
+        healing = time.time()
+        self.ledger.end(fault)
+        if fault.kind == "pause":
+            self.paused.discard(fault.target)
+        return healing
 
-    def do_crash(self, body, where: str) -> None:
-        self._hold(self.ledger.crash(body.node), body.hold)
+    def do_crash(self, body, where: str) -> float | None:
+        return self._hold(self.ledger.crash(body.node), body.hold)
 
-    def do_pause(self, body, where: str) -> None:
+    def do_pause(self, body, where: str) -> float | None:
         fault = self.ledger.pause(body.node)
         self.paused.add(body.node)
-        self._hold(fault, body.hold)
+        return self._hold(fault, body.hold)
 
     def do_resume(self, body, where: str) -> None:
         self.ledger.resume(body.node)
@@ -189,11 +194,11 @@ class ScenarioRun:
         self.ledger.restart(body.node)
         self.paused.discard(body.node)
 
-    def do_partition(self, body, where: str) -> None:
-        self._hold(self.ledger.partition([list(g) for g in body.groups]), body.hold)
+    def do_partition(self, body, where: str) -> float | None:
+        return self._hold(self.ledger.partition([list(g) for g in body.groups]), body.hold)
 
-    def do_delay(self, body, where: str) -> None:
-        self._hold(self.ledger.delay(body.org, body.ms, body.jitter_ms, body.loss_pct), body.hold)
+    def do_delay(self, body, where: str) -> float | None:
+        return self._hold(self.ledger.delay(body.org, body.ms, body.jitter_ms, body.loss_pct), body.hold)
 
     def do_heal(self, body, where: str) -> None:
         self.ledger.heal()
