@@ -2,7 +2,7 @@
 
 Networks use ports 29600+ and a temporary TESTBED_HOME (tests/integration/conftest.py);
 each run is torn down by the engine. netns scenarios need root and the netns backend;
-CTI delivery needs the Solver (solver/): a missing piece skips with its name.
+CTI delivery uses the real Solvers on every backend.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 
 from testbed.scenario.engine import run_scenario
 from testbed.scenario.resolve import load_scenario
-from testbed.scenario.solvers import solvers_in_tree
 
 pytestmark = pytest.mark.integration
 
@@ -42,24 +41,12 @@ def _netns_ready() -> str | None:
 def _needs(scenario) -> str | None:
     if scenario.network.backend == "netns" and (why := _netns_ready()):
         return why
-    if scenario.uses_cti and any(s.action == "await_delivery" for s in scenario.spec.steps) and not solvers_in_tree():
-        return "CTI delivery needs the Solver (solver/ package, issue 5), which is not in this tree"
     return None
 
 
 def _events(result) -> list[dict]:
     path = result.run_dir / "events.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def _skip_if_solver_could_not_start(result) -> None:
-    failed = [e for e in _events(result) if e["event"] == "solver_start_failed"]
-    if failed and not result.passed:
-        # what does not depend on delivery must still hold (agreement, stall, reorg depth, load)
-        chain_checks = [a for a in result.assertions if a.kind not in ("no_lost_tasks", "step")]
-        assert all(a.passed for a in chain_checks), [f"{a.name}: {a.detail}" for a in chain_checks if not a.passed]
-        pytest.skip(f"the Solver could not start on this backend ({failed[0]['error'][:200]}); "
-                    f"scenario {result.name} failed for that reason — see {result.run_dir}")
 
 
 def _run(scenario, tmp_path):
@@ -83,7 +70,6 @@ def test_shipped_scenario_passes(path, testbed_home, tmp_path):
         pytest.skip(why)
     before = _geth_children()
     result = _run(scenario, tmp_path)
-    _skip_if_solver_could_not_start(result)
     failures = "; ".join(f"{a.name}: {a.detail}" for a in result.failures()) or result.error
     assert result.passed, f"{path.name}: {failures} (run dir {result.run_dir})"
     # the run directory alone explains the run
