@@ -41,12 +41,12 @@ def _with_geth_flags(extra: list[str]) -> None:
         argv = list(original(self, *args, **kwargs))
         for flag in extra:
             name, _, value = flag.partition("=")
-            if name in argv:
+            if name in argv:  # already there as "--name value": replace the value
                 i = argv.index(name)
                 if value and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
                     argv[i + 1] = value
                 continue
-            argv += [name] + ([value] if value else [])
+            argv.append(flag)  # geth takes --name=value for every flag, booleans included
         return argv
 
     GethClient.command = command
@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=20)
     parser.add_argument("--sustain-seconds", type=float, default=60)
     parser.add_argument("--p95-limit", type=float, default=5.0)
-    parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--per-user-rate", type=float, default=25.0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--per-user-rate", type=float, default=50.0)
     parser.add_argument("--geth-flag", action="append", default=[])
     parser.add_argument("--port-base", type=int, default=27200)
     parser.add_argument("--label", default="baseline")

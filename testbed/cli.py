@@ -306,8 +306,8 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           step_seconds: float = typer.Option(20.0, help="Seconds per step."),
           p95_limit: float = typer.Option(5.0, help="Stop when p95 submit->inclusion latency exceeds this (s)."),
           min_ratio: float = typer.Option(0.95, help="Stop when included/offered falls below this."),
-          batch: int = typer.Option(10, help="Transactions per eth_sendRawTransaction batch."),
-          per_user_rate: float = typer.Option(25.0, help="At most this many tx/s per Locust user (= account)."),
+          batch: int = typer.Option(50, help="Transactions per eth_sendRawTransaction batch."),
+          per_user_rate: float = typer.Option(50.0, help="At most this many tx/s per Locust user (= account)."),
           keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running.")) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
@@ -336,7 +336,6 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<
         raise StateError(f"{run_dir} is not a directory", hint="give a run directory: <state>/<network>/runs/<id>")
     html_path, json_path = render(run_dir)
     out.print(f"report: {html_path}\nsummary: {json_path}")
-
 
 # ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
 

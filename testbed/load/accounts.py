@@ -32,6 +32,7 @@ class LoadAccount:
     nonce: int = 0
     presigned: deque = field(default_factory=deque)  # (nonce, hash, raw)
     inflight: object = None  # the greenlet sending this account's last batch (the next user waits for it)
+    signed_late: int = 0  # transactions signed while sending because the pre-signed stock ran out
 
     @property
     def address(self) -> str:
@@ -46,6 +47,7 @@ class LoadAccount:
     def take(self, count: int, to: str) -> list[tuple[int, str, str]]:
         """The next `count` signed transfers (signing more if the pre-signed stock ran out)."""
         if len(self.presigned) < count:
+            self.signed_late += count - len(self.presigned)
             self.presign_transfers(count - len(self.presigned), to)
         batch = [self.presigned.popleft() for _ in range(count)]
         self.nonce = batch[-1][0] + 1

@@ -31,8 +31,8 @@ SUBMIT = "eth_sendRawTransaction"  # request_type of submission events
 
 
 class LoadContext:
-    def __init__(self, environment, net, accounts: dict[str, list[LoadAccount]], *, batch_size: int = 10,
-                 per_user_rate: float = 25.0, poll_interval: float = 0.1) -> None:
+    def __init__(self, environment, net, accounts: dict[str, list[LoadAccount]], *, batch_size: int = 50,
+                 per_user_rate: float = 50.0, poll_interval: float = 0.1) -> None:
         self.environment = environment
         self.net = net
         self.recorder = Recorder()
@@ -41,6 +41,7 @@ class LoadContext:
         self.poll_interval = poll_interval
         self.target_rate: float | None = None  # set by the shape; None = users x per_user_rate
         self.free: dict[str, list[LoadAccount]] = {org: list(group) for org, group in accounts.items()}
+        self._all = [a for group in accounts.values() for a in group]
         self.busy: dict[str, int] = defaultdict(int)
         orgs = list(accounts)
         # each org pays the next org's first genesis account: traffic crosses organizations
@@ -56,6 +57,9 @@ class LoadContext:
         ctx = cls(environment, net, accounts, **options)
         environment.testbed = ctx
         return ctx
+
+    def accounts(self) -> list[LoadAccount]:
+        return self._all
 
     @property
     def max_users(self) -> int:

@@ -27,8 +27,8 @@ def _options(parser) -> None:
     group = parser.add_argument_group("testbed")
     group.add_argument("--network", default=None, help="Network name (default: the only one).")
     group.add_argument("--rate-profile", default=None, help="Offered-rate profile, e.g. steps:100,200,400:20.")
-    group.add_argument("--per-user-rate", type=float, default=25.0, help="tx/s per user (= per account).")
-    group.add_argument("--batch", type=int, default=10, help="Transactions per eth_sendRawTransaction batch.")
+    group.add_argument("--per-user-rate", type=float, default=50.0, help="tx/s per user (= per account).")
+    group.add_argument("--batch", type=int, default=50, help="Transactions per eth_sendRawTransaction batch.")
     group.add_argument("--max-rate", type=float, default=1000.0, help="Sizes the funded account pool.")
 
 

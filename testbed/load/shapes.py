@@ -11,6 +11,8 @@ from locust import LoadTestShape
 
 from testbed.load.profiles import Profile, users_for_rate
 
+SPAWN_AT_ONCE = 10_000.0  # users per second
+
 
 class RateShape(LoadTestShape):
     abstract = True
@@ -26,7 +28,9 @@ class RateShape(LoadTestShape):
             return None
         ctx.target_rate = rate
         users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users) if rate > 0 else 0
-        return users, max(1, users)  # spawn at once: pacing, not ramping users, sets the rate
+        # start and stop users at once (Locust also stops users at the spawn rate): pacing, not
+        # ramping users, sets the offered rate
+        return users, SPAWN_AT_ONCE
 
 
 class ProfileShape(RateShape):
