@@ -266,22 +266,17 @@ def validators_remove(node: str = typer.Argument(..., help="Validator node to vo
 
 
 @app.command()
-def demo(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
-         transfers: int = typer.Option(50, help="Transfers per funded account."),
+def demo(scenario: Path = typer.Argument(None, help="Scenario YAML (default: scenarios/demo.yaml)."),
          keep: bool = typer.Option(False, help="Leave the network running afterwards.")) -> None:
-    """The main job: up the default network, run the demo load, check agreement, print the verdict and report path."""
-    from testbed.demo import run_demo
+    """The main job: four-org network, contracts, Solvers, the demo scenario under Locust load; verdict and report path."""
+    from testbed.demo import DEMO_SCENARIO, run_demo
+    from testbed.scenario.cli_support import render_verdicts
 
-    result = run_demo(spec, progress=_progress, transfers_per_account=transfers, keep=keep)
-    table = Table(title=f"verdict for {result.network}")
-    for column in ("check", "result", "detail"):
-        table.add_column(column)
-    for check in result.checks:
-        table.add_row(check.name, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]", check.detail)
-    out.print(table)
+    result, report = run_demo(scenario or DEMO_SCENARIO, progress=_progress, keep=keep)
+    render_verdicts(out, [result])
     verdict = "[bold green]PASSED[/bold green]" if result.passed else "[bold red]FAILED[/bold red]"
     out.print(f"verdict: {verdict}")
-    out.print(f"report: {result.report_path}")
+    out.print(f"report: {report or result.run_dir}")
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -336,6 +331,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<
         raise StateError(f"{run_dir} is not a directory", hint="give a run directory: <state>/<network>/runs/<id>")
     html_path, json_path = render(run_dir)
     out.print(f"report: {html_path}\nsummary: {json_path}")
+
 
 # ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
 
