@@ -19,12 +19,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from testbed.errors import TestbedError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="CTI Solver: delivers an organization's intelligence, encrypted, exactly once.")
 out = Console()
-err = Console(stderr=True)
 
 NetworkOpt = typer.Option(..., "--network", "-n", help="Network name.")
 OrgOpt = typer.Option(..., "--org", "-o", help="Organization name.")
@@ -142,13 +140,9 @@ def consume(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] =
 
 
 def main() -> None:
-    try:
-        app()
-    except TestbedError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    from testbed.cli import run_app
+
+    run_app(app)
 
 
 if __name__ == "__main__":

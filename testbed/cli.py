@@ -413,15 +413,20 @@ def solvers_status(network: Optional[str] = NetworkOpt,
 # ---- end of solvers ----------------------------------------------------------------------------
 
 
-def main() -> None:
+def run_app(typer_app: typer.Typer) -> None:
+    """Run a typer app; a TestbedError becomes one red line and its exit code, never a traceback."""
     try:
-        app()
+        typer_app()
     except TestbedError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/bold red]")
         sys.exit(130)
+
+
+def main() -> None:
+    run_app(app)
 
 
 if __name__ == "__main__":

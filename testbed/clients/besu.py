@@ -20,7 +20,7 @@ from testbed.clients.geth import clique_extra_data
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
     FORKS_TO_ISTANBUL,
-    alloc_section,
+    genesis_document,
     enode_list_json,
     everyone,
     ibft2_extra_data,
@@ -64,17 +64,7 @@ def besu_genesis(spec: NetworkSpec, validators: list[str], alloc: dict[str, int]
         mix_hash = "0x" + "00" * 32
     else:
         raise ValueError(f"besu does not run engine {engine!r}")
-    return {
-        "config": config,
-        "nonce": "0x0",
-        "timestamp": "0x0",
-        "extraData": extra,
-        "gasLimit": hex(spec.consensus.gas_limit),
-        "difficulty": "0x1",
-        "mixHash": mix_hash,
-        "coinbase": "0x" + "00" * 20,
-        "alloc": alloc_section(alloc),
-    }
+    return genesis_document(spec, config, extra, mix_hash, alloc)
 
 
 def toml_document(values: dict[str, object]) -> str:

@@ -15,7 +15,7 @@ from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, Vali
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
     FORKS_TO_ISTANBUL,
-    alloc_section,
+    genesis_document,
     enode_list_json,
     everyone,
     istanbul_extra_data,
@@ -54,17 +54,7 @@ def goquorum_genesis(spec: NetworkSpec, validators: list[str], alloc: dict[str, 
         extra = istanbul_extra_data(validators)
     else:
         raise ValueError(f"goquorum does not run engine {engine!r}")
-    return {
-        "config": config,
-        "nonce": "0x0",
-        "timestamp": "0x0",
-        "extraData": extra,
-        "gasLimit": hex(spec.consensus.gas_limit),
-        "difficulty": "0x1",
-        "mixHash": BFT_MIX_HASH,
-        "coinbase": "0x" + "00" * 20,
-        "alloc": alloc_section(alloc),
-    }
+    return genesis_document(spec, config, extra, BFT_MIX_HASH, alloc)
 
 
 class GoQuorumClient:

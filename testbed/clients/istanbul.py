@@ -104,6 +104,21 @@ def alloc_section(alloc: dict[str, int]) -> dict:
     return {addr.removeprefix("0x").lower(): {"balance": hex(wei)} for addr, wei in alloc.items()}
 
 
+def genesis_document(spec: NetworkSpec, config: dict, extra_data: str, mix_hash: str, alloc: dict[str, int]) -> dict:
+    """The genesis fields every client shares around its engine-specific `config` and extraData."""
+    return {
+        "config": config,
+        "nonce": "0x0",
+        "timestamp": "0x0",
+        "extraData": extra_data,
+        "gasLimit": hex(spec.consensus.gas_limit),
+        "difficulty": "0x1",
+        "mixHash": mix_hash,
+        "coinbase": "0x" + "00" * 20,
+        "alloc": alloc_section(alloc),
+    }
+
+
 def everyone(node: NodePlan, peers: list[NodePlan]) -> list[NodePlan]:
     """The node and its peers, once each, in network order."""
     by_name = {p.name: p for p in [node, *peers]}

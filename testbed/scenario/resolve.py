@@ -12,7 +12,7 @@ from typing import Any
 
 from testbed.errors import SpecError
 from testbed.network import node_names
-from testbed.spec.loader import load_model, parse_yaml_text, validate_text
+from testbed.spec.loader import load_model, parse_yaml_text, validate_text, read_text_file
 from testbed.spec.network import NetworkSpec
 from testbed.spec.scenario import ScenarioSpec, Step
 
@@ -48,12 +48,7 @@ class Scenario:
 
 def load_scenario(path: Path | str, *, network_overrides: dict[str, Any] | None = None) -> Scenario:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: file not found", hint="give a scenario YAML file or a directory of them") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    text = read_text_file(path, hint="give a scenario YAML file or a directory of them")
     return scenario_from_text(text, str(path), base_dir=path.parent, network_overrides=network_overrides)
 
 

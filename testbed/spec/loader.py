@@ -97,16 +97,20 @@ def parse_yaml_text(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     return data, lines
 
 
+def read_text_file(path: Path, *, hint: str = "give the path of a YAML file") -> str:
+    """A spec or scenario file's text, or one SpecError line saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found", hint=hint) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+
+
 def load_model(path: Path | str, model: type[M], *, defaults: dict[str, Any] | None = None) -> M:
     """Read a YAML file and validate it as `model`; raise SpecError with file:line on any problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: file not found", hint="give the path of a YAML file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {exc.__class__.__name__}") from None
-    return validate_text(text, str(path), model, defaults=defaults)
+    return validate_text(read_text_file(path), str(path), model, defaults=defaults)
 
 
 def validate_text(text: str, source: str, model: type[M], *, defaults: dict[str, Any] | None = None) -> M:
