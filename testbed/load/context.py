@@ -195,7 +195,9 @@ class LoadContext:
                 now = time.time()
                 users = self.environment.runner.user_count if self.environment.runner else 0
                 # the shape's target; without a shape (Locust UI), what the users are asked to offer
-                target = self.target_rate if self.target_rate is not None else (self.current_rate() if users else None)
+                driven = self.environment.shape_class is not None  # a shape sets the target (None: over)
+                target = self.target_rate if driven or self.target_rate is not None else (
+                    self.current_rate() if users else None)
                 self.recorder.rate(now, target, users)
                 jobs = {name: gevent.spawn(rpc.call, "eth_blockNumber") for name, rpc in clients.items()}
                 gevent.joinall(list(jobs.values()), timeout=1)

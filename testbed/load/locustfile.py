@@ -5,7 +5,7 @@ Runs against a network that is already up (`testbed up`), with Locust's web UI o
 organizations' genesis accounts; users then send client-signed transfers to their
 organization's node. With --rate-profile (constant:RATE:SECONDS, ramp:FROM:TO:SECONDS,
 steps:R1,R2,..:SECONDS, spike:BASE:PEAK:AT:LENGTH:SECONDS) the rate follows that shape;
-without it, the user count set in the UI decides the rate (users x --per-user-rate).
+without it, the user count set in the UI (or -u) decides the rate (users x --per-user-rate).
 When the test stops, the raw records and the report go to a new run directory of the
 network (printed on exit).
 
@@ -14,6 +14,7 @@ Needs TESTBED_HOME to point at the network's state root if it is not the default
 
 from __future__ import annotations
 
+import sys
 import time
 
 from locust import events
@@ -32,20 +33,24 @@ def _options(parser) -> None:
     group.add_argument("--max-rate", type=float, default=1000.0, help="Sizes the funded account pool.")
 
 
-class TestbedShape(ProfileShape):
-    """Follows --rate-profile when given; otherwise never stops (the UI decides)."""
+def _wants_profile() -> bool:
+    # Locust imports this file before it parses options, and a shape class found here takes
+    # the user count away from the web UI: define the shape only when a profile is asked for.
+    return any(a == "--rate-profile" or a.startswith("--rate-profile=") for a in sys.argv)
 
-    def __init__(self) -> None:
-        super().__init__(profile=None)
 
-    def tick(self):
-        options = self.runner.environment.parsed_options
-        if not options.rate_profile:
-            return self.runner.user_count, 100  # keep whatever the UI asked for
-        if self.profile is None:
-            from testbed.load.profiles import parse_profile
-            self.profile = parse_profile(options.rate_profile)
-        return super().tick()
+if _wants_profile():
+    class TestbedShape(ProfileShape):
+        """Follows --rate-profile."""
+
+        def __init__(self) -> None:
+            super().__init__(profile=None)
+
+        def tick(self):
+            if self.profile is None:
+                from testbed.load.profiles import parse_profile
+                self.profile = parse_profile(self.runner.environment.parsed_options.rate_profile)
+            return super().tick()
 
 
 @events.init.add_listener

@@ -84,10 +84,10 @@ def test_shapes_turn_rates_into_users():
     proc = subprocess.run([sys.executable, "-c", SHAPE_CHECK], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     ticks = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert ticks[0] == [[4, 10_000], 100]  # users start and stop at once: pacing sets the rate
-    assert ticks[1] == [[11, 10_000], 260]
-    assert ticks[2] == [[40, 10_000], 5000]  # capped by the funded accounts
+    assert ticks[0] == [[4, 100], 100]  # users start and stop at once: pacing sets the rate
+    assert ticks[1] == [[11, 100], 260]
+    assert ticks[2] == [[40, 100], 5000]  # capped by the funded accounts
     assert ticks[3] == [None, None]  # profile over: the run stops
-    assert ticks[4] == [[0, 10_000], 0.0]
-    assert ticks[5] == [[12, 10_000], 300]
+    assert ticks[4] == [[0, 100], 0.0]
+    assert ticks[5] == [[12, 100], 300]
     assert ticks[6] == [None, None]
