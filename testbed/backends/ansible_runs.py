@@ -99,8 +99,12 @@ class AnsibleRunner:
         self.private_dir.mkdir(parents=True, exist_ok=True)
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        # one private data dir per run: ansible-runner writes env/ files there, and node
+        # actions run concurrently (parallel database inits)
+        run_private = self.private_dir / "runs" / ident
+        run_private.mkdir(parents=True, exist_ok=True)
         runner = ansible_runner.run(
-            private_data_dir=str(self.private_dir), project_dir=str(self.playbooks), playbook=playbook,
+            private_data_dir=str(run_private), project_dir=str(self.playbooks), playbook=playbook,
             inventory=str(inventory), extravars=extravars, limit=limit, ident=ident,
             artifact_dir=str(self.artifact_dir), envvars=envvars, timeout=int(timeout), quiet=True,
             event_handler=on_event, settings={"suppress_ansible_output": True},
