@@ -373,7 +373,7 @@ class Network:
         self.backend.heal()
         return self.reconcile_forks(progress=progress, settle=settle)
 
-    def reconcile_forks(self, *, progress: Progress = _quiet, settle: float = 20.0) -> dict[str, int]:
+    def reconcile_forks(self, *, progress: Progress = _quiet, settle: float = 20.0, wait: bool = True) -> dict[str, int]:
         live = self.running_nodes()
         start = {s.node: s.head_number for s in self.snapshots(only=live) if s.reachable}
         if not start:
@@ -396,7 +396,7 @@ class Network:
         for name, height in points.items():
             progress(f"{name} is stuck on a competing branch: rewinding it to block #{height} to follow {chosen}'s")
             self._rpc_call(name, "debug_setHead", hex(height))
-        if points:
+        if points and wait:
             self.wait_ready(progress=progress, new_blocks=2, only=live)
         return points
 
@@ -454,6 +454,12 @@ class Network:
         progress(f"waiting for {len(names)} nodes to peer ({expected_peers} peers each)")
         target: int | None = None
         last: list[NodeSnapshot] = []
+        # Clique signers seal from the first second, before they are peered: competing first
+        # blocks of equal weight can leave the chain stuck (as after a partition). No new head
+        # for this long while fully peered means stuck: reconcile the branches.
+        stall_after = max(10.0, 5.0 * self.spec.consensus.block_period)
+        seen_heads: tuple = ()
+        moved_at = time.monotonic()
         while time.monotonic() < deadline:
             for name in names:
                 if not self.process(name):
@@ -461,6 +467,13 @@ class Network:
                                          hint=f"log: {self.state.log_file(name)}")
             last = self.snapshots(only=names)
             peered = all(s.reachable and (s.peers or 0) >= min(expected_peers, len(names) - 1) for s in last)
+            now_heads = tuple(s.head_hash for s in last)
+            if now_heads != seen_heads:
+                seen_heads, moved_at = now_heads, time.monotonic()
+            elif peered and time.monotonic() - moved_at > stall_after:
+                rewound = self.reconcile_forks(progress=progress, settle=0, wait=False)
+                progress(f"start-up stalled for {stall_after:.0f}s; " + (f"rewound {rewound}" if rewound else "no competing branches found"))
+                moved_at = time.monotonic()
             if peered:
                 heads = [s.head_number for s in last]
                 if target is None:

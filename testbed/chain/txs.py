@@ -17,7 +17,10 @@ from eth_account import Account
 from testbed.chain.rpc import RpcClient, RpcError
 
 TRANSFER_GAS = 21_000
-MAX_FEE_PER_GAS = 10 * 10**9  # a cap, not a price: with tip 0 the sender pays only the base fee (0 when idle)
+MAX_FEE_PER_GAS = 10 * 10**9  # a cap, not a price: the sender pays base fee (0 when idle) + tip
+# The tip every transfer offers: peers relay only transactions whose tip reaches the miner's
+# minimum (see clients/geth.py); 1 gwei clears any sane setting and costs 21 µETH per transfer.
+TIP_PER_GAS = 10**9
 
 
 @dataclass
@@ -57,7 +60,7 @@ def sign_transfers(private_key: str, *, chain_id: int, start_nonce: int, count: 
     for nonce in range(start_nonce, start_nonce + count):
         tx = {
             "type": 2, "chainId": chain_id, "nonce": nonce, "to": to, "value": value, "gas": TRANSFER_GAS,
-            "maxFeePerGas": MAX_FEE_PER_GAS, "maxPriorityFeePerGas": 0, "data": b"",
+            "maxFeePerGas": MAX_FEE_PER_GAS, "maxPriorityFeePerGas": TIP_PER_GAS, "data": b"",
         }
         result = account.sign_transaction(tx)
         record = TxRecord(hash="0x" + result.hash.hex().removeprefix("0x"), org=org, node=node, sender=account.address, nonce=nonce)
@@ -150,7 +153,7 @@ class TransferSigner:
     """
 
     def __init__(self, private_key: str, *, chain_id: int, max_fee_per_gas: int = MAX_FEE_PER_GAS,
-                 tip: int = 10**9) -> None:
+                 tip: int = TIP_PER_GAS) -> None:
         import coincurve
         import rlp
         from eth_hash.auto import keccak

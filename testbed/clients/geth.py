@@ -73,6 +73,10 @@ class GethClient:
         # every node can be voted in as a signer later, so every node carries its (fund-less) sealing key
         password = secrets.token_hex(24)
         keystore = Account.encrypt(node.key.private_key, password, kdf="scrypt", iterations=KEYSTORE_SCRYPT_N)
+        # eth-keyfile writes the AES IV as a number's hex, dropping leading zero bytes (1 key in
+        # 256); geth then panics "bad IV length". Zero-padding gives the same 16-byte counter.
+        params = keystore["crypto"]["cipherparams"]
+        params["iv"] = params["iv"].zfill(32)
         files += [
             RenderedFile("signer.password", password, secret=True),
             RenderedFile(f"data/keystore/signer-{node.address.lower()[2:]}.json", json.dumps(keystore), secret=True),
@@ -102,7 +106,9 @@ class GethClient:
             "--metrics", "--metrics.addr", node.host, "--metrics.port", str(p.metrics),
             "--cache", "128",
             "--rpc.gascap", "0", "--rpc.txfeecap", "0",
-            "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),
+            # 1 wei: geth 1.13 "sanitizes" 0 up to 1 gwei, and peers then refuse to relay
+            # transactions whose tip is below it (only the receiving node would mine them)
+            "--miner.gasprice", "1", "--miner.gaslimit", str(spec.consensus.gas_limit),
             "--verbosity", "3",
             *GETH_TXPOOL_FLAGS,
         ]

@@ -58,7 +58,7 @@ def test_validator_files_and_command(tmp_path):
     assert json.loads(files[keystores[0]].content)["address"].lower() == me.address.lower()[2:]
     cmd = client.command(Path("/bin/geth"), SPEC, me, tmp_path, [peer])
     joined = " ".join(cmd)
-    for flag in ("--nodiscover", "--syncmode full", "--miner.gasprice 0", "--mine", f"--miner.etherbase {me.address}",
+    for flag in ("--nodiscover", "--syncmode full", "--miner.gasprice 1", "--mine", f"--miner.etherbase {me.address}",
                  f"--http.addr 127.0.0.1", f"--http.port {me.ports.http}", f"--authrpc.port {me.ports.authrpc}",
                  f"--port {me.ports.p2p}", f"--metrics.port {me.ports.metrics}", "--ipcdisable"):
         assert flag in joined, flag
@@ -78,3 +78,23 @@ def test_member_node_does_not_seal(tmp_path):
 def test_ports_do_not_overlap_between_nodes():
     ports = [p for i in range(40) for p in NodePorts.for_index(21000, i).all()]
     assert len(ports) == len(set(ports))
+
+
+def test_keystore_iv_is_always_16_bytes_and_decrypts(monkeypatch):
+    """eth-keyfile drops leading zero bytes of the IV; the adapter pads it back (geth needs 16)."""
+    import os as _os
+
+    from eth_account import Account
+    from eth_keyfile import keyfile
+
+    def zero_led(n):  # force an IV (and the salt) that starts with a zero byte
+        return b"\x00" + _os.urandom(n - 1)
+
+    monkeypatch.setattr(keyfile.Random, "get_random_bytes", zero_led)
+    client = get_client("geth")
+    me = plan("a-v1", 0)
+    files = {f.path: f for f in client.node_files(SPEC, me, [])}
+    keystore = json.loads(next(f for p, f in files.items() if p.startswith("data/keystore/")).content)
+    assert len(keystore["crypto"]["cipherparams"]["iv"]) == 32
+    password = files["signer.password"].content
+    assert Account.decrypt(keystore, password).hex().removeprefix("0x") == me.key.private_key
