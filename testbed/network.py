@@ -198,7 +198,14 @@ class Network:
         write_json_atomic(self.state.spec_file, json.loads(self.spec.model_dump_json()))
         validators = [n.address for n in self.nodes if n.is_validator]
         alloc = {addr: self.spec.account_balance_eth * WEI_PER_ETH for addr in self.keys.funded_addresses()}
-        write_json_atomic(self.state.genesis_file, self.client.genesis(self.spec, validators, alloc))
+        genesis = self.client.genesis(self.spec, validators, alloc)
+        if self.spec.consensus.engine == "clique":
+            # Block 1 cannot be sealed before genesis time + period. Setting the genesis a few
+            # seconds ahead lets every signer peer before anyone seals, so no competing first
+            # blocks (which can leave Clique stuck on equal-weight branches) are made.
+            grace = 5 + 0.5 * len(self.nodes)
+            genesis["timestamp"] = hex(int(time.time() + grace))
+        write_json_atomic(self.state.genesis_file, genesis)
         for node in self.nodes:
             self.render_node_files(node)
         self.write_network_record(binary)
