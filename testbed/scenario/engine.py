@@ -72,6 +72,7 @@ class ScenarioRun:
         self.views = None
         self.solvers = None
         self.paused: set[str] = set()
+        self.departed_nodes: list[str] = []  # nodes of organizations that left during the run (logs kept)
         self.periods: dict[str, tuple[float, float]] = {}
         self.step_errors: list[str] = []
         self.load_results: list = []
@@ -80,8 +81,24 @@ class ScenarioRun:
         self._lock = threading.Lock()
 
     # ---- helpers ----------------------------------------------------------------------------
-    def alive(self) -> list[str]:
-        return [n.name for n in self.net.nodes if n.name not in self.paused and self.net.process(n.name)]
+    def alive(self, net=None) -> list[str]:
+        net = net or self.net  # one Network object per call: a join or leave may replace self.net meanwhile
+        return [n.name for n in net.nodes if n.name not in self.paused and net.process(n.name)]
+
+    def endpoints(self) -> dict[str, str]:
+        """What the agreement monitor samples: the live nodes of the network as it is now."""
+        net = self.net
+        return net.endpoints(self.alive(net))
+
+    def use_network(self, net) -> None:
+        """After a join or leave: every part of the run works on the new Network object."""
+        with self._lock:
+            self.net = net
+            self.ledger.net = net
+            if hasattr(self.solvers, "net"):
+                self.solvers.net = net
+            if self.cti is not None:
+                self.cti.net = net
 
     def emit(self, kind: str, **data) -> None:
         self.bus.emit(kind, **data)
@@ -204,6 +221,41 @@ class ScenarioRun:
         self.ledger.heal()
         self.paused.clear()
 
+    def _membership_progress(self, org: str):
+        return lambda message: self.emit("membership_progress", org=org, message=message)
+
+    def do_join(self, body, where: str) -> None:
+        from testbed.membership import join
+
+        grown = join(self.net, body.org, validators_count=body.validators, members=body.members,
+                     accounts=body.accounts, solver=body.solver, progress=self._membership_progress(body.org),
+                     timeout=body.timeout)
+        self.use_network(grown)
+        nodes = [n.name for n in grown.nodes if n.org == body.org]
+        org_id = None
+        if self.cti is not None:
+            org_id = self._cti_call(lambda: self.cti.org_ids().get(body.org), "join")
+            if org_id is not None:
+                self.views.add_org(body.org, org_id)
+        self.emit("org_joined", org=body.org, nodes=nodes, validators=body.validators, cti_org_id=org_id)
+        if body.solver and self.cti is not None and self.solvers.available:
+            self.solvers.start(body.org)
+            self.emit("solver_started", org=body.org)
+
+    def do_leave(self, body, where: str) -> None:
+        from testbed.membership import leave
+
+        if self.solvers.available:  # its Solver goes with it (the remaining network no longer lists the org)
+            try:
+                self.solvers.stop(body.org)
+            except TestbedError as exc:
+                self.emit("solver_stop_failed", org=body.org, error=str(exc))
+        nodes = [n.name for n in self.net.nodes if n.org == body.org]
+        remaining = leave(self.net, body.org, progress=self._membership_progress(body.org), timeout=body.timeout)
+        self.departed_nodes += nodes
+        self.use_network(remaining)
+        self.emit("org_left", org=body.org, nodes=nodes)
+
     def do_load(self, body, where: str) -> None:
         from testbed.scenario.load import TransferLoad
 
@@ -218,8 +270,12 @@ class ScenarioRun:
         self.emit(f"solver_{body.action}ed" if body.action == "start" else "solver_stopped", org=body.org)
 
     def _cti(self, action: str, body) -> None:
+        self._cti_call(lambda: getattr(self.cti, action)(body), action)
+
+    @staticmethod
+    def _cti_call(call, action: str):
         try:
-            getattr(self.cti, action)(body)
+            return call()
         except TestbedError:
             raise
         except Exception as exc:  # web3 errors of a node that is down, etc.: the step failed, with what happened
@@ -321,7 +377,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         ctx.solvers = solver_control(ctx.net)
         if scenario.deploy:
             _deploy(ctx, progress)
-        monitor = AgreementMonitor(lambda: ctx.net.endpoints(ctx.alive()), validator_method=ctx.net.validator_rpc.list_method,
+        monitor = AgreementMonitor(ctx.endpoints, validator_method=ctx.net.validator_rpc.list_method,
                                    out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
                                    views=ctx.views, emit=bus.emit).start()
@@ -372,7 +428,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         if ctx.net is not None and ctx.ledger is not None and result.status == "error":
             ctx.ledger.heal_all(restart_crashed=False)
         if ctx.net is not None:
-            _keep_logs(run, ctx.net)
+            _keep_logs(run, ctx.net, also=ctx.departed_nodes)
         if ctx.net is not None and own_network and not keep:
             progress(f"tearing down {ctx.net.name!r}")
             ctx.net.down()
@@ -447,11 +503,11 @@ def _write_records(run: RunDir, ctx: ScenarioRun, txs, tasks) -> None:
     run.write_json("periods.json", {name: {"start": s - ctx.t0, "end": e - ctx.t0} for name, (s, e) in ctx.periods.items()})
 
 
-def _keep_logs(run: RunDir, net, lines: int = 200) -> None:
+def _keep_logs(run: RunDir, net, lines: int = 200, also: list[str] = ()) -> None:
     target = run.root / "logs"
     target.mkdir(exist_ok=True)
-    for node in net.nodes:
+    for name in [n.name for n in net.nodes] + list(also):
         try:
-            (target / f"{node.name}.log").write_text("\n".join(net.state.tail_log(node.name, lines)) + "\n")
+            (target / f"{name}.log").write_text("\n".join(net.state.tail_log(name, lines)) + "\n")
         except OSError:
             pass

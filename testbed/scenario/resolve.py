@@ -93,8 +93,12 @@ class _Checker:
         self.spec, self.network, self.source, self.lines = spec, network, source, lines
         self.orgs = [o.name for o in network.organizations]
         self.nodes = [n for names in node_names(network).values() for n in names]
+        self.grown = network  # the spec with every organization that joined so far (departed ones stay in it)
+        self.departed: list[str] = []
         self.ctis: set[str] = set()
         self.tasks: set[str] = set()
+        self.task_orgs: dict[str, str] = {}
+        self.in_parallel = 0
         self.names: list[str] = []
         self.uses_cti = False
 
@@ -123,7 +127,39 @@ class _Checker:
 
     def org(self, name: str, loc: tuple) -> None:
         if name not in self.orgs:
-            self.fail(loc, f"no organization {name!r} in network {self.network.name!r}", hint=f"organizations: {', '.join(self.orgs)}")
+            why = " (it left in an earlier step)" if name in self.departed else ""
+            self.fail(loc, f"no organization {name!r} in network {self.network.name!r}{why}",
+                      hint=f"organizations at this step: {', '.join(self.orgs)}")
+
+    def join(self, body, loc: tuple) -> None:
+        if body.org in self.departed:
+            self.fail(loc + ("org",), f"organization {body.org!r} left in an earlier step; a departed name cannot rejoin",
+                      hint="give the newcomer a new name")
+        if body.org in self.orgs:
+            self.fail(loc + ("org",), f"organization {body.org!r} is already part of network {self.network.name!r}",
+                      hint="join takes a new organization name")
+        data = self.grown.model_dump()
+        data["organizations"].append({"name": body.org, "validators": body.validators, "members": body.members,
+                                      "solver": body.solver, "accounts": body.accounts})
+        try:
+            grown = NetworkSpec.model_validate(data)
+        except ValueError as exc:
+            first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc), "loc": ()}
+            where = ".".join(map(str, first["loc"][-2:]))
+            self.fail(loc, f"network {self.network.name!r} cannot take organization {body.org!r}: "
+                      f"{where + ' ' if where else ''}{first['msg']}")
+        self.grown = grown
+        self.orgs.append(body.org)
+        self.nodes += node_names(grown)[body.org]
+
+    def leave(self, body, loc: tuple) -> None:
+        self.org(body.org, loc + ("org",))
+        if len(self.orgs) == 1:
+            self.fail(loc + ("org",), "the last organization cannot leave")
+        gone = set(node_names(self.grown)[body.org])
+        self.orgs.remove(body.org)
+        self.nodes = [n for n in self.nodes if n not in gone]
+        self.departed.append(body.org)
 
     def node(self, name: str, loc: tuple) -> None:
         if name not in self.nodes:
@@ -141,12 +177,19 @@ class _Checker:
         if action == "parallel":
             before_ctis, before_tasks = set(self.ctis), set(self.tasks)
             defined_c, defined_t = set(), set()
+            self.in_parallel += 1
             for b, branch in enumerate(body):
                 self.ctis, self.tasks = set(before_ctis), set(before_tasks)  # a branch cannot use a sibling's aliases
                 self.steps(branch, here + (b,))
                 defined_c |= self.ctis - before_ctis
                 defined_t |= self.tasks - before_tasks
+            self.in_parallel -= 1
             self.ctis, self.tasks = before_ctis | defined_c, before_tasks | defined_t
+        elif action in ("join", "leave"):
+            if self.in_parallel:
+                self.fail(here, f"{action} changes the network every other step runs on; it cannot run inside parallel",
+                          hint=f"make the {action} a step of its own, before or after the parallel block")
+            getattr(self, action)(body, here)
         elif action == "publish":
             self.org(body.org, here + ("org",))
             if body.alias in self.ctis:
@@ -161,12 +204,16 @@ class _Checker:
                 if body.alias in self.tasks:
                     self.fail(here + ("as",), f"task alias {body.alias!r} is already defined")
                 self.tasks.add(body.alias)
+                self.task_orgs[body.alias] = body.org
         elif action in ("await_delivery", "feedback"):
             for j, task in enumerate(body.tasks if action == "await_delivery" else [body.task]):
                 if task not in self.tasks:
                     self.fail(here + (("tasks", j) if action == "await_delivery" else ("task",)),
                               f"no task {task!r} was requested by an earlier step",
                               hint=f"requested: {', '.join(sorted(self.tasks)) or 'none'}")
+                if action == "feedback" and self.task_orgs.get(task) in self.departed:
+                    self.fail(here + ("task",), f"task {task!r} was requested by {self.task_orgs[task]!r}, which left "
+                              "in an earlier step; only its requester rates a task")
         elif action == "solver":
             self.org(body.org, here + ("org",))
         elif action == "load":

@@ -41,13 +41,20 @@ class StateViews:
         self._watched: set[int] = set()
         self._lock = threading.Lock()
 
+    def add_org(self, org: str, org_id: int) -> None:
+        """An organization that joined during the run: its activity counters are compared too."""
+        with self._lock:
+            self.org_ids[org] = int(org_id)
+
     def watch_task(self, task_id: int) -> None:
         with self._lock:
             self._watched.add(int(task_id))
 
     def views(self) -> list[View]:
+        with self._lock:
+            orgs = sorted(self.org_ids.items())
         out = [View(f"activity {org}", self._activity.address, self._activity.encode_abi("countsOf", [oid]), "activity")
-               for org, oid in sorted(self.org_ids.items())]
+               for org, oid in orgs]
         out.append(View("task count", self._tasks.address, self._tasks.encode_abi("taskCount", []), "task_count"))
         with self._lock:
             watched = sorted(self._watched)

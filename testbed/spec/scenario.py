@@ -92,6 +92,31 @@ class SolverAction(Strict):
     action: Literal["start", "stop"]
 
 
+# ---- membership: onboarding and offboarding on the running network -------------------------------
+class Join(Strict):
+    """A new organization joins (testbed.membership.join): nodes started, funded, voted in as
+    validators by the current ones and admitted to the CTI contracts when they are deployed."""
+    org: Name = Field(description="The newcomer; a new name (not a founding or a departed organization).")
+    validators: int = Field(1, ge=0, le=8, description="Validator nodes of the newcomer.")
+    members: int = Field(0, ge=0, le=8, description="Non-validating member nodes of the newcomer.")
+    accounts: int = Field(4, ge=1, le=1000, description="Accounts generated and funded for the newcomer.")
+    solver: bool = Field(False, description="Start the newcomer's Solver after it joined (delivers CTIs it publishes).")
+    timeout: Duration = Field(120.0, gt=0, description="Per wait (node ready, each validator vote).")
+
+    @model_validator(mode="after")
+    def _some_node(self) -> "Join":
+        if self.validators + self.members < 1:
+            raise ValueError("a joining organization needs at least one node (validators or members)")
+        return self
+
+
+class Leave(Strict):
+    """An organization leaves (testbed.membership.leave): removed from the CTI contracts, voted out
+    of the validators, its nodes (and its Solver) stopped; its state is kept for audit."""
+    org: Name
+    timeout: Duration = Field(120.0, gt=0)
+
+
 # ---- load, waits, faults -----------------------------------------------------------------------
 class Load(Strict):
     rate: float = Field(gt=0, le=5000, description="Offered signed transfers per second, all orgs together.")
@@ -136,8 +161,8 @@ def _branches(value: Any) -> Any:
     return value
 
 
-ACTIONS = ("publish", "buy", "request", "await_delivery", "feedback", "solver", "load", "wait", "crash", "pause",
-           "resume", "restart", "partition", "delay", "heal", "parallel")
+ACTIONS = ("publish", "buy", "request", "await_delivery", "feedback", "solver", "join", "leave", "load", "wait", "crash",
+           "pause", "resume", "restart", "partition", "delay", "heal", "parallel")
 FAULTS = ("crash", "pause", "partition", "delay")
 
 
@@ -151,6 +176,8 @@ class Step(Strict):
     await_delivery: AwaitDelivery | None = None
     feedback: Feedback | None = None
     solver: SolverAction | None = None
+    join: Join | None = None
+    leave: Leave | None = None
     load: Load | None = None
     wait: Union[Duration, WaitBlocks, None] = None
     crash: NodeFault | None = None
