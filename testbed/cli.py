@@ -303,18 +303,22 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           min_ratio: float = typer.Option(0.95, help="Stop when included/offered falls below this."),
           batch: int = typer.Option(50, help="Transactions per eth_sendRawTransaction batch."),
           per_user_rate: float = typer.Option(50.0, help="At most this many tx/s per Locust user (= account)."),
+          users: str = typer.Option("transfers", help="Load users: transfers | cti (buy + request; needs "
+                                    "'testbed deploy') | publishers | mix (transfers + consumers + publishers)."),
           keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running.")) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
         steps = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
         raise StateError(f"--rates {rates!r}: give comma-separated numbers, e.g. 100,200,400") from None
+    if users not in ("transfers", "cti", "publishers", "mix"):
+        raise StateError(f"--users {users!r}: one of transfers, cti, publishers, mix")
     if not network:
         load_network_spec(spec)  # validate here: a spec error is reported before any process starts
     answer = _load_process({
         "command": "bench", "spec": None if network else str(spec.resolve()), "network": network, "rates": steps,
         "keep": keep, "limits": {"min_ratio": min_ratio, "p95_limit_s": p95_limit, "step_seconds": step_seconds},
-        "options": {"batch_size": batch, "per_user_rate": per_user_rate},
+        "options": {"batch_size": batch, "per_user_rate": per_user_rate, "users": users},
     })
     result = answer["result"]
     out.print(f"max sustainable included TPS: {result['max_sustainable_included_tps']}  ({result['stop_reason']})")

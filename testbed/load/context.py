@@ -41,7 +41,10 @@ class LoadContext:
         self.poll_interval = poll_interval
         self.target_rate: float | None = None  # set by the shape; None = users x per_user_rate
         self.free: dict[str, list[LoadAccount]] = {org: list(group) for org, group in accounts.items()}
+        self.pools: dict[str, dict[str, list[LoadAccount]]] = {"transfer": self.free}  # user kind -> free accounts
+        self._pool_of: dict[int, str] = {}
         self._all = [a for group in accounts.values() for a in group]
+        self.cti = None  # a CtiLoad (testbed.load.cti_users) when CTI users run
         self.busy: dict[str, int] = defaultdict(int)
         orgs = list(accounts)
         # each org pays the next org's first genesis account: traffic crosses organizations
@@ -63,20 +66,28 @@ class LoadContext:
 
     @property
     def max_users(self) -> int:
-        return sum(len(g) for g in self.free.values()) + sum(self.busy.values())
+        return sum(len(g) for pool in self.pools.values() for g in pool.values()) + sum(self.busy.values())
+
+    def add_pool(self, name: str, accounts: dict[str, list[LoadAccount]]) -> None:
+        """Accounts only users of pool `name` take (e.g. CTI member accounts)."""
+        self.pools[name] = {org: list(group) for org, group in accounts.items()}
+        self._all += [a for group in accounts.values() for a in group]
 
     # ---- accounts --------------------------------------------------------------------------
-    def acquire(self) -> LoadAccount:
+    def acquire(self, pool: str = "transfer") -> LoadAccount:
         """A free account from the organization with the fewest active users (spreads load over nodes)."""
-        org = min((o for o in self.free if self.free[o]), key=lambda o: self.busy[o], default=None)
+        free = self.pools[pool]
+        org = min((o for o in free if free[o]), key=lambda o: self.busy[o], default=None)
         if org is None:
-            raise RuntimeError(f"no free load account: more users than the {self.max_users} funded accounts")
+            raise RuntimeError(f"no free {pool} account: more users than the {self.max_users} accounts")
         self.busy[org] += 1
-        return self.free[org].pop()
+        account = free[org].pop()
+        self._pool_of[id(account)] = pool
+        return account
 
     def release(self, account: LoadAccount) -> None:
         self.busy[account.org] -= 1
-        self.free[account.org].append(account)
+        self.pools[self._pool_of.pop(id(account), "transfer")][account.org].append(account)
 
     def current_rate(self) -> float:
         users = self.environment.runner.user_count if self.environment.runner else 0
@@ -97,12 +108,14 @@ class LoadContext:
         fire = self.environment.events.request.fire
         start = time.time()
         # rows are recorded before sending: whatever happens next, every tx is accounted for
-        rows = [TxRow(tx_hash, account.org, account.node, account.address, nonce, kind, start) for nonce, tx_hash, _ in batch]
+        # (nonce, hash, raw) or (nonce, hash, raw, kind): a contract-call batch names each row's kind
+        rows = [TxRow(item[1], account.org, account.node, account.address, item[0], item[3] if len(item) > 3 else kind,
+                      start) for item in batch]
         for row in rows:
             self.recorder.submitted(row)
         t = time.perf_counter()
         try:
-            results = rpc.batch([(SUBMIT, [raw]) for _, _, raw in batch], allow_errors=True)
+            results = rpc.batch([(SUBMIT, [item[2]]) for item in batch], allow_errors=True)
             transport_error = None
         except RpcError as exc:  # no answer: the node may still have taken some; keep them pending
             results, transport_error = [None] * len(batch), str(exc)

@@ -44,17 +44,30 @@ class LoadOptions:
     drain_timeout: float = 30.0  # after the load: wait this long for pending transactions
     poll_interval: float = 0.1  # block watcher period (bounds the inclusion-time error)
     presign_seconds: float = 0.0  # pre-sign this many seconds of each account's share (0: the step / profile, <= 120 s)
+    users: str = "transfers"  # transfers | cti (consumers: buy + request) | publishers | mix (see cti_users.py)
 
 
 def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Environment, LoadContext]:
+    from testbed.load.cti_calls import CONSUMER_POOL, PUBLISHER_POOL, prepare_cti
+    from testbed.load.cti_users import needs_transfers, user_classes
+
     logging.getLogger("locust").setLevel(logging.WARNING)
-    users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
-    per_org = -(-users // len(net.spec.organizations))
-    accounts = make_accounts(net, per_org)
-    fund_accounts(net, accounts, progress=progress)
-    env = Environment(user_classes=[TransferUser], shape_class=shape, stop_timeout=10)
+    classes = user_classes(opts.users)
+    if needs_transfers(opts.users):
+        users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
+        per_org = -(-users // len(net.spec.organizations))
+        accounts = make_accounts(net, per_org)
+        fund_accounts(net, accounts, progress=progress)
+    else:
+        accounts = {org.name: [] for org in net.spec.organizations}
+    cti = None if classes == [TransferUser] else prepare_cti(net, opts.users, opts.batch_size, progress)
+    env = Environment(user_classes=classes, shape_class=shape, stop_timeout=10)
     ctx = LoadContext.attach(env, net, accounts, batch_size=opts.batch_size, per_user_rate=opts.per_user_rate,
                              poll_interval=opts.poll_interval)
+    if cti is not None:
+        ctx.cti = cti
+        ctx.add_pool(CONSUMER_POOL, cti.consumers)
+        ctx.add_pool(PUBLISHER_POOL, cti.publishers)
     env.create_local_runner()
     run.write_json("load_options.json", asdict(opts))
     return env, ctx
@@ -74,6 +87,8 @@ def _presign(ctx: LoadContext, rate: float, seconds: float) -> float:
             if missing > 0:
                 account.presign_transfers(missing, ctx.recipient[org])
             gevent.sleep(0)
+    if ctx.cti is not None:
+        ctx.cti.presign(rate, seconds, ctx.batch_size, ctx.per_user_rate)
     return time.perf_counter() - started
 
 
@@ -94,6 +109,8 @@ def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress
     dropped = ctx.drain(opts.drain_timeout)
     ctx.stop()
     env.runner.quit()
+    if ctx.cti is not None:
+        ctx.cti.conclude(ctx.recorder, run)  # reverted contract calls, cti.json
     ctx.recorder.write(run.root)
     if dropped:
         progress(f"load: {dropped} transactions accepted but not in a block after {opts.drain_timeout:.0f}s")

@@ -18,8 +18,10 @@ increasing nonces, so that it can go through `ChainUser.submit` like transfers a
 measured the same way. A consumer's buy -> request -> await delivery is a chain of
 dependent transactions; the natural shape is a `ChainUser` subclass whose `next_batch`
 returns the calls that are ready (buy and request can be batched with consecutive nonces;
-delivery is awaited by watching task state). This is left for when a deployed CTI
-network is available to load: see docs/load.md, "CTI users".
+delivery is awaited by watching task state). Implemented in cti_users.py / cti_calls.py
+(`CtiConsumerUser`: buy + requests in one batch; delivery is not awaited by the user, the
+Solvers' finishes are counted from TaskChanged logs by benchmarks/load_cti.py;
+`CtiPublisherUser`; the mix): see docs/load.md, "CTI users".
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ from testbed.load.profiles import pacing_interval
 class ChainUser(User):
     abstract = True
     kind = "tx"
+    pool = "transfer"  # which of the context's account pools this user takes its account from
     CATCH_UP_S = 1.0
 
     def on_start(self) -> None:
         self.ctx = self.environment.testbed
-        self.account = self.ctx.acquire()
+        self.account = self.ctx.acquire(self.pool)
         if self.account.inflight is not None:  # a stopped user's last batch may still be on its way
             self.account.inflight.join()
         self.rpc = RpcClient(self.account.rpc_url, timeout=10)
