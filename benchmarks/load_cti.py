@@ -1,0 +1,166 @@
+"""Benchmark: CTI request (consumers) and finish (org Solvers) contract calls on four-orgs, nodes + load on one host.
+
+    .venv/bin/python benchmarks/load_cti.py [--rates 100,200,300,400,500,600] [--step-seconds 20]
+        [--out benchmarks/results/load_cti.json]
+
+Brings up four-orgs (1 s Clique blocks, 100M gas), deploys the CTI contracts (which starts
+the four org Solvers), then steps the offered rate of CTI consumer users (`--users cti`:
+each batch of n is one buy of n-1 tokens and n-1 requests, pre-signed) with the bench logic
+of `testbed bench`. Per step, from the run directory and the chain:
+- included TPS of requests (status included, not reverted) and of buys, by block timestamp;
+- the Solvers' accept and finish calls per second: TaskChanged(Accepted/Finished) logs in
+  the step's blocks (the Solvers pick tasks up as they appear, so they trail by a few blocks);
+- p50/p95 submit->inclusion latency of the load's calls, block gas used, CPU.
+Every run is appended to the results file with the load average before and after.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+STATES = {1: "pending", 2: "accepted", 3: "finished", 6: "rejected"}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def task_events(net, deployment, first_block: int, last_block: int) -> list[tuple[int, int]]:
+    """(block number, state) of every TaskChanged log in the range."""
+    from web3 import Web3
+
+    from testbed.chain.rpc import RpcClient
+
+    topic = "0x" + Web3.keccak(text="TaskChanged(uint256,uint256,uint32,uint8)").hex().removeprefix("0x")
+    rpc = RpcClient(net.nodes[0].rpc_url, timeout=60)
+    out = []
+    try:
+        for start in range(first_block, last_block + 1, 200):
+            logs = rpc.call("eth_getLogs", {"fromBlock": hex(start), "toBlock": hex(min(last_block, start + 199)),
+                                            "address": deployment.address("Tasks"), "topics": [topic]})
+            out += [(int(log["blockNumber"], 16), int(log["data"][-64:], 16)) for log in logs]
+    finally:
+        rpc.close()
+    return out
+
+
+def step_cti(step: dict, txs: list[dict], blocks: list[dict], events: list[tuple[int, int]]) -> dict:
+    start, end = step["start"], step["end"]
+    window = end - start
+    in_window = {b["number"]: b for b in blocks if start <= b["timestamp"] < end}
+    calls = Counter(t["kind"] for t in txs if t["status"] == "included" and t["included_block"] in in_window)
+    reverted = Counter(t["kind"] for t in txs if t["status"] == "reverted" and start <= t["submit_time"] < end)
+    tasks = Counter(STATES.get(state, str(state)) for number, state in events if number in in_window)
+    gas = [b["gas_used"] for b in in_window.values()]
+    return {
+        "target_tps": step["target_tps"], "offered_tps": step["offered_tps"],
+        "included_request_tps": round(calls["cti_request"] / window, 1),
+        "included_buy_tps": round(calls["cti_buy"] / window, 1),
+        "solver_accept_tps": round(tasks["accepted"] / window, 1),
+        "solver_finish_tps": round(tasks["finished"] / window, 1),
+        "request_plus_finish_tps": round((calls["cti_request"] + tasks["finished"]) / window, 1),
+        "all_txs_in_blocks_tps": round(sum(b["tx_count"] for b in in_window.values()) / window, 1),
+        "reverted_load_calls": dict(reverted),
+        "included_ratio_at_step": step["included_ratio"],
+        "latency_s": step["latency"], "mean_block_gas_used": round(sum(gas) / len(gas)) if gas else None,
+        "cpu": step["cpu"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="100,200,300,400,500,600")
+    parser.add_argument("--step-seconds", type=float, default=20)
+    parser.add_argument("--p95-limit", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--per-user-rate", type=float, default=50.0)
+    parser.add_argument("--port-base", type=int, default=26700)
+    parser.add_argument("--label", default="baseline")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_cti.json")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-load-cti-"))
+    os.environ["TESTBED_HOME"] = str(home)
+
+    import psutil
+
+    from solver.manage import stop_solvers
+    from testbed.chain.rpc import RpcClient
+    from testbed.contracts import deploy_to_network
+    from testbed.load.runner import BenchLimits, LoadOptions, bench
+    from testbed.network import Network
+    from testbed.report.data import RunData
+    from testbed.runs import RunDir
+    from testbed.spec import load_network_spec
+
+    def progress(message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+    path = ROOT / "scenarios" / "networks" / "four-orgs.yaml"
+    data = load_network_spec(path).model_dump()
+    data["name"], data["ports"]["base"] = "bench-load-cti", args.port_base
+    spec = type(load_network_spec(path)).model_validate(data)
+    net = Network.create(spec, progress=progress)
+    result: dict = {"label": args.label, "host": {"cpus": psutil.cpu_count(), "python": platform.python_version(),
+                                                  "loadavg_before": os.getloadavg()},
+                    "network": {"orgs": len(spec.organizations), "block_period_s": spec.consensus.block_period,
+                                "gas_limit": spec.consensus.gas_limit},
+                    "options": {"users": "cti", "batch": args.batch, "per_user_rate": args.per_user_rate,
+                                "step_seconds": args.step_seconds}}
+    try:
+        deployment = deploy_to_network(net, progress=progress)
+        run = RunDir.create(net.state.runs_dir, "bench-cti")
+        found = bench(net, run, [float(r) for r in args.rates.split(",")],
+                      LoadOptions(batch_size=args.batch, per_user_rate=args.per_user_rate, users="cti"),
+                      BenchLimits(p95_limit_s=args.p95_limit, step_seconds=args.step_seconds), progress)
+        rundata = RunData.load(run.root)
+        cti = json.loads((run.root / "cti.json").read_text())
+        numbers = [b["number"] for b in rundata.blocks]
+        time.sleep(5)  # let the Solvers finish the last step's tasks before reading the logs
+        rpc = RpcClient(net.nodes[0].rpc_url)
+        head = int(rpc.call("eth_blockNumber"), 16)
+        rpc.close()
+        events = task_events(net, deployment, min(numbers), head) if numbers else []
+        result["gas_per_call"] = cti["gas"]
+        result["steps"] = [step_cti(s, rundata.txs, rundata.blocks, events) for s in found["steps"]]
+        for s in result["steps"]:
+            progress(f"step {s['target_tps']}: requests {s['included_request_tps']}/s, finishes {s['solver_finish_tps']}/s, "
+                     f"request+finish {s['request_plus_finish_tps']}/s, p95 {s['latency_s']['p95_s']}")
+        result["stop_reason"] = found["stop_reason"]
+        totals = Counter(STATES.get(state, str(state)) for _, state in events)
+        result["tasks_total"] = dict(totals)
+        result["load_statuses"] = {f"{k}:{s}": n for (k, s), n in Counter((t["kind"], t["status"]) for t in rundata.txs).items()}
+        result["best"] = max(result["steps"], key=lambda s: s["request_plus_finish_tps"], default=None)
+        agreement = net.agreement(full=True)
+        result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
+    finally:
+        result["host"]["loadavg_after"] = os.getloadavg()
+        try:
+            stop_solvers(net)
+        finally:
+            net.down(purge=True)
+            shutil.rmtree(home, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    runs = previous.get("runs", []) + [result | {"time": time.time(), "commit": _commit()}]
+    args.out.write_text(json.dumps({"benchmark": "load_cti", "runs": runs}, indent=2, default=str) + "\n")
+    progress(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
