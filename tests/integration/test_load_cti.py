@@ -41,7 +41,7 @@ def cti_net(testbed_home):
 
 @pytest.fixture(scope="module")
 def cti_run(cti_net):
-    request = {"command": "load", "network": cti_net.name, "profile": "constant:100:8",
+    request = {"command": "load", "network": cti_net.name, "profile": "constant:100:5",
                "options": {"batch_size": 10, "per_user_rate": 25.0, "drain_timeout": 15.0, "users": "cti"}}
     proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], capture_output=True, text=True,
                           timeout=120)
@@ -55,7 +55,7 @@ def test_every_cti_transaction_is_accounted_for(cti_run):
     run_dir, result, cti = cti_run
     txs = RunData.load(run_dir).txs
     kinds = Counter(t["kind"] for t in txs)
-    assert set(kinds) <= {"cti_buy", "cti_request"} and kinds["cti_request"] >= 0.8 * 100 * 8 * 0.9, kinds
+    assert set(kinds) <= {"cti_buy", "cti_request"} and kinds["cti_request"] >= 0.8 * 100 * 5 * 0.9, kinds
     statuses = Counter(t["status"] for t in txs)
     assert set(statuses) <= {"included", "rejected", "dropped", "reverted"}, statuses
     assert all(t["error"] for t in txs if t["status"] != "included"), "a failed tx without a reason"
