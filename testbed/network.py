@@ -424,8 +424,21 @@ class Network:
     def snapshots(self, heights: list[int] | None = None, only: list[str] | None = None) -> list[NodeSnapshot]:
         return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights)
 
-    def agreement(self, *, full: bool = False, only: list[str] | None = None) -> AgreementResult:
-        """Agreement on the latest common block (or, with full, on every height up to it)."""
+    def agreement(self, *, full: bool = False, only: list[str] | None = None, settle: float = 15.0) -> AgreementResult:
+        """Agreement on the latest common block (or, with full, on every height up to it).
+
+        Clique has no instant finality: two signers may seal competing blocks at the tip and
+        one is replaced a block later. A disagreement among reachable nodes is therefore
+        sampled again for up to `settle` seconds; one that persists is the answer.
+        """
+        deadline = time.monotonic() + settle
+        while True:
+            result = self._agreement_once(full=full, only=only)
+            if result.agreed or result.unreachable or time.monotonic() >= deadline:
+                return result
+            time.sleep(1.0)
+
+    def _agreement_once(self, *, full: bool, only: list[str] | None) -> AgreementResult:
         first = self.snapshots(only=only)
         heads = [s.head_number for s in first if s.reachable and s.head_number is not None]
         if not heads:
