@@ -404,7 +404,7 @@ class Network:
             progress(f"{name} is stuck on a competing branch: rewinding it to block #{height} to follow {chosen}'s")
             self._rpc_call(name, "debug_setHead", hex(height))
         if points and wait:
-            self.wait_ready(progress=progress, new_blocks=2, only=live)
+            self.wait_ready(progress=progress, new_blocks=2, only=live, timeout=90 + 3 * len(live))
         return points
 
     def _total_difficulty(self, snap: NodeSnapshot) -> int:
@@ -424,7 +424,7 @@ class Network:
     def snapshots(self, heights: list[int] | None = None, only: list[str] | None = None) -> list[NodeSnapshot]:
         return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights)
 
-    def agreement(self, *, full: bool = False, only: list[str] | None = None, settle: float = 15.0) -> AgreementResult:
+    def agreement(self, *, full: bool = False, only: list[str] | None = None, settle: float = 0.0) -> AgreementResult:
         """Agreement on the latest common block (or, with full, on every height up to it).
 
         Clique has no instant finality: two signers may seal competing blocks at the tip and

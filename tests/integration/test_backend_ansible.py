@@ -123,7 +123,7 @@ def test_every_node_has_all_peers_and_the_signers(lab):
 
 
 def test_all_nodes_agree_on_every_height(lab):
-    result = lab["network"].agreement(full=True)
+    result = lab["network"].agreement(full=True, settle=15)
     assert result.agreed, result.summary()
     assert result.common_height >= 3
     assert result.heights_checked == result.common_height + 1
@@ -150,12 +150,12 @@ def test_killed_validator_chain_continues_and_restart_catches_up(lab):
     before = max(h for h in heads(network.endpoints(others)).values() if h is not None)
     grown = wait_for(lambda: min(heads(network.endpoints(others)).values() or [0]) >= before + 3, timeout=40)
     assert grown, "the three remaining validators stopped producing blocks"
-    live = network.agreement(full=True, only=others)
+    live = network.agreement(full=True, only=others, settle=15)
     assert live.agreed, live.summary()
 
     network.start_node(victim)
     network.wait_ready(new_blocks=2, timeout=90)
-    after = network.agreement(full=True)
+    after = network.agreement(full=True, settle=15)
     assert after.agreed, after.summary()
     assert after.common_height > live.common_height
 

@@ -71,7 +71,7 @@ def test_every_node_peered_agreeing_and_on_its_own_address(netns_net):
         assert node.snapshot.peers == 3, (node.plan.name, node.snapshot.peers)
         assert node.plan.host.startswith("198.18.") or node.plan.host.startswith("198.19."), node.plan.host
     assert len({n.plan.host for n in status.nodes}) == 4
-    result = netns_net.agreement(full=True)
+    result = netns_net.agreement(full=True, settle=15)
     assert result.agreed, result.summary()
     assert result.common_height >= 3
 
@@ -153,7 +153,7 @@ def test_partition_two_by_two_stalls_both_halves_then_heal_rejoins_one_chain(net
                                 for s in netns_net.snapshots()), timeout=180), \
         f"the network did not rejoin and grow to #{target} after heal: " + \
         ", ".join(f"{s.node} #{s.head_number} ({s.peers} peers)" for s in netns_net.snapshots())
-    result = netns_net.agreement(full=True)
+    result = netns_net.agreement(full=True, settle=15)
     assert result.agreed, result.summary()
     assert result.heights_checked == result.common_height + 1
 
@@ -169,7 +169,7 @@ def test_crash_and_restart_inside_the_namespace(netns_net):
     proc = netns_net.process(victim.name)
     ns_file = Path("/run/netns") / netns_net.backend.namespace_of(victim.org)
     assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == ns_file.stat().st_ino
-    assert netns_net.agreement(full=True).agreed
+    assert netns_net.agreement(full=True, settle=15).agreed
 
 
 def test_down_leaves_no_namespace_link_route_or_process(netns_net):

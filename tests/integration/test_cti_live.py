@@ -85,4 +85,4 @@ def test_full_loop_across_nodes_and_same_state_everywhere(cti_network):
     consumer_counts = consumer.activity()
     assert publisher_counts["published"] == 1 and publisher_counts["solved"] == 1 and publisher_counts["sold"] == 1
     assert consumer_counts["bought"] == 1 and consumer_counts["requested"] == 1 and consumer_counts["feedback_given"] == 1
-    assert net.agreement(full=True).agreed
+    assert net.agreement(full=True, settle=15).agreed

@@ -36,7 +36,7 @@ def test_join_then_leave(network):
     newcomer = next(n for n in grown.nodes if n.org == "newco-csirt")
     view = validators.view(grown)
     assert view.agreed and len(view.validators) == 5 and newcomer.address.lower() in view.validators
-    assert grown.agreement(full=True).agreed
+    assert grown.agreement(full=True, settle=15).agreed
     client = CtiClient(connect(newcomer.rpc_url), deployment_of(grown), grown.keys.accounts["newco-csirt"][0].private_key)
     wait_for_block(client.w3, max(h for h in heads(grown.endpoints()).values() if h is not None))
     org_id, roles = client.org_of()
@@ -56,4 +56,4 @@ def test_join_then_leave(network):
     assert not [o for o in observer.orgs() if o.name == "newco-csirt"][0].active
     reloaded = Network.load("it-join")
     assert [n.name for n in reloaded.nodes] == [n.name for n in remaining.nodes]
-    assert reloaded.agreement(full=True).agreed
+    assert reloaded.agreement(full=True, settle=15).agreed

@@ -26,7 +26,7 @@ def test_every_node_has_all_peers(four_orgs):
 
 
 def test_all_nodes_agree_on_every_height(four_orgs):
-    result = four_orgs.agreement(full=True)
+    result = four_orgs.agreement(full=True, settle=15)
     assert result.agreed, result.summary()
     assert result.common_height >= 3
     assert result.heights_checked == result.common_height + 1
@@ -41,12 +41,12 @@ def test_killed_validator_chain_continues_and_restart_catches_up(four_orgs):
     before = max(h for h in heads(four_orgs.endpoints(others)).values() if h is not None)
     grown = wait_for(lambda: min(heads(four_orgs.endpoints(others)).values() or [0]) >= before + 3, timeout=30)
     assert grown, "the three remaining validators stopped producing blocks"
-    live = four_orgs.agreement(full=True, only=others)
+    live = four_orgs.agreement(full=True, only=others, settle=15)
     assert live.agreed, live.summary()
 
     four_orgs.start_node(victim)
     four_orgs.wait_ready(new_blocks=2, timeout=60)
-    after = four_orgs.agreement(full=True)
+    after = four_orgs.agreement(full=True, settle=15)
     assert after.agreed, after.summary()
     assert after.common_height > live.common_height
 

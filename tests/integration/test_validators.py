@@ -49,7 +49,7 @@ def test_member_voted_in_signs_then_voted_out(five_nodes):
 
     removed = validators.change(net, member.name, add=False, timeout=120)
     assert removed.agreed and len(removed.validators) == 4 and member.address.lower() not in removed.validators
-    assert net.agreement(full=True).agreed
+    assert net.agreement(full=True, settle=15).agreed
 
 
 def test_bad_votes_are_refused(five_nodes):
