@@ -23,6 +23,24 @@ GETH_TXPOOL_FLAGS = [
 ]
 
 
+def geth_rpc_flags(node: NodePlan, apis: list[str], *, authrpc: bool) -> list[str]:
+    """HTTP, WS (and, with `authrpc`, engine-API) JSON-RPC and metrics listeners of a geth-family
+    node (geth, GoQuorum), all bound to the node's own address; cache size and RPC caps."""
+    api, p = ",".join(apis), node.ports
+    flags = [
+        "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", api,
+        "--http.vhosts", "*",
+        "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", api,
+    ]
+    if authrpc:
+        flags += ["--authrpc.addr", node.host, "--authrpc.port", str(p.authrpc)]
+    return flags + [
+        "--metrics", "--metrics.addr", node.host, "--metrics.port", str(p.metrics),
+        "--cache", "128",
+        "--rpc.gascap", "0", "--rpc.txfeecap", "0",
+    ]
+
+
 @dataclass(frozen=True)
 class NodePorts:
     p2p: int

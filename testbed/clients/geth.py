@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eth_account import Account
 
-from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc, geth_rpc_flags
 from testbed.spec.network import NetworkSpec
 
 FORKS_AT_ZERO = (
@@ -87,8 +87,6 @@ class GethClient:
         return [str(binary), "--datadir", str(node_dir / "data"), "--state.scheme", "hash", "init", str(genesis_path)]
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
-        apis = ",".join(self.rpc_apis(spec.consensus.engine))
-        p = node.ports
         cmd = [
             str(binary),
             "--config", str(node_dir / "config.toml"),
@@ -98,14 +96,8 @@ class GethClient:
             "--nodiscover", "--nat", "none", "--ipcdisable",
             # geth dials at most maxpeers/3 peers itself; leave room to dial every static peer
             "--maxpeers", str(3 * (len(peers) + 1) + 8),
-            "--port", str(p.p2p),
-            "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", apis,
-            "--http.vhosts", "*",
-            "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", apis,
-            "--authrpc.addr", node.host, "--authrpc.port", str(p.authrpc),
-            "--metrics", "--metrics.addr", node.host, "--metrics.port", str(p.metrics),
-            "--cache", "128",
-            "--rpc.gascap", "0", "--rpc.txfeecap", "0",
+            "--port", str(node.ports.p2p),
+            *geth_rpc_flags(node, self.rpc_apis(spec.consensus.engine), authrpc=True),
             # 1 wei: geth 1.13 "sanitizes" 0 up to 1 gwei, and peers then refuse to relay
             # transactions whose tip is below it (only the receiving node would mine them)
             "--miner.gasprice", "1", "--miner.gaslimit", str(spec.consensus.gas_limit),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc, geth_rpc_flags
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
     FORKS_TO_ISTANBUL,
@@ -79,8 +79,6 @@ class GoQuorumClient:
         return [str(binary), "--datadir", str(node_dir / "data"), "init", str(genesis_path)]
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
-        apis = ",".join(self.rpc_apis(spec.consensus.engine))
-        p = node.ports
         cmd = [
             str(binary),
             "--datadir", str(node_dir / "data"),
@@ -88,13 +86,8 @@ class GoQuorumClient:
             "--syncmode", "full", "--gcmode", "archive",
             "--nodiscover", "--nat", "none", "--ipcdisable", "--permissioned",
             "--maxpeers", str(len(peers) + 8),
-            "--port", str(p.p2p),
-            "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", apis,
-            "--http.vhosts", "*",
-            "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", apis,
-            "--metrics", "--metrics.addr", node.host, "--metrics.port", str(p.metrics),
-            "--cache", "128",
-            "--rpc.gascap", "0", "--rpc.txfeecap", "0",
+            "--port", str(node.ports.p2p),
+            *geth_rpc_flags(node, self.rpc_apis(spec.consensus.engine), authrpc=False),
             "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),
             "--verbosity", "3",
             *GETH_TXPOOL_FLAGS,
