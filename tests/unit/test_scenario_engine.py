@@ -7,9 +7,6 @@ Checks that faults are recorded and always healed (also when a step fails), that
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
-from types import SimpleNamespace
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -18,110 +15,21 @@ from testbed.scenario.assertions import AssertionResult
 from testbed.scenario.cli_support import junit_xml
 from testbed.scenario.engine import ScenarioResult, run_scenario
 from testbed.scenario.resolve import scenario_from_text
-from testbed.errors import StateError
-from tests.unit.test_monitor_sampler import FakeNode, chain
-
-NETWORK = """
-network:
-  name: fake
-  backend: netns
-  organizations: [{name: a}, {name: b}, {name: c}, {name: d}]
-"""
-
-
-class RecordingBackend:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def partition(self, groups):
-        self.calls.append(("partition", groups))
-
-    def delay(self, org, ms, jitter_ms=0, loss_pct=0.0):
-        self.calls.append(("delay", org, ms))
-
-    def heal(self):
-        self.calls.append(("heal",))
-
-
-@dataclass
-class Plan:
-    name: str
-    org: str
-    rpc_url: str
-
-
-class FakeNet:
-    def __init__(self, spec, fakes: dict[str, FakeNode]) -> None:
-        self.spec, self.name = spec, spec.name
-        self.nodes = [Plan(n, n.split("-")[0], fakes[n].url) for n in fakes]
-        self.backend = RecordingBackend()
-        self.validator_rpc = SimpleNamespace(list_method="clique_getSigners")
-        self.down_nodes: set[str] = set()
-        self.calls: list[tuple] = []
-        self.state = SimpleNamespace(tail_log=lambda name, n: ["log line"], deployment_file=SimpleNamespace(is_file=lambda: False))
-
-    def node(self, name):
-        return next(n for n in self.nodes if n.name == name)
-
-    rewind: dict = {}
-
-    def heal(self, **_):
-        self.backend.heal()
-        return dict(self.rewind)
-
-    def process(self, name):
-        return None if name in self.down_nodes else object()
-
-    def endpoints(self, only=None):
-        return {n.name: n.rpc_url for n in self.nodes if only is None or n.name in only}
-
-    def kill_node(self, name):
-        self.calls.append(("kill", name))
-        self.down_nodes.add(name)
-
-    def start_node(self, name):
-        if name not in self.down_nodes:
-            raise StateError(f"node {name} is already running")
-        self.calls.append(("start", name))
-        self.down_nodes.discard(name)
-
-    def stop_node(self, name):
-        self.calls.append(("stop", name))
-        self.down_nodes.add(name)
-
-    def pause_node(self, name):
-        self.calls.append(("pause", name))
-
-    def resume_node(self, name):
-        self.calls.append(("resume", name))
+from tests.unit.helpers_scenario import NETWORK, FakeNet, growing_nodes
 
 
 @pytest.fixture
 def fake(tmp_path):
-    fakes = {f"{o}-v1": FakeNode(f"{o}-v1", chain("aa", 10)) for o in "abcd"}
-    grow = {"on": True}
-
-    def grower():
-        while grow["on"]:
-            for f in fakes.values():
-                f.hashes.append(f"0xaa{len(f.hashes):04d}")
-            time.sleep(0.1)
-    import threading
-
-    threading.Thread(target=grower, daemon=True).start()
-
-    def run(body: str, rewind: dict | None = None):
-        scenario = scenario_from_text("name: t\nsettle: 0.2s\nmonitor: {interval: 0.1s}\n" + NETWORK + body, "t.yaml",
-                                      base_dir=tmp_path)
-        net = FakeNet(scenario.network, fakes)
-        net.rewind = rewind or {}
-        result = run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
-        events = [json.loads(x) for x in (result.run_dir / "events.jsonl").read_text().splitlines()]
-        return result, net, events
-    yield run
-    grow["on"] = False
-    for f in fakes.values():
-        f.close()
+    with growing_nodes("abcd") as fakes:
+        def run(body: str, rewind: dict | None = None):
+            scenario = scenario_from_text("name: t\nsettle: 0.2s\nmonitor: {interval: 0.1s}\n" + NETWORK + body,
+                                          "t.yaml", base_dir=tmp_path)
+            net = FakeNet(scenario.network, fakes)
+            net.rewind = rewind or {}
+            result = run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
+            events = [json.loads(x) for x in (result.run_dir / "events.jsonl").read_text().splitlines()]
+            return result, net, events
+        yield run
 
 
 def kinds(events, kind):

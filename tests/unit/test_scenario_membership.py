@@ -4,8 +4,6 @@ and the engine switching every part of the run (monitor, faults, CTI) to the new
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 
@@ -13,8 +11,7 @@ from testbed.scenario.engine import run_scenario
 from testbed.scenario.resolve import load_scenario, scenario_from_text
 from testbed.scenario.solvers import MissingSolvers
 from testbed.spec.scenario import Join, Leave, Step
-from tests.unit.test_monitor_sampler import FakeNode, chain
-from tests.unit.test_scenario_engine import NETWORK, FakeNet
+from tests.unit.helpers_scenario import NETWORK, FakeNet, growing_nodes
 from tests.unit.test_scenario_spec import HEADER, SCENARIOS, error_of, parse
 
 
@@ -100,20 +97,8 @@ def test_member_only_newcomer_has_no_validator_node():
 # ---- engine ----------------------------------------------------------------------------------------
 @pytest.fixture
 def nodes():
-    fakes = {f"{o}-v1": FakeNode(f"{o}-v1", chain("aa", 10)) for o in "abcde"}
-    grow = {"on": True}
-
-    def grower():
-        while grow["on"]:
-            for f in fakes.values():
-                f.hashes.append(f"0xaa{len(f.hashes):04d}")
-            time.sleep(0.1)
-
-    threading.Thread(target=grower, daemon=True).start()
-    yield fakes
-    grow["on"] = False
-    for f in fakes.values():
-        f.close()
+    with growing_nodes("abcde") as fakes:
+        yield fakes
 
 
 def test_engine_switches_to_the_joined_and_the_remaining_network(nodes, tmp_path, monkeypatch):
