@@ -20,24 +20,13 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, append_run, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
+
 STATES = {1: "pending", 2: "accepted", 3: "finished", 6: "rejected"}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def task_events(net, deployment, first_block: int, last_block: int) -> list[tuple[int, int]]:
@@ -94,10 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_cti.json")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="bench-load-cti-"))
-    os.environ["TESTBED_HOME"] = str(home)
-
-    import psutil
+    home = temporary_home("bench-load-cti-")
 
     from solver.manage import stop_solvers
     from testbed.chain.rpc import RpcClient
@@ -106,20 +92,10 @@ def main() -> None:
     from testbed.network import Network
     from testbed.report.data import RunData
     from testbed.runs import RunDir
-    from testbed.spec import load_network_spec
 
-    def progress(message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-
-    path = ROOT / "scenarios" / "networks" / "four-orgs.yaml"
-    data = load_network_spec(path).model_dump()
-    data["name"], data["ports"]["base"] = "bench-load-cti", args.port_base
-    spec = type(load_network_spec(path)).model_validate(data)
+    spec = four_orgs_spec("bench-load-cti", args.port_base)
     net = Network.create(spec, progress=progress)
-    result: dict = {"label": args.label, "host": {"cpus": psutil.cpu_count(), "python": platform.python_version(),
-                                                  "loadavg_before": os.getloadavg()},
-                    "network": {"orgs": len(spec.organizations), "block_period_s": spec.consensus.block_period,
-                                "gas_limit": spec.consensus.gas_limit},
+    result: dict = {"label": args.label, **host_and_network(spec),
                     "options": {"users": "cti", "batch": args.batch, "per_user_rate": args.per_user_rate,
                                 "step_seconds": args.step_seconds}}
     try:
@@ -149,17 +125,8 @@ def main() -> None:
         agreement = net.agreement(full=True)
         result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
     finally:
-        result["host"]["loadavg_after"] = os.getloadavg()
-        try:
-            stop_solvers(net)
-        finally:
-            net.down(purge=True)
-            shutil.rmtree(home, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    runs = previous.get("runs", []) + [result | {"time": time.time(), "commit": _commit()}]
-    args.out.write_text(json.dumps({"benchmark": "load_cti", "runs": runs}, indent=2, default=str) + "\n")
-    progress(f"wrote {args.out}")
+        tear_down(net, home, result, before_down=stop_solvers)
+    append_run(args.out, "load_cti", result, commit_default="unknown", json_default=str)
 
 
 if __name__ == "__main__":

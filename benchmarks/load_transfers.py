@@ -21,14 +21,9 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ROOT, append_run, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
 
 
 def _with_geth_flags(extra: list[str]) -> None:
@@ -66,30 +61,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_transfers.json")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    os.environ["TESTBED_HOME"] = str(home)
+    home = temporary_home("bench-load-")
     if args.geth_flag:
         _with_geth_flags(args.geth_flag)
-
-    import psutil
 
     from testbed.load.profiles import Constant
     from testbed.load.runner import BenchLimits, LoadOptions, bench, run_profile
     from testbed.network import Network
     from testbed.runs import RunDir
-    from testbed.spec import load_network_spec
 
-    def progress(message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-
-    data = load_network_spec(ROOT / "scenarios" / "networks" / "four-orgs.yaml").model_dump()
-    data["name"], data["ports"]["base"] = "bench-load", args.port_base
-    spec = type(load_network_spec(ROOT / "scenarios" / "networks" / "four-orgs.yaml")).model_validate(data)
+    spec = four_orgs_spec("bench-load", args.port_base)
     net = Network.create(spec, progress=progress)
-    result: dict = {"label": args.label, "geth_flags": args.geth_flag, "host": {
-        "cpus": psutil.cpu_count(), "python": platform.python_version(), "loadavg_before": os.getloadavg()},
-        "network": {"orgs": len(spec.organizations), "block_period_s": spec.consensus.block_period,
-                    "gas_limit": spec.consensus.gas_limit}}
+    result: dict = {"label": args.label, "geth_flags": args.geth_flag, **host_and_network(spec)}
     try:
         opts = dict(batch_size=args.batch, per_user_rate=args.per_user_rate)
         run = RunDir.create(net.state.runs_dir, "bench")
@@ -109,22 +92,8 @@ def main() -> None:
         agreement = net.agreement(full=True)
         result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
     finally:
-        result["host"]["loadavg_after"] = os.getloadavg()
-        net.down(purge=True)
-        shutil.rmtree(home, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    # every run is kept: on a shared 2-core machine one run is one sample, not the answer
-    runs = previous.get("runs", []) + [result | {"time": time.time(), "commit": _commit()}]
-    args.out.write_text(json.dumps({"benchmark": "load_transfers", "runs": runs}, indent=2) + "\n")
-    progress(f"wrote {args.out}")
-
-
-def _commit() -> str | None:
-    import subprocess
-
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout.strip() or None
+        tear_down(net, home, result)
+    append_run(args.out, "load_transfers", result)  # every run is kept: one run is one sample
 
 
 def _phase(f: dict) -> dict:

@@ -1,0 +1,82 @@
+"""Set-up shared by the load benchmarks (load_cti.py, load_transfers.py): a throw-away
+TESTBED_HOME, the four-orgs network under a benchmark's name and port base, the host and
+network facts every run records, teardown, and appending the run to its results file.
+
+Standard library only at import time, so a script can `monkey.patch_all()` before importing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+FOUR_ORGS = ROOT / "scenarios" / "networks" / "four-orgs.yaml"
+
+
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def git_commit(default: str | None = None) -> str | None:
+    """The checkout's short commit, or `default` where git does not answer."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return default
+    return proc.stdout.strip() or default
+
+
+def temporary_home(prefix: str) -> Path:
+    """A fresh TESTBED_HOME for this run (removed again by `tear_down`)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["TESTBED_HOME"] = str(home)
+    return home
+
+
+def four_orgs_spec(name: str, port_base: int):
+    """The shipped four-orgs spec under another name and port base."""
+    from testbed.spec import load_network_spec
+
+    data = load_network_spec(FOUR_ORGS).model_dump()
+    data["name"], data["ports"]["base"] = name, port_base
+    return type(load_network_spec(FOUR_ORGS)).model_validate(data)
+
+
+def host_and_network(spec) -> dict:
+    """The `host` (with the load average now) and `network` entries of a run's result."""
+    import psutil
+
+    return {"host": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "loadavg_before": os.getloadavg()},
+            "network": {"orgs": len(spec.organizations), "block_period_s": spec.consensus.block_period,
+                        "gas_limit": spec.consensus.gas_limit}}
+
+
+def tear_down(net, home: Path, result: dict, before_down: Callable[[Any], None] | None = None) -> None:
+    """Record the load average after the run, then (after `before_down`, even if it fails) take the
+    network down with its state and remove the temporary home."""
+    result["host"]["loadavg_after"] = os.getloadavg()
+    try:
+        if before_down is not None:
+            before_down(net)
+    finally:
+        net.down(purge=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def append_run(out: Path, benchmark: str, result: dict, *, commit_default: str | None = None,
+               json_default: Callable[[Any], Any] | None = None) -> None:
+    """Append `result` (with time and commit) to the runs kept in `out`: on a shared machine one
+    run is one sample, not the answer."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    runs = previous.get("runs", []) + [result | {"time": time.time(), "commit": git_commit(commit_default)}]
+    out.write_text(json.dumps({"benchmark": benchmark, "runs": runs}, indent=2, default=json_default) + "\n")
+    progress(f"wrote {out}")
