@@ -19,6 +19,9 @@ from testbed.spec import load_network_spec
 ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ROOT / "scenarios" / "networks"
 
+# the shared backend checks assert like a test module does (values shown on failure)
+pytest.register_assert_rewrite("tests.integration.conformance")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def geth_binary():

@@ -20,10 +20,15 @@ import pytest
 import yaml
 
 from testbed.backends.ssh_lab import SSHD
-from testbed.chain.sample import heads
 from testbed.network import Network
 
-from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
+from .conformance import (
+    check_all_nodes_agree_on_every_height,
+    check_down_stops_every_node,
+    check_every_node_has_all_peers,
+    check_killed_validator_chain_continues_and_restart_catches_up,
+)
+from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
 
 pytestmark = pytest.mark.integration
 
@@ -113,20 +118,11 @@ def test_keys_are_laid_out_0600_and_artifacts_kept(lab):
 
 
 def test_every_node_has_all_peers_and_the_signers(lab):
-    network = lab["network"]
-    status = network.status()
-    assert len(status.nodes) == 4
-    for node in status.nodes:
-        assert node.process_alive, node.plan.name
-        assert node.snapshot.peers == 3, (node.plan.name, node.snapshot.peers)
-        assert sorted(v.lower() for v in node.snapshot.validators) == sorted(n.address.lower() for n in network.nodes)
+    check_every_node_has_all_peers(lab["network"])
 
 
 def test_all_nodes_agree_on_every_height(lab):
-    result = lab["network"].agreement(full=True, settle=15)
-    assert result.agreed, result.summary()
-    assert result.common_height >= 3
-    assert result.heights_checked == result.common_height + 1
+    result = check_all_nodes_agree_on_every_height(lab["network"])
     print(f"ansible four-orgs: up in {lab['up_seconds']:.1f}s; {result.summary()}")
 
 
@@ -141,34 +137,15 @@ def test_pause_and_resume_through_ansible(lab):
 
 
 def test_killed_validator_chain_continues_and_restart_catches_up(lab):
-    network = lab["network"]
-    victim = network.nodes[0].name
-    others = [n.name for n in network.nodes[1:]]
-    network.kill_node(victim)
-    assert network.process(victim) is None
-
-    before = max(h for h in heads(network.endpoints(others)).values() if h is not None)
-    grown = wait_for(lambda: min(heads(network.endpoints(others)).values() or [0]) >= before + 3, timeout=40)
-    assert grown, "the three remaining validators stopped producing blocks"
-    live = network.agreement(full=True, only=others, settle=15)
-    assert live.agreed, live.summary()
-
-    network.start_node(victim)
-    network.wait_ready(new_blocks=2, timeout=90)
-    after = network.agreement(full=True, settle=15)
-    assert after.agreed, after.summary()
-    assert after.common_height > live.common_height
+    check_killed_validator_chain_continues_and_restart_catches_up(lab["network"], grow_timeout=40, ready_timeout=90)
 
 
 def test_down_leaves_no_node_sshd_or_namespace(lab):
     network = lab["network"]
-    pids = node_pids(network)
     sshd = network.backend.lab.remaining_pids()
     prefix = network.backend.lab.netns.plan.namespace_prefix
-    assert len(pids) == 4 and len(sshd) == 4
-    stopped = network.down()
-    assert sorted(stopped) == sorted(n.name for n in network.nodes)
-    assert_no_process(pids + sshd)
+    assert len(sshd) == 4
+    check_down_stops_every_node(network, other_pids=sshd)
     assert not _namespaces(prefix)
     assert not network.backend.control_dir.exists(), "ssh control sockets left behind"
     record = json.loads((network.state.root / "ansible" / "lab" / "lab.json").read_text())
