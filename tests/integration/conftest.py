@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
 
 from testbed import toolchain
+from testbed.contracts import deploy_to_network
 from testbed.network import Network
 from testbed.spec import load_network_spec
 
@@ -69,6 +72,20 @@ def four_orgs(testbed_home):
     yield network
     network.down(purge=True)
     assert_no_process(started)
+
+
+@contextmanager
+def deployed_four_orgs(name: str, port_base: int, *, reload_on_down: bool = False) -> Iterator[Network]:
+    """four-orgs under `name` and `port_base`, with the CTI contracts deployed; taken down with
+    its state afterwards, also when deploying or a test fails. `reload_on_down`: take down the
+    network as saved under `name` (tests that change the membership replace the object)."""
+    spec = spec_with(NETWORKS / "four-orgs.yaml", name=name, port_base=port_base)
+    network = Network.create(spec, progress=print)
+    try:
+        deploy_to_network(network, progress=print)
+        yield network
+    finally:
+        (Network.load(name) if reload_on_down else network).down(purge=True)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5):

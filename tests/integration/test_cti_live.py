@@ -16,20 +16,15 @@ from testbed.cti.model import TaskState
 from testbed.errors import ChainError, StateError
 from testbed.network import Network
 
-from .conftest import NETWORKS, spec_with
+from .conftest import deployed_four_orgs
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def cti_network(testbed_home):
-    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-cti", port_base=24400)
-    network = Network.create(spec, progress=print)
-    try:
-        deploy_to_network(network, progress=print)
+    with deployed_four_orgs("it-cti", 24400) as network:
         yield network
-    finally:
-        network.down(purge=True)
 
 
 def client_for(net: Network, org: str, account: int = 0) -> CtiClient:

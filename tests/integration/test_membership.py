@@ -8,27 +8,22 @@ import pytest
 from testbed import validators
 from testbed.chain.sample import heads
 from testbed.chain.wait import wait_for_block
-from testbed.contracts import deploy_to_network, deployment_of
+from testbed.contracts import deployment_of
 from testbed.cti.client import CtiClient
 from testbed.cti.deploy import connect
 from testbed.errors import StateError
 from testbed.membership import join, leave
 from testbed.network import Network
 
-from .conftest import NETWORKS, spec_with
+from .conftest import deployed_four_orgs
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def network(testbed_home):
-    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-join", port_base=24600)
-    net = Network.create(spec, progress=print)
-    try:
-        deploy_to_network(net, progress=print)
+    with deployed_four_orgs("it-join", 24600, reload_on_down=True) as net:
         yield net
-    finally:
-        Network.load("it-join").down(purge=True)
 
 
 def test_join_then_leave(network):
