@@ -1,6 +1,6 @@
 """The ansible backend, for real: four lab member hosts (a namespace and an sshd each, on
-198.18.0.0/15), ansible-runner deploying geth over SSH into them, then the same agreement
-checks as on the local backend; crash and restart through the playbooks; clean teardown.
+198.18.0.0/15), ansible-runner deploying geth over SSH into them, then the same peering and agreement
+checks as on the local backend (conformance.py); crash and restart through the playbooks; clean teardown.
 
 The tests in this module share one network and run in file order.
 """
@@ -22,12 +22,7 @@ import yaml
 from testbed.backends.ssh_lab import SSHD
 from testbed.network import Network
 
-from .conformance import (
-    check_all_nodes_agree_on_every_height,
-    check_down_stops_every_node,
-    check_every_node_has_all_peers,
-    check_killed_validator_chain_continues_and_restart_catches_up,
-)
+from . import conformance
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
 
 pytestmark = pytest.mark.integration
@@ -118,11 +113,11 @@ def test_keys_are_laid_out_0600_and_artifacts_kept(lab):
 
 
 def test_every_node_has_all_peers_and_the_signers(lab):
-    check_every_node_has_all_peers(lab["network"])
+    conformance.check_every_node_has_all_peers(lab["network"])
 
 
 def test_all_nodes_agree_on_every_height(lab):
-    result = check_all_nodes_agree_on_every_height(lab["network"])
+    result = conformance.check_all_nodes_agree_on_every_height(lab["network"])
     print(f"ansible four-orgs: up in {lab['up_seconds']:.1f}s; {result.summary()}")
 
 
@@ -137,7 +132,8 @@ def test_pause_and_resume_through_ansible(lab):
 
 
 def test_killed_validator_chain_continues_and_restart_catches_up(lab):
-    check_killed_validator_chain_continues_and_restart_catches_up(lab["network"], grow_timeout=40, ready_timeout=90)
+    conformance.check_killed_validator_chain_continues_and_restart_catches_up(lab["network"], grow_timeout=40,
+                                                                              ready_timeout=90)
 
 
 def test_down_leaves_no_node_sshd_or_namespace(lab):
@@ -145,7 +141,7 @@ def test_down_leaves_no_node_sshd_or_namespace(lab):
     sshd = network.backend.lab.remaining_pids()
     prefix = network.backend.lab.netns.plan.namespace_prefix
     assert len(sshd) == 4
-    check_down_stops_every_node(network, other_pids=sshd)
+    conformance.check_down_stops_every_node(network, other_pids=sshd)
     assert not _namespaces(prefix)
     assert not network.backend.control_dir.exists(), "ssh control sockets left behind"
     record = json.loads((network.state.root / "ansible" / "lab" / "lab.json").read_text())

@@ -7,28 +7,23 @@ from __future__ import annotations
 
 import pytest
 
-from .conformance import (
-    check_all_nodes_agree_on_every_height,
-    check_down_stops_every_node,
-    check_every_node_has_all_peers,
-    check_killed_validator_chain_continues_and_restart_catches_up,
-)
+from . import conformance
 
 pytestmark = pytest.mark.integration
 
 
 def test_every_node_has_all_peers(four_orgs):
-    check_every_node_has_all_peers(four_orgs)
+    conformance.check_every_node_has_all_peers(four_orgs)
 
 
 def test_all_nodes_agree_on_every_height(four_orgs):
-    check_all_nodes_agree_on_every_height(four_orgs)
+    conformance.check_all_nodes_agree_on_every_height(four_orgs)
 
 
 def test_killed_validator_chain_continues_and_restart_catches_up(four_orgs):
-    check_killed_validator_chain_continues_and_restart_catches_up(four_orgs, grow_timeout=30, ready_timeout=60)
+    conformance.check_killed_validator_chain_continues_and_restart_catches_up(four_orgs, grow_timeout=30, ready_timeout=60)
 
 
 def test_down_leaves_no_node_process(four_orgs):
-    check_down_stops_every_node(four_orgs)
+    conformance.check_down_stops_every_node(four_orgs)
     assert four_orgs.running_nodes() == []
