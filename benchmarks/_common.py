@@ -1,5 +1,5 @@
-"""Set-up shared by the load benchmarks (load_cti.py, load_transfers.py): a throw-away
-TESTBED_HOME, the four-orgs network under a benchmark's name and port base, the host and
+"""Set-up shared by the load benchmarks (load_cti.py, load_transfers.py): their common options, a
+throw-away TESTBED_HOME, the four-orgs network under a benchmark's name and port base, the host and
 network facts every run records, teardown, and appending the run to its results file.
 
 Standard library only at import time, so a script can `monkey.patch_all()` before importing it.
@@ -7,6 +7,7 @@ Standard library only at import time, so a script can `monkey.patch_all()` befor
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -19,6 +20,21 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 FOUR_ORGS = ROOT / "scenarios" / "networks" / "four-orgs.yaml"
+
+
+def bench_parser(doc: str, *, rates: str, port_base: int, results: str) -> argparse.ArgumentParser:
+    """The options every load benchmark takes (the stepped rates, step length and limits, load shape,
+    port base, label, results file); a script adds its own before parsing."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rates", default=rates)
+    parser.add_argument("--step-seconds", type=float, default=20)
+    parser.add_argument("--p95-limit", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--per-user-rate", type=float, default=50.0)
+    parser.add_argument("--port-base", type=int, default=port_base)
+    parser.add_argument("--label", default="baseline")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / results)
+    return parser
 
 
 def progress(message: str) -> None:

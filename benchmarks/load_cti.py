@@ -18,13 +18,11 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from _common import ROOT, append_run, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
+from _common import append_run, bench_parser, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
 
 STATES = {1: "pending", 2: "accepted", 3: "finished", 6: "rejected"}
 
@@ -72,16 +70,7 @@ def step_cti(step: dict, txs: list[dict], blocks: list[dict], events: list[tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="100,200,300,400,500,600")
-    parser.add_argument("--step-seconds", type=float, default=20)
-    parser.add_argument("--p95-limit", type=float, default=5.0)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--per-user-rate", type=float, default=50.0)
-    parser.add_argument("--port-base", type=int, default=26700)
-    parser.add_argument("--label", default="baseline")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_cti.json")
-    args = parser.parse_args()
+    args = bench_parser(__doc__, rates="100,200,300,400,500,600", port_base=26700, results="load_cti.json").parse_args()
 
     home = temporary_home("bench-load-cti-")
 

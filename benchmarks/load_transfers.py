@@ -19,11 +19,9 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
 import json  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from _common import ROOT, append_run, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
+from _common import append_run, bench_parser, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
 
 
 def _with_geth_flags(extra: list[str]) -> None:
@@ -48,17 +46,10 @@ def _with_geth_flags(extra: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="300,400,500,600,700,800,900,1000,1200")
-    parser.add_argument("--step-seconds", type=float, default=20)
+    parser = bench_parser(__doc__, rates="300,400,500,600,700,800,900,1000,1200", port_base=27200,
+                          results="load_transfers.json")
     parser.add_argument("--sustain-seconds", type=float, default=60)
-    parser.add_argument("--p95-limit", type=float, default=5.0)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--per-user-rate", type=float, default=50.0)
     parser.add_argument("--geth-flag", action="append", default=[])
-    parser.add_argument("--port-base", type=int, default=27200)
-    parser.add_argument("--label", default="baseline")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load_transfers.json")
     args = parser.parse_args()
 
     home = temporary_home("bench-load-")
