@@ -29,6 +29,14 @@ def main(argv: list[str]) -> int:
     from testbed.load.runner import BenchLimits, LoadOptions
 
     request = json.loads(argv[0])
+    if request["command"] == "worker":  # a Locust worker of a distributed run: serves until its master quits
+        from testbed.load.distributed import run_worker
+
+        try:
+            return run_worker(request["master"], _progress)
+        except TestbedError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
     try:
         options = LoadOptions(**request.get("options", {}))
         if request["command"] == "bench":

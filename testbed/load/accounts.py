@@ -54,22 +54,34 @@ class LoadAccount:
         return batch
 
 
+@dataclass(frozen=True)
+class AccountRef:
+    """An account known by its address only (a distributed run's worker holds the key)."""
+    org: str
+    node: str
+    rpc_url: str
+    address: str
+
+
+def new_account(org: str, node: str, rpc_url: str, chain_id: int) -> LoadAccount:
+    """A fresh throwaway key, in memory only."""
+    return LoadAccount(org=org, node=node, rpc_url=rpc_url,
+                       signer=TransferSigner("0x" + secrets.token_hex(32), chain_id=chain_id))
+
+
 def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
     """`per_org` fresh accounts per organization, bound to that organization's first node."""
     accounts: dict[str, list[LoadAccount]] = {}
     for org in net.spec.organizations:
         node = next(n for n in net.nodes if n.org == org.name)
-        accounts[org.name] = [
-            LoadAccount(org=org.name, node=node.name, rpc_url=node.rpc_url,
-                        signer=TransferSigner("0x" + secrets.token_hex(32), chain_id=net.spec.chain_id))
-            for _ in range(per_org)
-        ]
+        accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id) for _ in range(per_org)]
     return accounts
 
 
-def fund_accounts(net, accounts: dict[str, list[LoadAccount]], *, amount_wei: int = FUNDING_WEI,
+def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_WEI,
                   timeout: float = 60, progress: Callable[[str], None] = lambda _: None) -> list[TxRecord]:
-    """Fund every load account from its organization's first genesis account; wait for inclusion."""
+    """Fund every load account (a LoadAccount or an AccountRef) from its organization's first genesis
+    account; wait for inclusion."""
     watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
     tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
     records: list[TxRecord] = []
@@ -103,7 +115,7 @@ def fund_accounts(net, accounts: dict[str, list[LoadAccount]], *, amount_wei: in
     return records
 
 
-def _wait_funded_everywhere(accounts: dict[str, list[LoadAccount]], amount_wei: int, timeout: float) -> None:
+def _wait_funded_everywhere(accounts: dict[str, list], amount_wei: int, timeout: float) -> None:
     """Each org's node must see its accounts funded (it may be a block behind the watched node)."""
     deadline = time.monotonic() + timeout
     for org, group in accounts.items():

@@ -11,6 +11,9 @@ rate, and three background greenlets:
   reorg the raw record follows the canonical block, the event is not fired again;
 - head sampler: every second, every node's head (for per-node head lag);
 - resource sampler: every second, CPU and RSS of every node process and of this process.
+
+`SenderContext` is the users' part alone (accounts, pacing, submission): what a worker of a
+distributed run holds (testbed.load.distributed).
 """
 
 from __future__ import annotations
@@ -30,43 +33,38 @@ INCLUSION = "inclusion"  # request_type of inclusion events
 SUBMIT = "eth_sendRawTransaction"  # request_type of submission events
 
 
-class LoadContext:
-    def __init__(self, environment, net, accounts: dict[str, list[LoadAccount]], *, batch_size: int = 50,
-                 per_user_rate: float = 50.0, poll_interval: float = 0.1) -> None:
+class SenderContext:
+    """What the users of one generator process share: account pools, the pacing target, submission.
+
+    A worker of a distributed run (testbed.load.distributed) has only this part; the rows it
+    records go to the master, whose `LoadContext` watches blocks and samples the nodes.
+    """
+
+    def __init__(self, environment, recorder, accounts: dict[str, list[LoadAccount]], recipient: dict[str, str], *,
+                 batch_size: int = 50, per_user_rate: float = 50.0) -> None:
         self.environment = environment
-        self.net = net
-        self.recorder = Recorder()
+        self.recorder = recorder
+        self.recipient = recipient
         self.batch_size = batch_size
         self.per_user_rate = per_user_rate
-        self.poll_interval = poll_interval
         self.target_rate: float | None = None  # set by the shape; None = users x per_user_rate
+        self.target_users: int | None = None  # the users the shape asked for (all workers together)
         self.free: dict[str, list[LoadAccount]] = {org: list(group) for org, group in accounts.items()}
         self.pools: dict[str, dict[str, list[LoadAccount]]] = {"transfer": self.free}  # user kind -> free accounts
         self._pool_of: dict[int, str] = {}
         self._all = [a for group in accounts.values() for a in group]
         self.cti = None  # a CtiLoad (testbed.load.cti_users) when CTI users run
         self.busy: dict[str, int] = defaultdict(int)
-        orgs = list(accounts)
-        # each org pays the next org's first genesis account: traffic crosses organizations
-        self.recipient = {org: net.keys.accounts[orgs[(i + 1) % len(orgs)]][0].address for i, org in enumerate(orgs)}
-        self._greenlets: list[gevent.Greenlet] = []
+        self.remote_users = 0  # accounts held by the workers of a distributed run (the master has none)
         self._inflight = gevent.pool.Group()
-        self._watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
-        self.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
-        self.t0 = time.time()
-
-    @classmethod
-    def attach(cls, environment, net, accounts, **options) -> "LoadContext":
-        ctx = cls(environment, net, accounts, **options)
-        environment.testbed = ctx
-        return ctx
 
     def accounts(self) -> list[LoadAccount]:
         return self._all
 
     @property
     def max_users(self) -> int:
-        return sum(len(g) for pool in self.pools.values() for g in pool.values()) + sum(self.busy.values())
+        local = sum(len(g) for pool in self.pools.values() for g in pool.values()) + sum(self.busy.values())
+        return local + self.remote_users
 
     def add_pool(self, name: str, accounts: dict[str, list[LoadAccount]]) -> None:
         """Accounts only users of pool `name` take (e.g. CTI member accounts)."""
@@ -90,8 +88,12 @@ class LoadContext:
         self.pools[self._pool_of.pop(id(account), "transfer")][account.org].append(account)
 
     def current_rate(self) -> float:
+        """The rate this process's users offer together (they pace to current_rate / their count)."""
         users = self.environment.runner.user_count if self.environment.runner else 0
         return self.target_rate if self.target_rate is not None else users * self.per_user_rate
+
+    def signed_late(self) -> int:
+        return sum(a.signed_late for a in self._all)
 
     # ---- submission ------------------------------------------------------------------------
     def submit(self, rpc: RpcClient, account: LoadAccount, batch: list[tuple[int, str, str]], kind: str) -> None:
@@ -103,6 +105,13 @@ class LoadContext:
         """
         job = account.inflight = self._inflight.spawn(self._submit, rpc, account, batch, kind)
         job.join()
+
+    def wait_inflight(self, timeout: float) -> None:
+        """Wait for the sends still on their way (users stopped mid-batch)."""
+        self._inflight.join(timeout=timeout)
+
+    def settled(self, rows: list[TxRow]) -> None:
+        """A batch's rows know their fate (submitted or rejected); a worker forwards them here."""
 
     def _submit(self, rpc: RpcClient, account: LoadAccount, batch: list[tuple[int, str, str]], kind: str) -> None:
         fire = self.environment.events.request.fire
@@ -127,6 +136,7 @@ class LoadContext:
                 self.recorder.reject(row, str(result).split(": ", 2)[-1])
             elif transport_error:
                 row.error = transport_error
+        self.settled(rows)
         name = f"{kind} x{len(batch)}"
         if transport_error or rejected:
             fire(request_type=SUBMIT, name=name, response_time=elapsed_ms, response_length=len(batch), context={},
@@ -139,6 +149,32 @@ class LoadContext:
         else:
             fire(request_type=SUBMIT, name=name, response_time=elapsed_ms, response_length=len(batch), context={},
                  exception=None)
+
+
+class LoadContext(SenderContext):
+    """The run's context in the load process (or the master of a distributed run): the users'
+    part plus the block watcher, the head and resource samplers and the recorder they fill."""
+
+    def __init__(self, environment, net, accounts: dict[str, list[LoadAccount]], *, batch_size: int = 50,
+                 per_user_rate: float = 50.0, poll_interval: float = 0.1) -> None:
+        orgs = list(accounts)
+        # each org pays the next org's first genesis account: traffic crosses organizations
+        recipient = {org: net.keys.accounts[orgs[(i + 1) % len(orgs)]][0].address for i, org in enumerate(orgs)}
+        super().__init__(environment, Recorder(), accounts, recipient, batch_size=batch_size,
+                         per_user_rate=per_user_rate)
+        self.net = net
+        self.poll_interval = poll_interval
+        self.generators = None  # how the users run: in this process or on workers (runner.py / distributed.py)
+        self._greenlets: list[gevent.Greenlet] = []
+        self._watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
+        self.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
+        self.t0 = time.time()
+
+    @classmethod
+    def attach(cls, environment, net, accounts, **options) -> "LoadContext":
+        ctx = cls(environment, net, accounts, **options)
+        environment.testbed = ctx
+        return ctx
 
     # ---- background ------------------------------------------------------------------------
     def start(self) -> None:
@@ -186,7 +222,7 @@ class LoadContext:
 
     def drain(self, timeout: float) -> int:
         """After the users stop: wait for pending transactions; mark what is left as dropped."""
-        self._inflight.join(timeout=30)
+        self.wait_inflight(30)
         deadline = time.monotonic() + timeout
         while self.recorder.pending and time.monotonic() < deadline:
             gevent.sleep(0.25)

@@ -44,7 +44,14 @@ class TxRow:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    LATE_WINDOW = 120  # blocks: how far back a late row (see `late_rows`) may still find its block
+
+    def __init__(self, late_rows: bool = False) -> None:
+        # late_rows: rows may arrive after the block that holds them (the workers of a distributed
+        # run forward their rows a moment after sending), so the hashes of recent blocks are kept
+        self.late_rows = late_rows
+        self._unclaimed: dict[str, int] = {}  # tx hash -> number of the recorded block holding it
+        self._unclaimed_in: dict[int, list[str]] = {}
         self.rows: list[TxRow] = []
         self.pending: dict[str, TxRow] = {}
         self.blocks: list[dict] = []
@@ -55,9 +62,19 @@ class Recorder:
         self._rows_in: dict[int, list[TxRow]] = {}  # block number -> load txs it held (for rollback)
 
     # ---- transactions ---------------------------------------------------------------------
-    def submitted(self, row: TxRow) -> None:
+    def submitted(self, row: TxRow) -> bool:
+        """Record a sent row; True if a block already recorded holds it (a late row: now included)."""
         self.rows.append(row)
-        self.pending[row.hash] = row
+        number = self._unclaimed.pop(row.hash, None) if self.late_rows else None
+        if number is None:
+            self.pending[row.hash] = row
+            return False
+        block = self.blocks[number - self.blocks[0]["number"]]
+        row.status, row.included_block, row.block_timestamp = "included", number, block["timestamp"]
+        row.included_time = max(block["seen_time"], row.submit_time)
+        block["load_txs"] += 1
+        self._rows_in[number].append(row)
+        return True
 
     def reject(self, row: TxRow, error: str) -> None:
         """The node refused the transaction; it will never be included."""
@@ -76,6 +93,8 @@ class Recorder:
             return 0
         self.blocks = [b for b in self.blocks if b["number"] < from_number]
         for block in dropped:
+            for tx_hash in self._unclaimed_in.pop(block["number"], []):
+                self._unclaimed.pop(tx_hash, None)
             for row in self._rows_in.pop(block["number"], []):
                 row.status, row.included_block, row.included_time, row.block_timestamp = "submitted", None, None, None
                 row.reorged += 1
@@ -91,16 +110,28 @@ class Recorder:
         if self.blocks and (number != self.blocks[-1]["number"] + 1 or block["parentHash"] != self.blocks[-1]["hash"]):
             raise ValueError(f"block {number} does not extend the recorded chain at {self.blocks[-1]['number']}")
         included: list[TxRow] = []
+        unclaimed: list[str] = []
         for tx_hash in block["transactions"]:
             row = self.pending.pop(tx_hash, None)
             if row is not None:
                 row.status, row.included_block, row.included_time, row.block_timestamp = "included", number, seen_time, timestamp
                 included.append(row)
+            elif self.late_rows:
+                unclaimed.append(tx_hash)
         self._rows_in[number] = included
+        if self.late_rows:
+            self._keep_unclaimed(number, unclaimed)
         self.blocks.append({"number": number, "hash": block["hash"], "timestamp": timestamp,
                             "tx_count": len(block["transactions"]), "gas_used": int(block["gasUsed"], 16),
                             "seen_time": seen_time, "load_txs": len(included)})
         return included
+
+    def _keep_unclaimed(self, number: int, hashes: list[str]) -> None:
+        self._unclaimed_in[number] = hashes
+        self._unclaimed.update((h, number) for h in hashes)
+        for old in [n for n in self._unclaimed_in if n <= number - self.LATE_WINDOW]:
+            for tx_hash in self._unclaimed_in.pop(old):
+                self._unclaimed.pop(tx_hash, None)
 
     def drop_pending(self, reason: str) -> int:
         for row in self.pending.values():

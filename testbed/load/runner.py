@@ -25,6 +25,7 @@ from typing import Callable  # noqa: E402
 import gevent  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
+from testbed.errors import TestbedError  # noqa: E402
 from testbed.load.accounts import fund_accounts, make_accounts  # noqa: E402
 from testbed.load.context import LoadContext  # noqa: E402
 from testbed.load.profiles import Profile, users_for_rate  # noqa: E402
@@ -45,6 +46,29 @@ class LoadOptions:
     poll_interval: float = 0.1  # block watcher period (bounds the inclusion-time error)
     presign_seconds: float = 0.0  # pre-sign this many seconds of each account's share (0: the step / profile, <= 120 s)
     users: str = "transfers"  # transfers | cti (consumers: buy + request) | publishers | mix (see cti_users.py)
+    workers: int = 0  # 0: users run in this process; N: a Locust master here and N worker processes
+    remote_workers: int = 0  # also wait for this many workers started elsewhere (infra/ansible/locust-workers.yml)
+    master_bind: str = "127.0.0.1"  # the master's address for workers (another host's workers need a reachable one)
+    master_port: int = 0  # 0: any free port
+
+
+class InProcess:
+    """Users run in the load process itself (the generator interface; distributed.WorkerPool is the other)."""
+
+    def __init__(self, ctx: LoadContext) -> None:
+        self.ctx = ctx
+
+    def presign(self, rate: float, seconds: float) -> float:
+        return presign(self.ctx, rate, seconds)
+
+    def flush(self) -> None:
+        """Nothing to collect: the users recorded into the context's recorder directly."""
+
+    def signed_late(self) -> int:
+        return self.ctx.signed_late()
+
+    def close(self) -> None:
+        """Nothing to end: the runner quits with the environment."""
 
 
 def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Environment, LoadContext]:
@@ -53,6 +77,9 @@ def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Envi
 
     logging.getLogger("locust").setLevel(logging.WARNING)
     classes = user_classes(opts.users)
+    run.write_json("load_options.json", asdict(opts))
+    if opts.workers or opts.remote_workers:
+        return _setup_distributed(net, run, opts, classes, shape, progress)
     if needs_transfers(opts.users):
         users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
         per_org = -(-users // len(net.spec.organizations))
@@ -69,11 +96,39 @@ def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Envi
         ctx.add_pool(CONSUMER_POOL, cti.consumers)
         ctx.add_pool(PUBLISHER_POOL, cti.publishers)
     env.create_local_runner()
-    run.write_json("load_options.json", asdict(opts))
+    ctx.generators = InProcess(ctx)
     return env, ctx
 
 
-def _presign(ctx: LoadContext, rate: float, seconds: float) -> float:
+def _setup_distributed(net, run, opts: LoadOptions, classes, shape, progress: Progress):
+    """A Locust master here; its workers make the accounts, the master funds them (distributed.py)."""
+    from testbed.load.distributed import DISTRIBUTED_USERS, WorkerPool
+
+    if opts.users not in DISTRIBUTED_USERS:
+        raise TestbedError(f"load users {opts.users!r} cannot run on Locust workers (only {', '.join(DISTRIBUTED_USERS)})",
+                           hint="run CTI users with workers: 0")
+    expect = opts.workers + opts.remote_workers
+    users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
+    per_worker = -(-users // expect) + 1  # Locust's dispatcher may give a worker one user more than its share
+    per_org = -(-per_worker // len(net.spec.organizations))
+    # stop_timeout: a stopped worker sleeps this long before it reports ready again (users stop at
+    # once anyway: a batch on its way is finished by its own greenlet)
+    env = Environment(user_classes=classes, shape_class=shape, stop_timeout=2)
+    ctx = LoadContext.attach(env, net, {org.name: [] for org in net.spec.organizations}, batch_size=opts.batch_size,
+                             per_user_rate=opts.per_user_rate, poll_interval=opts.poll_interval)
+    pool = WorkerPool(env, ctx, net, run.root, expect=expect, spawn=opts.workers, bind_host=opts.master_bind,
+                      bind_port=opts.master_port, progress=progress)
+    ctx.generators = pool
+    try:
+        pool.start(per_org)
+    except BaseException:
+        env.runner.quit()
+        pool.close()
+        raise
+    return env, ctx
+
+
+def presign(ctx, rate: float, seconds: float) -> float:
     """Sign ahead: enough transfers for `seconds` at `rate` on the accounts the users will take."""
     if seconds <= 0 or rate <= 0:
         return 0.0
@@ -106,9 +161,13 @@ def submit_stats(env: Environment) -> dict:
 
 
 def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress: Progress) -> int:
-    dropped = ctx.drain(opts.drain_timeout)
-    ctx.stop()
-    env.runner.quit()
+    try:
+        ctx.generators.flush()
+    finally:
+        dropped = ctx.drain(opts.drain_timeout)
+        ctx.stop()
+        env.runner.quit()
+        ctx.generators.close()
     if ctx.cti is not None:
         ctx.cti.conclude(ctx.recorder, run)  # reverted contract calls, cti.json
     ctx.recorder.write(run.root)
@@ -117,21 +176,32 @@ def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress
     return dropped
 
 
+def _abort(env: Environment, ctx: LoadContext) -> None:
+    """A run that failed half-way: stop the users and every worker, keep nothing running."""
+    ctx.stop()
+    env.runner.quit()
+    ctx.generators.close()
+
+
 def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progress = lambda _: None) -> dict:
     """Offer `profile`; write raw records; return figures for the whole run."""
     opts.max_rate = max(opts.max_rate, max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1)))
     shape = ProfileShape(profile)
     env, ctx = _setup(net, run, opts, shape, progress)
     top = max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1))
-    signing = _presign(ctx, top, opts.presign_seconds or min(profile.duration, 120.0))
-    run.event("load_started", **profile.describe(), presign_seconds=round(signing, 3))
-    ctx.start()
-    started = time.time()
-    env.runner.start_shape()
-    while env.runner.shape_greenlet is not None:
-        gevent.sleep(0.5)
-    ended = time.time()
-    env.runner.stop()
+    try:
+        signing = ctx.generators.presign(top, opts.presign_seconds or min(profile.duration, 120.0))
+        run.event("load_started", **profile.describe(), presign_seconds=round(signing, 3))
+        ctx.start()
+        started = time.time()
+        env.runner.start_shape()
+        while env.runner.shape_greenlet is not None:
+            gevent.sleep(0.5)
+        ended = time.time()
+        env.runner.stop()
+    except BaseException:
+        _abort(env, ctx)
+        raise
     run.event("load_finished", seconds=round(ended - started, 3))
     _finish(env, ctx, run, opts, progress)
     figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
@@ -159,14 +229,14 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
     stop_reason = f"reached the last step ({rates[-1]:g} tx/s)"
     try:
         for rate in rates:
-            signing = _presign(ctx, rate, opts.presign_seconds or limits.step_seconds)
+            signing = ctx.generators.presign(rate, opts.presign_seconds or limits.step_seconds)
             shape.rate, ctx.target_rate = rate, rate
             wanted = users_for_rate(rate, ctx.per_user_rate, ctx.max_users)
             deadline = time.monotonic() + 5
             while env.runner.user_count != wanted and time.monotonic() < deadline:
                 gevent.sleep(0.05)
             env.stats.reset_all()  # Locust's submit stats per step
-            late_before = sum(a.signed_late for a in ctx.accounts())
+            late_before = ctx.generators.signed_late()
             started = time.time()
             run.event("step_started", target=rate, presign_seconds=round(signing, 3))
             gevent.sleep(limits.step_seconds)
@@ -180,7 +250,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
             gevent.sleep(1.0)
             figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
             figures["submit_rpc_ms"] = submit_stats(env)
-            figures["signed_while_sending"] = sum(a.signed_late for a in ctx.accounts()) - late_before
+            figures["signed_while_sending"] = ctx.generators.signed_late() - late_before
             agreement = net.agreement()
             figures["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
             steps.append(figures)

@@ -24,10 +24,10 @@ class RateShape(LoadTestShape):
         ctx = self.runner.environment.testbed
         rate = self.target(self.get_run_time())
         if rate is None:
-            ctx.target_rate = None
+            ctx.target_rate = ctx.target_users = None
             return None
-        ctx.target_rate = rate
         users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users) if rate > 0 else 0
+        ctx.target_rate, ctx.target_users = rate, users
         # start and stop users at once (Locust also stops users at the spawn rate): pacing, not
         # ramping users, sets the offered rate
         return users, SPAWN_AT_ONCE

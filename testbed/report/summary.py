@@ -26,15 +26,17 @@ def _load_txs(block: dict) -> int:
 
 
 def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
-    """Mean CPU % (100 = one core) of the generator and of all node processes together, and peak RSS."""
+    """Mean CPU % (100 = one core) of the generator (with its Locust workers, `generator-w<n>`, if any)
+    and of all node processes together, and peak RSS."""
     by_proc: dict[str, list[dict]] = defaultdict(list)
     for sample in resources:
         if start <= sample["time"] <= end + 1:
             by_proc[sample["process"]].append(sample)
     per_process = {name: {"cpu_percent": round(mean(s["cpu_percent"] for s in rows), 1),
                           "rss_mb_max": max(s["rss_mb"] for s in rows)} for name, rows in by_proc.items()}
-    nodes = [v["cpu_percent"] for k, v in per_process.items() if k != "generator"]
-    return {"generator_percent": per_process.get("generator", {}).get("cpu_percent", 0.0),
+    generator = [v["cpu_percent"] for k, v in per_process.items() if k.startswith("generator")]
+    nodes = [v["cpu_percent"] for k, v in per_process.items() if not k.startswith("generator")]
+    return {"generator_percent": round(sum(generator), 1),
             "nodes_percent": round(sum(nodes), 1), "per_process": per_process}
 
 

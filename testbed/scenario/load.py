@@ -172,10 +172,12 @@ class TransferLoad:
             raise TestbedError("load engine 'locust' needs the Locust load layer (testbed.load.bench), not in this tree",
                                hint="use 'engine: transfers' (the default)")
         request = {"command": "load", "network": self.net.name, "profile": f"constant:{self.phase.rate:g}:{self.phase.duration:g}",
-                   "options": {"max_rate": self.phase.rate, "drain_timeout": self.phase.drain}}
+                   "options": {"max_rate": self.phase.rate, "drain_timeout": self.phase.drain,
+                               "workers": self.phase.workers}}
         env = {**os.environ, "TESTBED_HOME": str(self.net.state.root.parent)}
         result = LoadResult(phase=self.index, started=time.time())
-        self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration, engine="locust")
+        self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration, engine="locust",
+                  workers=self.phase.workers)
         proc = subprocess.Popen([sys.executable, "-m", LOCUST_ENTRY, json.dumps(request)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env)
         tail: list[str] = []

@@ -125,6 +125,14 @@ class Load(Strict):
     engine: Literal["transfers", "locust"] = Field("transfers", description="transfers: a plain rate of client-signed "
                                                    "transfers; locust: the Locust load layer, where installed.")
     drain: Duration = Field(30.0, ge=0, description="Seconds to wait for inclusion after the last send.")
+    workers: int = Field(0, ge=0, le=32, description="engine: locust only. 0: the users run in the load process; "
+                         "N: a Locust master and N worker processes, their records merged into one run.")
+
+    @model_validator(mode="after")
+    def _workers_need_locust(self) -> "Load":
+        if self.workers and self.engine != "locust":
+            raise ValueError("workers are Locust workers: set 'engine: locust' or drop 'workers'")
+        return self
 
 
 class WaitBlocks(Strict):

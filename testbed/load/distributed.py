@@ -1,0 +1,332 @@
+"""Distributed load: a Locust master and its workers (processes here, hosts elsewhere).
+
+Locust's own distributed mode does the distributing: the master runs the rate shape and
+hands users to the workers, the workers run them and report Locust's request stats. The
+testbed adds a few custom messages (Locust's `register_message` / `send_message`):
+
+  master -> worker  testbed_setup      index, the organizations' nodes and RPC URLs, chain id,
+                                       recipients, accounts per organization, batch size, per-user rate
+  worker -> master  testbed_accounts   the addresses of the accounts it made: private keys never
+                                       leave the worker; the master funds the addresses
+  master -> worker  testbed_presign    the worker's share of a rate and seconds to sign ahead
+  worker -> master  testbed_presigned
+  master -> worker  testbed_rate       the run's target rate and the users the shape asked for:
+                                       each user offers rate / users, wherever it runs
+  worker -> master  testbed_rows       every 0.5 s: the rows of the batches it sent (submitted or
+                                       rejected), its own CPU/RSS samples, its late-signing count
+  master -> worker  testbed_flush      after the users stopped: finish in-flight sends, send the last rows
+  worker -> master  testbed_flushed
+
+The master keeps the one recorder and the block watcher, so a distributed run writes the same
+raw records as a single-process one (txs.jsonl, blocks.jsonl, ...); rows may reach it after the
+block that holds them (the recorder's `late_rows`). Worker resources appear as `generator-w<i>`.
+Workers here are processes started by the master (`python -m testbed.load` with a "worker"
+request, their logs in the run directory); on other hosts the same command is started by
+infra/ansible/locust-workers.yml and the master waits for them to connect. Transfer users only:
+CTI users need member accounts admitted through the contracts, which stays single-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import gevent
+import psutil
+
+from testbed.errors import TestbedError
+from testbed.load.accounts import AccountRef, fund_accounts, new_account
+from testbed.load.context import INCLUSION, SenderContext
+from testbed.load.records import TxRow
+
+Progress = Callable[[str], None]
+ROW_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "status", "error")
+FORWARD_INTERVAL = 0.5  # seconds between a worker's row messages
+DISTRIBUTED_USERS = ("transfers",)
+
+
+def worker_command(master: str) -> list[str]:
+    """The command line of one worker process, here or on another host."""
+    return [sys.executable, "-m", "testbed.load", json.dumps({"command": "worker", "master": master})]
+
+
+# ---- master ----------------------------------------------------------------------------------
+
+class WorkerPool:
+    """The master's side: workers connected, their accounts funded, their rows merged into `ctx.recorder`.
+
+    `spawn` worker processes are started here (their logs: <run>/worker-<n>.log); with
+    spawn=0 the pool waits for `expect` workers started elsewhere (Ansible) to connect.
+    """
+
+    def __init__(self, env, ctx, net, run_root: Path, *, expect: int, spawn: int, bind_host: str = "127.0.0.1",
+                 bind_port: int = 0, connect_timeout: float = 60.0, progress: Progress = lambda _: None) -> None:
+        self.env, self.ctx, self.net, self.run_root = env, ctx, net, run_root
+        self.expect, self.connect_timeout, self.progress = expect, connect_timeout, progress
+        ctx.recorder.late_rows = True
+        self.runner = env.create_master_runner(master_bind_host=bind_host, master_bind_port=bind_port)
+        self.address = f"{bind_host}:{self.runner.server.port}"
+        self.replies: dict[str, dict[int, dict]] = {"testbed_accounts": {}, "testbed_presigned": {},
+                                                    "testbed_flushed": {}}
+        self._signed_late: dict[int, int] = {}
+        self._procs: list[subprocess.Popen] = []
+        self._logs: list = []
+        self._broadcaster: gevent.Greenlet | None = None
+        self._workers: list[str] = []  # Locust client ids; messages go to each by id (see `_send`)
+        for kind in self.replies:
+            self.runner.register_message(kind, self._reply)
+        self.runner.register_message("testbed_rows", self._rows)
+        for n in range(spawn):
+            log = open(run_root / f"worker-{n}.log", "w")
+            self._logs.append(log)
+            self._procs.append(subprocess.Popen(worker_command(self.address), stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL))
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def start(self, accounts_per_org: int) -> "WorkerPool":
+        self._wait_connected()
+        orgs = {org: [group_node.name, group_node.rpc_url] for org, group_node in self._org_nodes().items()}
+        self._workers = list(self.runner.clients)
+        for client_id in self._workers:
+            self.runner.send_message("testbed_setup", {
+                "index": self.runner.get_worker_index(client_id), "orgs": orgs, "chain_id": self.net.spec.chain_id,
+                "recipient": self.ctx.recipient, "accounts_per_org": accounts_per_org,
+                "batch_size": self.ctx.batch_size, "per_user_rate": self.ctx.per_user_rate}, client_id)
+        answers = self._wait("testbed_accounts", 60)
+        refs: dict[str, list[AccountRef]] = {org: [] for org in orgs}
+        for answer in answers.values():
+            for org, address in answer["accounts"]:
+                node, url = orgs[org]
+                refs[org].append(AccountRef(org=org, node=node, rpc_url=url, address=address))
+        fund_accounts(self.net, refs, progress=self.progress)
+        self.ctx.remote_users = sum(len(group) for group in refs.values())
+        self.progress(f"load: {self.expect} Locust workers connected to the master at {self.address}, "
+                      f"{self.ctx.remote_users} accounts funded")
+        self._broadcaster = gevent.spawn(self._broadcast_rate)
+        return self
+
+    def _org_nodes(self) -> dict:
+        return {org: next(n for n in self.net.nodes if n.org == org) for org in self.ctx.recipient}
+
+    def _wait_connected(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        while self.runner.worker_count < self.expect:
+            self._check_processes()
+            if time.monotonic() > deadline:
+                raise TestbedError(f"only {self.runner.worker_count} of {self.expect} Locust workers connected to "
+                                   f"{self.address} within {self.connect_timeout:.0f}s{self._log_tail()}",
+                                   hint="check that the workers can reach the master's address")
+            gevent.sleep(0.1)
+
+    def _check_processes(self) -> None:
+        for n, proc in enumerate(self._procs):
+            if proc.poll() is not None:
+                raise TestbedError(f"Locust worker {n} exited with {proc.returncode}{self._log_tail(n)}")
+
+    def _log_tail(self, n: int | None = None) -> str:
+        paths = [self.run_root / f"worker-{n}.log"] if n is not None else sorted(self.run_root.glob("worker-*.log"))
+        for path in paths:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+            if lines:
+                return f" ({path.name}: {lines[-1][:200]})"
+        return ""
+
+    def _wait(self, kind: str, timeout: float) -> dict[int, dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.replies[kind]) < self.expect:
+            self._check_processes()
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{len(self.replies[kind])} of {self.expect} Locust workers answered {kind} "
+                                   f"within {timeout:.0f}s{self._log_tail()}")
+            gevent.sleep(0.05)
+        answers, self.replies[kind] = self.replies[kind], {}
+        return answers
+
+    # ---- messages ------------------------------------------------------------------------------
+    def _reply(self, environment, msg, **_) -> None:
+        self.replies[msg.type][msg.data["index"]] = msg.data
+
+    def _rows(self, environment, msg, **_) -> None:
+        data = msg.data
+        recorder, fire = self.ctx.recorder, self.env.events.request.fire
+        for values in data["rows"]:
+            item = dict(zip(ROW_FIELDS, values))
+            row = TxRow(item["hash"], item["org"], item["node"], item["sender"], item["nonce"], item["kind"],
+                        item["submit_time"])
+            row.error = item["error"]
+            if recorder.submitted(row):  # its block came first: included now, its event fires now
+                fire(request_type=INCLUSION, name=row.kind, response_time=row.latency * 1000, response_length=0,
+                     context={"block": row.included_block}, exception=None)
+            elif item["status"] == "rejected":
+                recorder.reject(row, item["error"])
+        for sample in data["resources"]:
+            recorder.resource(**sample)
+        self._signed_late[data["index"]] = data["signed_late"]
+
+    def _send(self, kind: str, data: dict | None = None) -> None:
+        """To every worker by id: Locust's master forgets a worker between its 'stopped' and 'ready'
+        reports (stop_timeout later), and a broadcast would skip it."""
+        for client_id in self._workers:
+            self.runner.send_message(kind, data, client_id)
+
+    def _broadcast_rate(self) -> None:
+        sent = None
+        while True:
+            state = (self.ctx.target_rate, self.ctx.target_users)
+            if state != sent:
+                self._send("testbed_rate", {"rate": state[0], "users": state[1]})
+                sent = state
+            gevent.sleep(0.1)
+
+    # ---- the generator interface (same as runner.InProcess) ---------------------------------------
+    def presign(self, rate: float, seconds: float) -> float:
+        if seconds <= 0 or rate <= 0:
+            return 0.0
+        started = time.perf_counter()
+        self._send("testbed_presign", {"rate": rate / self.expect, "seconds": seconds})
+        self._wait("testbed_presigned", 120)
+        return time.perf_counter() - started
+
+    def flush(self) -> None:
+        """After the users stopped: every worker's in-flight sends done and its last rows received."""
+        self._send("testbed_flush")
+        self._wait("testbed_flushed", 60)
+
+    def signed_late(self) -> int:
+        return sum(self._signed_late.values())
+
+    def close(self) -> None:
+        """Quit the workers (Locust's quit message) and end the processes started here, by pid."""
+        if self._broadcaster is not None:
+            self._broadcaster.kill(block=False)
+        deadline = time.monotonic() + 15
+        for proc in self._procs:
+            while proc.poll() is None and time.monotonic() < deadline:
+                gevent.sleep(0.1)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        for log in self._logs:
+            log.close()
+
+
+# ---- worker ----------------------------------------------------------------------------------
+
+class _RowOutbox:
+    """A worker's recorder: rows are settled by the sender and forwarded, never kept."""
+
+    def submitted(self, row: TxRow) -> bool:
+        return False
+
+    def reject(self, row: TxRow, error: str) -> None:
+        row.status, row.error = "rejected", error
+
+
+class WorkerContext(SenderContext):
+    """A worker's users' context: its own accounts (made here), pacing to its share of the run's rate."""
+
+    def __init__(self, environment, setup: dict) -> None:
+        accounts = {org: [new_account(org, node, url, setup["chain_id"]) for _ in range(setup["accounts_per_org"])]
+                    for org, (node, url) in setup["orgs"].items()}
+        super().__init__(environment, _RowOutbox(), accounts, setup["recipient"], batch_size=setup["batch_size"],
+                         per_user_rate=setup["per_user_rate"])
+        self.index = setup["index"]
+        self.outbox: list[TxRow] = []
+        self.samples: list[dict] = []
+
+    def current_rate(self) -> float:
+        users = self.environment.runner.user_count if self.environment.runner else 0
+        if self.target_rate is None or not self.target_users:
+            return users * self.per_user_rate
+        return self.target_rate * users / self.target_users  # this worker's users' share
+
+    def settled(self, rows: list[TxRow]) -> None:
+        self.outbox.extend(rows)
+
+    def forward(self, runner) -> None:
+        rows, self.outbox = self.outbox, []
+        samples, self.samples = self.samples, []
+        runner.send_message("testbed_rows", {
+            "index": self.index, "rows": [[getattr(r, f) for f in ROW_FIELDS] for r in rows],
+            "resources": samples, "signed_late": self.signed_late()})
+
+
+class Worker:
+    """Message handlers and background greenlets of one worker process."""
+
+    def __init__(self, env, runner) -> None:
+        self.env, self.runner = env, runner
+        self.ctx: WorkerContext | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+        for kind, handler in (("testbed_setup", self._setup), ("testbed_presign", self._presign),
+                              ("testbed_rate", self._rate), ("testbed_flush", self._flush)):
+            runner.register_message(kind, handler, concurrent=kind != "testbed_rate")
+
+    def _setup(self, environment, msg, **_) -> None:
+        self.ctx = WorkerContext(self.env, msg.data)
+        self.env.testbed = self.ctx
+        self._greenlets = [gevent.spawn(self._forward), gevent.spawn(self._sample)]
+        self.runner.send_message("testbed_accounts", {
+            "index": self.ctx.index, "accounts": [[a.org, a.address] for a in self.ctx.accounts()]})
+
+    def _presign(self, environment, msg, **_) -> None:
+        from testbed.load.runner import presign
+
+        seconds = presign(self.ctx, msg.data["rate"], msg.data["seconds"])
+        self.runner.send_message("testbed_presigned", {"index": self.ctx.index, "seconds": seconds})
+
+    def _rate(self, environment, msg, **_) -> None:
+        if self.ctx is not None:
+            self.ctx.target_rate, self.ctx.target_users = msg.data["rate"], msg.data["users"]
+
+    def _flush(self, environment, msg, **_) -> None:
+        self.ctx.wait_inflight(30)
+        self.ctx.forward(self.runner)
+        self.runner.send_message("testbed_flushed", {"index": self.ctx.index})
+
+    def _forward(self) -> None:
+        while True:
+            gevent.sleep(FORWARD_INTERVAL)
+            self.ctx.forward(self.runner)
+
+    def _sample(self) -> None:
+        proc = psutil.Process()
+        proc.cpu_percent(None)
+        while True:
+            gevent.sleep(1.0)
+            with proc.oneshot():
+                self.ctx.samples.append({"t": time.time(), "process": f"generator-w{self.ctx.index}", "pid": proc.pid,
+                                         "cpu_percent": proc.cpu_percent(None),
+                                         "rss_mb": round(proc.memory_info().rss / 2**20, 1)})
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets, block=True, timeout=5)
+
+
+def run_worker(master: str, progress: Progress) -> int:
+    """One worker process: connect to the master at HOST:PORT, serve until it says quit."""
+    host, _, port = master.rpartition(":")
+    if not host or not port.isdigit():
+        raise TestbedError(f"worker: master address {master!r} is not HOST:PORT", hint="e.g. 127.0.0.1:5557")
+    logging.basicConfig(level=os.environ.get("TESTBED_WORKER_LOG", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from locust.env import Environment  # a load entry point: Locust patches with gevent here
+
+    from testbed.load.users import TransferUser
+
+    env = Environment(user_classes=[TransferUser], stop_timeout=10)
+    try:
+        runner = env.create_worker_runner(host, int(port))
+    except ConnectionError as exc:
+        raise TestbedError(f"worker: no Locust master answers at {master}: {exc}") from None
+    worker = Worker(env, runner)
+    progress(f"worker {runner.worker_index} connected to {master}")
+    runner.greenlet.join()
+    worker.stop()
+    return 0
