@@ -87,6 +87,8 @@ class WorkerPool:
             self._logs.append(log)
             self._procs.append(subprocess.Popen(worker_command(self.address), stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL))
+        (run_root / "workers.json").write_text(json.dumps(
+            {"master": self.address, "expected": expect, "spawned_pids": [p.pid for p in self._procs]}, indent=1))
 
     # ---- set-up ------------------------------------------------------------------------------
     def start(self, accounts_per_org: int) -> "WorkerPool":

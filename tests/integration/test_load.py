@@ -38,15 +38,36 @@ def four_orgs(testbed_home):
     assert_no_process(started)
 
 
-@pytest.fixture(scope="module")
-def load_run(four_orgs):
-    request = {"command": "load", "network": four_orgs.name, "profile": "steps:60,150:6",
-               "options": {"batch_size": 10, "per_user_rate": 25.0, "drain_timeout": 20.0}}
+def _load(network, profile: str, **options):
+    request = {"command": "load", "network": network.name, "profile": profile,
+               "options": {"batch_size": 10, "per_user_rate": 25.0, "drain_timeout": 20.0, **options}}
     proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], capture_output=True, text=True,
                           timeout=150)
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     return Path(answer["run_dir"]), answer["result"]
+
+
+@pytest.fixture(scope="module")
+def load_run(four_orgs):
+    return _load(four_orgs, "steps:60,150:6")
+
+
+@pytest.fixture(scope="module")
+def distributed_run(four_orgs):
+    """The same kind of run from a Locust master and two worker processes."""
+    return _load(four_orgs, "constant:160:8", per_user_rate=20.0, workers=2)
+
+
+def _assert_nonces_count_included(network, txs) -> None:
+    """Independent check from the chain: a fresh load account's nonce counts its included transactions."""
+    included_by_sender = Counter(t["sender"] for t in txs if t["status"] == "included")
+    rpc = RpcClient(network.nodes[0].rpc_url)
+    try:
+        on_chain = {s: int(rpc.call("eth_getTransactionCount", s, "latest"), 16) for s in {t["sender"] for t in txs}}
+    finally:
+        rpc.close()
+    assert on_chain == {s: included_by_sender.get(s, 0) for s in on_chain}
 
 
 def test_every_transaction_is_accounted_for(four_orgs, load_run):
@@ -57,15 +78,33 @@ def test_every_transaction_is_accounted_for(four_orgs, load_run):
     assert set(statuses) <= {"included", "rejected", "dropped"}, statuses
     assert all(t["error"] for t in txs if t["status"] != "included"), "a failed tx without a reason"
     assert statuses["included"] >= 0.95 * len(txs), statuses
-    # independent check from the chain: a fresh load account's nonce counts its included transactions
-    included_by_sender = Counter(t["sender"] for t in txs if t["status"] == "included")
-    rpc = RpcClient(four_orgs.nodes[0].rpc_url)
-    try:
-        on_chain = {s: int(rpc.call("eth_getTransactionCount", s, "latest"), 16) for s in {t["sender"] for t in txs}}
-    finally:
-        rpc.close()
-    assert on_chain == {s: included_by_sender.get(s, 0) for s in on_chain}
+    _assert_nonces_count_included(four_orgs, txs)
     assert result["agreement"]["agreed"], result["agreement"]
+
+
+def test_distributed_run_merges_every_worker_into_one_record(four_orgs, distributed_run):
+    run_dir, result = distributed_run
+    data = RunData.load(run_dir)
+    txs = data.txs
+    # the master holds no account: every row came from a worker, and they add up to the offered profile
+    assert 0.9 * 160 * 8 <= len(txs) <= 160 * 8 + 2 * 10, f"{len(txs)} transactions for 160 tx/s x 8 s"
+    statuses = Counter(t["status"] for t in txs)
+    assert statuses["included"] >= 0.95 * len(txs), statuses
+    assert len({t["hash"] for t in txs}) == len(txs), "a row was merged twice"
+    _assert_nonces_count_included(four_orgs, txs)
+    assert all(t["included_time"] >= t["submit_time"] for t in txs if t["status"] == "included")
+    # both workers ran users (their own CPU samples came with their rows), and all four orgs' nodes got load
+    processes = {r["process"] for r in data.resources}
+    assert {"generator", "generator-w0", "generator-w1"} <= processes, processes
+    assert {t["org"] for t in txs} == {o.name for o in four_orgs.spec.organizations}
+    window = [b for b in data.blocks if b["number"] in {t["included_block"] for t in txs}]
+    assert sum(b["load_txs"] for b in window) == statuses["included"]
+    assert result["submitted"] == len(txs) and result["agreement"]["agreed"], result["agreement"]
+    # the worker processes the master started are gone, their logs kept in the run directory
+    workers = json.loads((run_dir / "workers.json").read_text())
+    assert len(workers["spawned_pids"]) == 2 and workers["master"].startswith("127.0.0.1:")
+    assert_no_process(workers["spawned_pids"])
+    assert sorted(p.name for p in run_dir.glob("worker-*.log")) == ["worker-0.log", "worker-1.log"]
 
 
 def test_tps_from_blocks_equals_included_count(load_run):
