@@ -305,6 +305,15 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           per_user_rate: float = typer.Option(50.0, help="At most this many tx/s per Locust user (= account)."),
           users: str = typer.Option("transfers", help="Load users: transfers | cti (buy + request; needs "
                                     "'testbed deploy') | publishers | mix (transfers + consumers + publishers)."),
+          workers: int = typer.Option(0, min=0, max=32, help="Locust worker processes (0: users run in the load "
+                                      "process; N: a Locust master and N workers, records merged). Transfers only."),
+          worker_hosts: str = typer.Option("local", help="Where --workers run: local (processes here) | ansible "
+                                           "(the member hosts of an ansible network, via infra/ansible/locust-workers.yml)."),
+          remote_workers: int = typer.Option(0, min=0, max=256, help="Also wait for this many workers started on other "
+                                             "hosts (infra/ansible/locust-workers.yml) to connect."),
+          master_bind: str = typer.Option("127.0.0.1", help="Address the Locust master listens on for workers."),
+          master_port: int = typer.Option(0, min=0, max=65535, help="Port of the Locust master (0: any free port; "
+                                          "set it when remote workers must know it)."),
           keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running.")) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
@@ -313,12 +322,20 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         raise StateError(f"--rates {rates!r}: give comma-separated numbers, e.g. 100,200,400") from None
     if users not in ("transfers", "cti", "publishers", "mix"):
         raise StateError(f"--users {users!r}: one of transfers, cti, publishers, mix")
+    if (workers or remote_workers) and users != "transfers":
+        raise StateError(f"--users {users}: Locust workers run transfer users only", hint="drop --workers for CTI users")
+    if worker_hosts not in ("local", "ansible"):
+        raise StateError(f"--worker-hosts {worker_hosts!r}: one of local, ansible")
+    if remote_workers and not master_port:
+        raise StateError("--remote-workers needs --master-port: the workers on other hosts must know where to connect")
     if not network:
         load_network_spec(spec)  # validate here: a spec error is reported before any process starts
     answer = _load_process({
         "command": "bench", "spec": None if network else str(spec.resolve()), "network": network, "rates": steps,
         "keep": keep, "limits": {"min_ratio": min_ratio, "p95_limit_s": p95_limit, "step_seconds": step_seconds},
-        "options": {"batch_size": batch, "per_user_rate": per_user_rate, "users": users},
+        "options": {"batch_size": batch, "per_user_rate": per_user_rate, "users": users, "workers": workers,
+                    "worker_hosts": worker_hosts, "remote_workers": remote_workers, "master_bind": master_bind,
+                    "master_port": master_port},
     })
     result = answer["result"]
     out.print(f"max sustainable included TPS: {result['max_sustainable_included_tps']}  ({result['stop_reason']})")

@@ -152,6 +152,26 @@ class AnsibleBackend:
                             limit=org, timeout=timeout)
         return require(result, f"ansible node.yml {action} {node} on host {org}")
 
+    # ---- Locust workers on the member hosts (testbed.load.distributed) --------------------------
+    def worker_master_address(self) -> str | None:
+        """An address of this controller the member hosts reach: the lab's bridge; None for an operator's
+        hosts (the load's master_bind names it)."""
+        return self.lab.netns.plan.bridge_address if self.lab is not None else None
+
+    def start_load_workers(self, master: str, counts: dict[str, int], *, python: str, package: str = "") -> list[int]:
+        """Start `counts[org]` Locust workers on each org's host (locust-workers.yml); their pids."""
+        self._ensure_ready()
+        result = require(self._play("locust-workers.yml", "workers-start", timeout=600, extravars={
+            "action": "start", "locust_master": master, "locust_worker_counts": counts, "locust_python": python,
+            "testbed_package": package}), "ansible locust-workers.yml start")
+        return [int(pid) for line in result.messages.get("testbed_worker_pids", [])
+                for pid in line.partition(":")[2].split(",") if pid.strip()]
+
+    def stop_load_workers(self, log_dest: Path) -> None:
+        """End any worker still running on the hosts and copy their logs to `log_dest/<host>/`."""
+        require(self._play("locust-workers.yml", "workers-stop", timeout=300, extravars={
+            "action": "stop", "locust_log_dest": str(log_dest)}), "ansible locust-workers.yml stop")
+
     def _remote(self, node: NodePlan, argv: list[str]) -> list[str]:
         spec, host = self._spec(), self._host(node.org)
         runtime = "binary" if spec["client"] == "geth" else "container"

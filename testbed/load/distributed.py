@@ -20,9 +20,11 @@ testbed adds a few custom messages (Locust's `register_message` / `send_message`
 The master keeps the one recorder and the block watcher, so a distributed run writes the same
 raw records as a single-process one (txs.jsonl, blocks.jsonl, ...); rows may reach it after the
 block that holds them (the recorder's `late_rows`). Worker resources appear as `generator-w<i>`.
-Workers here are processes started by the master (`python -m testbed.load` with a "worker"
-request, their logs in the run directory); on other hosts the same command is started by
-infra/ansible/locust-workers.yml and the master waits for them to connect. Transfer users only:
+Workers run where the load options say: processes on this machine started by the master
+(`python -m testbed.load` with a "worker" request, their logs in the run directory); on an
+ansible network's member hosts, started over SSH by infra/ansible/locust-workers.yml (the
+master listens on an address the hosts reach); or anywhere someone starts that command, the
+master waiting for the expected number to connect. Transfer users only:
 CTI users need member accounts admitted through the contracts, which stays single-process.
 """
 
@@ -56,39 +58,100 @@ def worker_command(master: str) -> list[str]:
     return [sys.executable, "-m", "testbed.load", json.dumps({"command": "worker", "master": master})]
 
 
+# ---- where workers run ---------------------------------------------------------------------------
+
+class LocalProcesses:
+    """Worker processes on this machine, started by the master (their logs: <run>/worker-<n>.log)."""
+
+    def __init__(self, count: int, run_root: Path) -> None:
+        self.count, self.run_root = count, run_root
+        self._procs: list[subprocess.Popen] = []
+        self._logs: list = []
+
+    def start(self, master: str) -> list[int]:
+        for n in range(self.count):
+            log = open(self.run_root / f"worker-{n}.log", "w")
+            self._logs.append(log)
+            self._procs.append(subprocess.Popen(worker_command(master), stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL))
+        return [p.pid for p in self._procs]
+
+    def check(self) -> None:
+        for n, proc in enumerate(self._procs):
+            if proc.poll() is not None:
+                raise TestbedError(f"Locust worker {n} exited with {proc.returncode}{self.log_tail(n)}")
+
+    def log_tail(self, n: int | None = None) -> str:
+        paths = [self.run_root / f"worker-{n}.log"] if n is not None else sorted(self.run_root.glob("worker-*.log"))
+        for path in paths:
+            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+            if lines:
+                return f" ({path.name}: {lines[-1][:200]})"
+        return ""
+
+    def stop(self) -> None:
+        """They quit on the master's quit message; whatever has not after 15 s is killed, by pid."""
+        deadline = time.monotonic() + 15
+        for proc in self._procs:
+            while proc.poll() is None and time.monotonic() < deadline:
+                gevent.sleep(0.1)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        for log in self._logs:
+            log.close()
+
+
+class MemberHosts:
+    """Worker processes on an ansible network's member hosts, started and stopped by
+    infra/ansible/locust-workers.yml (logs copied back to <run>/workers/<host>/)."""
+
+    def __init__(self, backend, orgs: list[str], count: int, run_root: Path, *, python: str, package: str = "") -> None:
+        self.backend, self.run_root, self.python, self.package = backend, run_root, python, package
+        self.counts = {org: count // len(orgs) + (1 if i < count % len(orgs) else 0) for i, org in enumerate(orgs)}
+        self.counts = {org: n for org, n in self.counts.items() if n}
+
+    def start(self, master: str) -> list[int]:
+        return self.backend.start_load_workers(master, self.counts, python=self.python, package=self.package)
+
+    def check(self) -> None:
+        """A worker that died on a host shows as one that never connects or answers."""
+
+    def log_tail(self, n: int | None = None) -> str:
+        return f" (worker logs: the hosts' <testbed_root>/locust/, copied to {self.run_root / 'workers'} at the end)"
+
+    def stop(self) -> None:
+        self.backend.stop_load_workers(self.run_root / "workers")
+
+
 # ---- master ----------------------------------------------------------------------------------
 
 class WorkerPool:
     """The master's side: workers connected, their accounts funded, their rows merged into `ctx.recorder`.
 
-    `spawn` worker processes are started here (their logs: <run>/worker-<n>.log); with
-    spawn=0 the pool waits for `expect` workers started elsewhere (Ansible) to connect.
+    `launcher` starts the workers (LocalProcesses here, MemberHosts through Ansible, or None:
+    `expect` workers started by someone else connect on their own).
     """
 
-    def __init__(self, env, ctx, net, run_root: Path, *, expect: int, spawn: int, bind_host: str = "127.0.0.1",
-                 bind_port: int = 0, connect_timeout: float = 60.0, progress: Progress = lambda _: None) -> None:
+    def __init__(self, env, ctx, net, run_root: Path, *, expect: int, launcher=None, bind_host: str = "127.0.0.1",
+                 bind_port: int = 0, connect_timeout: float = 90.0, progress: Progress = lambda _: None) -> None:
         self.env, self.ctx, self.net, self.run_root = env, ctx, net, run_root
-        self.expect, self.connect_timeout, self.progress = expect, connect_timeout, progress
+        self.expect, self.launcher, self.connect_timeout, self.progress = expect, launcher, connect_timeout, progress
         ctx.recorder.late_rows = True
         self.runner = env.create_master_runner(master_bind_host=bind_host, master_bind_port=bind_port)
         self.address = f"{bind_host}:{self.runner.server.port}"
         self.replies: dict[str, dict[int, dict]] = {"testbed_accounts": {}, "testbed_presigned": {},
                                                     "testbed_flushed": {}}
         self._signed_late: dict[int, int] = {}
-        self._procs: list[subprocess.Popen] = []
-        self._logs: list = []
         self._broadcaster: gevent.Greenlet | None = None
         self._workers: list[str] = []  # Locust client ids; messages go to each by id (see `_send`)
         for kind in self.replies:
             self.runner.register_message(kind, self._reply)
         self.runner.register_message("testbed_rows", self._rows)
-        for n in range(spawn):
-            log = open(run_root / f"worker-{n}.log", "w")
-            self._logs.append(log)
-            self._procs.append(subprocess.Popen(worker_command(self.address), stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL))
+        pids = launcher.start(self.address) if launcher is not None else []
         (run_root / "workers.json").write_text(json.dumps(
-            {"master": self.address, "expected": expect, "spawned_pids": [p.pid for p in self._procs]}, indent=1))
+            {"master": self.address, "expected": expect, "started_pids": pids,
+             "where": type(launcher).__name__ if launcher is not None else "started elsewhere"}, indent=1))
 
     # ---- set-up ------------------------------------------------------------------------------
     def start(self, accounts_per_org: int) -> "WorkerPool":
@@ -127,17 +190,11 @@ class WorkerPool:
             gevent.sleep(0.1)
 
     def _check_processes(self) -> None:
-        for n, proc in enumerate(self._procs):
-            if proc.poll() is not None:
-                raise TestbedError(f"Locust worker {n} exited with {proc.returncode}{self._log_tail(n)}")
+        if self.launcher is not None:
+            self.launcher.check()
 
-    def _log_tail(self, n: int | None = None) -> str:
-        paths = [self.run_root / f"worker-{n}.log"] if n is not None else sorted(self.run_root.glob("worker-*.log"))
-        for path in paths:
-            lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-            if lines:
-                return f" ({path.name}: {lines[-1][:200]})"
-        return ""
+    def _log_tail(self) -> str:
+        return self.launcher.log_tail() if self.launcher is not None else ""
 
     def _wait(self, kind: str, timeout: float) -> dict[int, dict]:
         deadline = time.monotonic() + timeout
@@ -204,18 +261,11 @@ class WorkerPool:
         return sum(self._signed_late.values())
 
     def close(self) -> None:
-        """Quit the workers (Locust's quit message) and end the processes started here, by pid."""
+        """After Locust's quit message: end whatever worker the launcher started and is still running."""
         if self._broadcaster is not None:
             self._broadcaster.kill(block=False)
-        deadline = time.monotonic() + 15
-        for proc in self._procs:
-            while proc.poll() is None and time.monotonic() < deadline:
-                gevent.sleep(0.1)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        for log in self._logs:
-            log.close()
+        if self.launcher is not None:
+            self.launcher.stop()
 
 
 # ---- worker ----------------------------------------------------------------------------------

@@ -46,9 +46,12 @@ class LoadOptions:
     poll_interval: float = 0.1  # block watcher period (bounds the inclusion-time error)
     presign_seconds: float = 0.0  # pre-sign this many seconds of each account's share (0: the step / profile, <= 120 s)
     users: str = "transfers"  # transfers | cti (consumers: buy + request) | publishers | mix (see cti_users.py)
-    workers: int = 0  # 0: users run in this process; N: a Locust master here and N worker processes
-    remote_workers: int = 0  # also wait for this many workers started elsewhere (infra/ansible/locust-workers.yml)
-    master_bind: str = "127.0.0.1"  # the master's address for workers (another host's workers need a reachable one)
+    workers: int = 0  # 0: users run in this process; N: a Locust master here and N workers (see worker_hosts)
+    worker_hosts: str = "local"  # local: worker processes on this machine; ansible: on the member hosts
+    worker_python: str = ""  # ansible: the hosts' interpreter with testbed (lab hosts: this one; else python3)
+    worker_package: str = ""  # ansible: a testbed wheel/sdist to install on the hosts first
+    remote_workers: int = 0  # also wait for this many workers started by someone else
+    master_bind: str = "127.0.0.1"  # the master's address for workers (ansible lab hosts: their bridge)
     master_port: int = 0  # 0: any free port
 
 
@@ -116,7 +119,8 @@ def _setup_distributed(net, run, opts: LoadOptions, classes, shape, progress: Pr
     env = Environment(user_classes=classes, shape_class=shape, stop_timeout=2)
     ctx = LoadContext.attach(env, net, {org.name: [] for org in net.spec.organizations}, batch_size=opts.batch_size,
                              per_user_rate=opts.per_user_rate, poll_interval=opts.poll_interval)
-    pool = WorkerPool(env, ctx, net, run.root, expect=expect, spawn=opts.workers, bind_host=opts.master_bind,
+    launcher, bind = _launcher(net, run, opts)
+    pool = WorkerPool(env, ctx, net, run.root, expect=expect, launcher=launcher, bind_host=bind,
                       bind_port=opts.master_port, progress=progress)
     ctx.generators = pool
     try:
@@ -126,6 +130,32 @@ def _setup_distributed(net, run, opts: LoadOptions, classes, shape, progress: Pr
         pool.close()
         raise
     return env, ctx
+
+
+def _launcher(net, run, opts: LoadOptions):
+    """Who starts the workers, and the address the master listens on for them."""
+    import sys
+
+    from testbed.load.distributed import LocalProcesses, MemberHosts
+
+    if not opts.workers:
+        return None, opts.master_bind
+    if opts.worker_hosts == "local":
+        return LocalProcesses(opts.workers, run.root), opts.master_bind
+    if opts.worker_hosts != "ansible":
+        raise TestbedError(f"worker_hosts {opts.worker_hosts!r}: one of local, ansible")
+    if net.spec.backend != "ansible":
+        raise TestbedError(f"worker_hosts: ansible needs a network on the ansible backend ({net.name!r} is "
+                           f"{net.spec.backend})", hint="use worker_hosts: local")
+    lab_address = net.backend.worker_master_address()
+    bind = opts.master_bind if opts.master_bind != "127.0.0.1" else lab_address
+    if bind is None:
+        raise TestbedError("worker_hosts: ansible on an operator's hosts needs master_bind: an address of this "
+                           "machine the member hosts reach", hint="e.g. --master-bind 10.0.0.5 --master-port 5557")
+    python = opts.worker_python or (sys.executable if lab_address else "python3")
+    hosts = MemberHosts(net.backend, net.organizations, opts.workers, run.root, python=python,
+                        package=opts.worker_package)
+    return hosts, bind
 
 
 def presign(ctx, rate: float, seconds: float) -> float:

@@ -173,7 +173,7 @@ class TransferLoad:
                                hint="use 'engine: transfers' (the default)")
         request = {"command": "load", "network": self.net.name, "profile": f"constant:{self.phase.rate:g}:{self.phase.duration:g}",
                    "options": {"max_rate": self.phase.rate, "drain_timeout": self.phase.drain,
-                               "workers": self.phase.workers}}
+                               "workers": self.phase.workers, "worker_hosts": self.phase.worker_hosts}}
         env = {**os.environ, "TESTBED_HOME": str(self.net.state.root.parent)}
         result = LoadResult(phase=self.index, started=time.time())
         self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration, engine="locust",

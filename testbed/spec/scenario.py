@@ -126,7 +126,9 @@ class Load(Strict):
                                                    "transfers; locust: the Locust load layer, where installed.")
     drain: Duration = Field(30.0, ge=0, description="Seconds to wait for inclusion after the last send.")
     workers: int = Field(0, ge=0, le=32, description="engine: locust only. 0: the users run in the load process; "
-                         "N: a Locust master and N worker processes, their records merged into one run.")
+                         "N: a Locust master and N workers, their records merged into one run.")
+    worker_hosts: Literal["local", "ansible"] = Field("local", description="local: worker processes on this "
+                                                      "machine; ansible: on the member hosts (ansible backend).")
 
     @model_validator(mode="after")
     def _workers_need_locust(self) -> "Load":

@@ -83,3 +83,14 @@ def test_up_twice_down_twice_and_clean_exit(tmp_path):
         assert "not running" in not_running
     finally:
         run_cli("down", "cli-net", "--purge", home=home)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--workers", "2", "--users", "cti"], ["--users cti", "transfer users only"]),
+    (["--remote-workers", "1"], ["--remote-workers", "--master-port"]),
+])
+def test_bench_refuses_worker_options_that_cannot_work(tmp_path, args, words):
+    home = tmp_path / "home"
+    line = one_error_line(run_cli("bench", str(NETWORKS / "four-orgs.yaml"), *args, home=home))
+    assert all(word in line for word in words), line
+    assert not home.exists() or not any(home.iterdir())

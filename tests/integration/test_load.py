@@ -102,8 +102,8 @@ def test_distributed_run_merges_every_worker_into_one_record(four_orgs, distribu
     assert result["submitted"] == len(txs) and result["agreement"]["agreed"], result["agreement"]
     # the worker processes the master started are gone, their logs kept in the run directory
     workers = json.loads((run_dir / "workers.json").read_text())
-    assert len(workers["spawned_pids"]) == 2 and workers["master"].startswith("127.0.0.1:")
-    assert_no_process(workers["spawned_pids"])
+    assert len(workers["started_pids"]) == 2 and workers["master"].startswith("127.0.0.1:")
+    assert_no_process(workers["started_pids"])
     assert sorted(p.name for p in run_dir.glob("worker-*.log")) == ["worker-0.log", "worker-1.log"]
 
 
