@@ -343,6 +343,45 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
     raise typer.Exit(0 if result["agreement"]["agreed"] else 1)
 
 
+workers_app = typer.Typer(help="Locust workers on the member hosts of an ansible network (for a master started "
+                                 "with 'testbed bench --remote-workers N --master-bind ADDR --master-port PORT').",
+                            no_args_is_help=True)
+app.add_typer(workers_app, name="workers")
+
+
+@workers_app.command("start")
+def workers_start(master: str = typer.Option(..., help="HOST:PORT of the Locust master, reachable from the hosts."),
+                  count: int = typer.Option(1, min=1, max=256, help="Workers, spread over the member hosts."),
+                  python: str = typer.Option("", help="Interpreter on the hosts that imports testbed (default: this "
+                                             "one on lab hosts, else python3)."),
+                  package: Optional[Path] = typer.Option(None, help="A testbed wheel/sdist to install on the hosts "
+                                                          "into <testbed_root>/venv first."),
+                  network: Optional[str] = NetworkOpt) -> None:
+    """Start Locust workers on the member hosts (infra/ansible/locust-workers.yml); they quit with their master."""
+    from testbed.backends import ansible_workers
+
+    host, _, port = master.rpartition(":")
+    if not host or not port.isdigit():
+        raise StateError(f"--master {master!r}: give HOST:PORT of the Locust master", hint="e.g. 10.0.0.5:5557")
+    if package is not None and not package.is_file():
+        raise StateError(f"--package {package}: no such file", hint="build one with 'pip wheel --no-deps -w dist .'")
+    net = resolve_network(network)
+    pids = ansible_workers.start(net, master, count, python=python, package=str(package.resolve()) if package else "")
+    out.print(f"{len(pids)} workers started for {master}: pids {', '.join(map(str, pids))}")
+
+
+@workers_app.command("stop")
+def workers_stop(logs: Path = typer.Option(Path("worker-logs"), help="Where the workers' logs are copied "
+                                           "(<logs>/<host>/worker-N.log)."),
+                 network: Optional[str] = NetworkOpt) -> None:
+    """End any worker still running on the member hosts and copy their logs here."""
+    from testbed.backends import ansible_workers
+
+    net = resolve_network(network)
+    ansible_workers.stop(net, logs.resolve())
+    out.print(f"workers stopped; logs in {logs}")
+
+
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<run id>).")) -> None:
     """Re-render report.html and summary.json from a run directory alone (no network needed)."""

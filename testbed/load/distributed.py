@@ -104,15 +104,24 @@ class LocalProcesses:
 
 class MemberHosts:
     """Worker processes on an ansible network's member hosts, started and stopped by
-    infra/ansible/locust-workers.yml (logs copied back to <run>/workers/<host>/)."""
+    infra/ansible/locust-workers.yml (logs copied back to <run>/workers/<host>/). The playbooks run
+    in a child process (testbed.backends.ansible_workers): ansible-runner hangs under gevent."""
 
-    def __init__(self, backend, orgs: list[str], count: int, run_root: Path, *, python: str, package: str = "") -> None:
-        self.backend, self.run_root, self.python, self.package = backend, run_root, python, package
-        self.counts = {org: count // len(orgs) + (1 if i < count % len(orgs) else 0) for i, org in enumerate(orgs)}
-        self.counts = {org: n for org, n in self.counts.items() if n}
+    def __init__(self, network: str, count: int, run_root: Path, *, python: str = "", package: str = "") -> None:
+        self.network, self.count, self.run_root, self.python, self.package = network, count, run_root, python, package
+
+    def _call(self, request: dict) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "testbed.backends.ansible_workers", json.dumps(request)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            tail = [line for line in proc.stderr.splitlines() if line.strip()][-1:] or ["no output"]
+            raise TestbedError(f"locust-workers.yml {request['action']} failed (exit {proc.returncode}): {tail[0][:300]}")
+        return json.loads(lines[-1])
 
     def start(self, master: str) -> list[int]:
-        return self.backend.start_load_workers(master, self.counts, python=self.python, package=self.package)
+        return self._call({"action": "start", "network": self.network, "master": master, "count": self.count,
+                           "python": self.python, "package": self.package})["pids"]
 
     def check(self) -> None:
         """A worker that died on a host shows as one that never connects or answers."""
@@ -121,7 +130,7 @@ class MemberHosts:
         return f" (worker logs: the hosts' <testbed_root>/locust/, copied to {self.run_root / 'workers'} at the end)"
 
     def stop(self) -> None:
-        self.backend.stop_load_workers(self.run_root / "workers")
+        self._call({"action": "stop", "network": self.network, "log_dest": str(self.run_root / "workers")})
 
 
 # ---- master ----------------------------------------------------------------------------------
@@ -330,7 +339,8 @@ class Worker:
     def _presign(self, environment, msg, **_) -> None:
         from testbed.load.runner import presign
 
-        seconds = presign(self.ctx, msg.data["rate"], msg.data["seconds"])
+        # half again the even share per account: Locust's dispatcher may give this worker a user more
+        seconds = presign(self.ctx, msg.data["rate"], msg.data["seconds"] * 1.5)
         self.runner.send_message("testbed_presigned", {"index": self.ctx.index, "seconds": seconds})
 
     def _rate(self, environment, msg, **_) -> None:

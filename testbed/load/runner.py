@@ -134,8 +134,6 @@ def _setup_distributed(net, run, opts: LoadOptions, classes, shape, progress: Pr
 
 def _launcher(net, run, opts: LoadOptions):
     """Who starts the workers, and the address the master listens on for them."""
-    import sys
-
     from testbed.load.distributed import LocalProcesses, MemberHosts
 
     if not opts.workers:
@@ -144,17 +142,14 @@ def _launcher(net, run, opts: LoadOptions):
         return LocalProcesses(opts.workers, run.root), opts.master_bind
     if opts.worker_hosts != "ansible":
         raise TestbedError(f"worker_hosts {opts.worker_hosts!r}: one of local, ansible")
-    if net.spec.backend != "ansible":
-        raise TestbedError(f"worker_hosts: ansible needs a network on the ansible backend ({net.name!r} is "
-                           f"{net.spec.backend})", hint="use worker_hosts: local")
-    lab_address = net.backend.worker_master_address()
+    from testbed.backends.ansible_workers import master_address
+
+    lab_address = master_address(net)  # refuses a network that is not on the ansible backend
     bind = opts.master_bind if opts.master_bind != "127.0.0.1" else lab_address
     if bind is None:
         raise TestbedError("worker_hosts: ansible on an operator's hosts needs master_bind: an address of this "
                            "machine the member hosts reach", hint="e.g. --master-bind 10.0.0.5 --master-port 5557")
-    python = opts.worker_python or (sys.executable if lab_address else "python3")
-    hosts = MemberHosts(net.backend, net.organizations, opts.workers, run.root, python=python,
-                        package=opts.worker_package)
+    hosts = MemberHosts(net.name, opts.workers, run.root, python=opts.worker_python, package=opts.worker_package)
     return hosts, bind
 
 

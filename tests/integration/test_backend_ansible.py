@@ -12,7 +12,9 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -21,6 +23,7 @@ import yaml
 
 from testbed.backends.ssh_lab import SSHD
 from testbed.network import Network
+from testbed.report.data import RunData
 
 from . import conformance
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
@@ -134,6 +137,32 @@ def test_pause_and_resume_through_ansible(lab):
 def test_killed_validator_chain_continues_and_restart_catches_up(lab):
     conformance.check_killed_validator_chain_continues_and_restart_catches_up(lab["network"], grow_timeout=40,
                                                                               ready_timeout=90)
+
+
+def test_locust_workers_on_the_member_hosts_feed_one_record(lab):
+    """Distributed load with its workers started over SSH on two member hosts by locust-workers.yml."""
+    network = lab["network"]
+    request = {"command": "load", "network": network.name, "profile": "constant:80:6",
+               "options": {"batch_size": 10, "per_user_rate": 20.0, "drain_timeout": 20.0, "workers": 2,
+                           "worker_hosts": "ansible"}}
+    proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
+    workers = json.loads((run_dir / "workers.json").read_text())
+    bridge = network.backend.lab.netns.plan.bridge_address
+    assert workers["where"] == "MemberHosts" and workers["master"].startswith(bridge + ":"), workers
+    assert len(workers["started_pids"]) == 2
+    assert_no_process(workers["started_pids"])
+    # one worker on each of the first two hosts; their logs came back from the hosts
+    orgs = [o.name for o in network.spec.organizations]
+    assert sorted(p.parent.name for p in (run_dir / "workers").glob("*/worker-0.log")) == sorted(orgs[:2])
+    data = RunData.load(run_dir)
+    statuses = Counter(t["status"] for t in data.txs)
+    assert 0.9 * 80 * 6 <= len(data.txs) <= 80 * 6 + 20 and statuses["included"] >= 0.95 * len(data.txs), statuses
+    assert {"generator-w0", "generator-w1"} <= {r["process"] for r in data.resources}
+    runs = sorted((network.state.runs_dir / "ansible").iterdir())
+    assert any("-workers-start-" in r.name for r in runs) and any("-workers-stop-" in r.name for r in runs)
 
 
 def test_down_leaves_no_node_sshd_or_namespace(lab):
