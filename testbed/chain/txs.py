@@ -85,6 +85,17 @@ def send_batch(rpc: RpcClient, txs: list[SignedTx], batch_size: int = 100) -> No
                 tx.record.status = "submitted"
 
 
+# A node's words for "another transaction from this account took that nonce" (geth; Besu says
+# "Nonce too low" / "Replacement transaction underpriced" too). Not "already known": that is
+# the very same transaction, already in the pool.
+NONCE_CONFLICTS = ("nonce too low", "replacement transaction underpriced")
+
+
+def is_nonce_conflict(error: object) -> bool:
+    text = str(error).lower()
+    return any(conflict in text for conflict in NONCE_CONFLICTS)
+
+
 def nonce_of(rpc: RpcClient, address: str) -> int:
     return int(rpc.call("eth_getTransactionCount", address, "pending"), 16)
 

@@ -8,6 +8,7 @@ else a legacy gas price. Reverts surface as ContractRevert with the contract's r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,10 +18,14 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import TimeExhausted
 
+from testbed.chain.txs import is_nonce_conflict
 from testbed.cti.errors import as_revert
 from testbed.errors import ChainError
 
 GWEI = 10**9
+
+
+NONCE_RETRIES = 3
 
 
 class Signer:
@@ -90,14 +95,22 @@ class Signer:
         return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
 
     def send(self, operation: str, tx: dict[str, Any], *, gas: int | None = None) -> str:
-        """Sign and send; return the tx hash without waiting."""
-        raw, tx_hash = self.sign(operation, tx, gas=gas)
-        try:
-            self.w3.eth.send_raw_transaction(raw)
-        except Exception as exc:
-            self._nonce = None  # the node may not have taken it: re-read the nonce next time
-            raise self._error(operation, exc) from exc
-        return tx_hash
+        """Sign and send; return the tx hash without waiting.
+
+        An account may have other senders (a load generator funding from it, an operator's
+        wallet): a nonce another sender took first is re-read from the node and the tx signed
+        again, up to NONCE_RETRIES times; any other refusal is raised."""
+        for attempt in range(NONCE_RETRIES + 1):
+            raw, tx_hash = self.sign(operation, tx, gas=gas)
+            try:
+                self.w3.eth.send_raw_transaction(raw)
+                return tx_hash
+            except Exception as exc:
+                self._nonce = None  # the node may not have taken it: re-read the nonce next time
+                if attempt == NONCE_RETRIES or not is_nonce_conflict(exc):
+                    raise self._error(operation, exc) from exc
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def wait(self, operation: str, tx_hash: str, call: dict[str, Any] | None = None):
         """The receipt of a sent tx; ContractRevert if it reverted, ChainError on timeout."""

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient
-from testbed.chain.txs import InclusionTracker, TransferSigner, TxRecord, nonce_of, send_batch, SignedTx
+from testbed.chain.txs import (InclusionTracker, SignedTx, TransferSigner, TxRecord, is_nonce_conflict, nonce_of,
+                               send_batch)
 from testbed.errors import ChainError
 
 FUNDING_WEI = 1_000 * 10**18  # a transfer costs at most 21000 * 10 gwei; this lasts millions of them
@@ -90,22 +91,12 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
             funder = net.keys.accounts[org][0]
             rpc = RpcClient(group[0].rpc_url, timeout=30)
             try:
-                signer = TransferSigner(funder.private_key, chain_id=net.spec.chain_id)
-                start = nonce_of(rpc, funder.address)
-                signed = []
-                for i, account in enumerate(group):
-                    tx_hash, raw = signer.sign(start + i, account.address, value=amount_wei)
-                    record = TxRecord(hash=tx_hash, org=org, node=group[0].node, sender=funder.address, nonce=start + i)
-                    signed.append(SignedTx(record=record, raw=raw))
-                send_batch(rpc, signed)
+                sent = _fund_group(rpc, TransferSigner(funder.private_key, chain_id=net.spec.chain_id), org, group,
+                                   amount_wei)
             finally:
                 rpc.close()
-            rejected = [s.record for s in signed if s.record.status == "rejected"]
-            if rejected:
-                raise ChainError(f"funding load accounts of {org}: {len(rejected)} transfers rejected "
-                                 f"(first: {rejected[0].error})")
-            tracker.watch([s.record for s in signed])
-            records += [s.record for s in signed]
+            tracker.watch(sent)
+            records += sent
         progress(f"funding {len(records)} load accounts from the organizations' genesis accounts")
         if not tracker.wait_all(timeout):
             raise ChainError(f"{len(tracker.pending)} funding transfers not included after {timeout:.0f}s")
@@ -113,6 +104,33 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
     finally:
         watch.close()
     return records
+
+
+def _fund_group(rpc: RpcClient, signer: TransferSigner, org: str, group: list, amount_wei: int,
+                retries: int = 3) -> list[TxRecord]:
+    """One funding transfer per account, from `signer`'s account. That account may have other senders
+    (a scenario's CTI calls): a transfer whose nonce one of them took first is signed again with
+    the node's next nonce, up to `retries` rounds; any other refusal is an error."""
+    sent: list[TxRecord] = []
+    targets = list(group)
+    for attempt in range(retries + 1):
+        start = nonce_of(rpc, signer.address)
+        signed = []
+        for i, account in enumerate(targets):
+            tx_hash, raw = signer.sign(start + i, account.address, value=amount_wei)
+            record = TxRecord(hash=tx_hash, org=org, node=group[0].node, sender=signer.address, nonce=start + i)
+            signed.append(SignedTx(record=record, raw=raw))
+        send_batch(rpc, signed)
+        sent += [s.record for s in signed if s.record.status != "rejected"]
+        rejected = [(account, s.record) for account, s in zip(targets, signed) if s.record.status == "rejected"]
+        if not rejected:
+            return sent
+        errors = [record.error for _, record in rejected]
+        if attempt == retries or not all(is_nonce_conflict(e) for e in errors):
+            raise ChainError(f"funding load accounts of {org}: {len(rejected)} transfers rejected (first: {errors[0]})")
+        targets = [account for account, _ in rejected]
+        time.sleep(0.2 * (attempt + 1))
+    return sent
 
 
 def _wait_funded_everywhere(accounts: dict[str, list], amount_wei: int, timeout: float) -> None:

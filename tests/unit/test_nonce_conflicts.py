@@ -1,0 +1,122 @@
+"""An account with two senders (a scenario's CTI calls and the load's funding): a nonce the other
+sender took first is re-read and the transaction signed again; any other refusal still fails."""
+
+from types import SimpleNamespace
+
+import pytest
+import rlp
+from eth_account import Account
+
+from testbed.chain.rpc import RpcError
+from testbed.chain.txs import is_nonce_conflict
+from testbed.cti.tx import NONCE_RETRIES, Signer
+from testbed.errors import ChainError
+from testbed.chain.txs import TransferSigner
+from testbed.load.accounts import AccountRef, _fund_group
+
+KEY = "0x" + "42" * 32
+
+
+def raw_nonce(raw: bytes) -> int:
+    """The nonce of a signed EIP-1559 transaction: 0x02 || rlp([chain_id, nonce, ...])."""
+    assert raw[0] == 2
+    return int.from_bytes(rlp.decode(raw[1:])[1], "big")
+
+
+@pytest.mark.parametrize("message, conflict", [
+    ("{'code': -32000, 'message': 'nonce too low: next nonce 3, tx nonce 1'}", True),
+    ("replacement transaction underpriced", True),
+    ("Nonce too low", True),
+    ("already known", False),  # the very same transaction: not a conflict, never re-signed
+    ("insufficient funds for gas * price + value", False),
+])
+def test_which_refusals_are_nonce_conflicts(message, conflict):
+    assert is_nonce_conflict(RuntimeError(message)) is conflict
+
+
+class FakeEth:
+    """The node: its pending nonce moves on when another sender takes one."""
+
+    def __init__(self, refusals):
+        self.refusals = list(refusals)
+        self.pending = 1
+        self.sent = []
+        self.chain_id = 1337
+
+    def get_transaction_count(self, address, block):
+        return self.pending
+
+    def get_block(self, tag):
+        return {"baseFeePerGas": 7}
+
+    def send_raw_transaction(self, raw):
+        tx = Account.recover_transaction(raw)
+        if self.refusals:
+            self.pending += 1  # somebody else's transaction took the nonce
+            raise ValueError(self.refusals.pop(0))
+        self.sent.append((tx, raw))
+
+
+def signer(refusals):
+    eth = FakeEth(refusals)
+    return Signer(SimpleNamespace(eth=eth), KEY), eth
+
+
+def test_a_taken_nonce_is_reread_and_the_call_signed_again():
+    s, eth = signer(["nonce too low: next nonce 2, tx nonce 1"])
+    s.send("buy", {"to": "0x" + "11" * 20, "data": "0x"}, gas=50_000)
+    assert len(eth.sent) == 1
+    assert raw_nonce(eth.sent[0][1]) == 2 and s.next_nonce() == 3
+
+
+def test_other_refusals_and_endless_conflicts_still_fail():
+    s, eth = signer(["insufficient funds for gas * price + value"])
+    with pytest.raises(ChainError, match="insufficient funds"):
+        s.send("buy", {"to": "0x" + "11" * 20, "data": "0x"}, gas=50_000)
+    s, eth = signer(["replacement transaction underpriced"] * (NONCE_RETRIES + 1))
+    with pytest.raises(ChainError, match="underpriced"):
+        s.send("buy", {"to": "0x" + "11" * 20, "data": "0x"}, gas=50_000)
+    assert not eth.sent
+
+
+def _refusing_rpc(taken: set[int], error: str):
+    """eth_getTransactionCount + batched eth_sendRawTransaction; the nonces in `taken` belong to
+    another sender (refused with `error`), the node's pending nonce follows every used one."""
+    rpc = SimpleNamespace(accepted=[])
+    used = set()
+
+    def call(method, *params):
+        return hex(max(used) + 1 if used else 5)
+
+    def batch(calls, allow_errors=False):
+        results = []
+        for _, (raw,) in calls:
+            nonce = raw_nonce(bytes.fromhex(raw[2:]))
+            used.add(nonce)
+            if nonce in taken:
+                results.append(RpcError(f"-32000: {error}"))
+            else:
+                rpc.accepted.append(nonce)
+                results.append("0xhash")
+        return results
+
+    rpc.call, rpc.batch = call, batch
+    return rpc
+
+
+def targets(n):
+    return [AccountRef(org="acme", node="acme-v1", rpc_url="http://127.0.0.1:1", address="0x" + f"{i:040x}")
+            for i in range(n)]
+
+
+def test_funding_signs_again_the_transfers_whose_nonce_was_taken():
+    rpc = _refusing_rpc({5}, "nonce too low")  # a CTI call took nonce 5 between our read and our batch
+    sent = _fund_group(rpc, TransferSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
+    assert len(sent) == 3 and len({r.hash for r in sent}) == 3
+    assert sorted(r.nonce for r in sent) == sorted(rpc.accepted) == [6, 7, 8]
+
+
+def test_funding_fails_on_any_other_refusal():
+    rpc = _refusing_rpc({6}, "insufficient funds for transfer")
+    with pytest.raises(ChainError, match="funding load accounts of acme: 1 transfers rejected"):
+        _fund_group(rpc, TransferSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
