@@ -1,7 +1,7 @@
 """Benchmark: value transfers on the four-org geth Clique network (1 s blocks), nodes and load on one host.
 
     .venv/bin/python benchmarks/load_transfers.py [--rates 300,400,...] [--step-seconds 20]
-        [--sustain-seconds 60] [--geth-flag=--cache=1024 ...] [--out benchmarks/results/load_transfers.json]
+        [--sustain-seconds 60] [--geth-flag=--cache=1024 ...] [--workers N] [--out benchmarks/results/load_transfers.json]
 
 1. steps the offered rate (testbed bench logic) until included/offered < 0.95, p95 > limit
    or disagreement: the highest passing step is the maximum sustainable rate;
@@ -11,6 +11,7 @@
    blocks, p50/p95/p99, CPU of each geth process and of the generator (psutil).
 --geth-flag adds a flag to every geth command line (a lever experiment; a flag already on
 the line is replaced), so flags can be compared without touching testbed/clients.
+--workers N offers the load from a Locust master and N worker processes (distributed load).
 
 Numbers depend on what else runs on the machine: the script records the load average.
 """
@@ -50,6 +51,7 @@ def main() -> None:
                           results="load_transfers.json")
     parser.add_argument("--sustain-seconds", type=float, default=60)
     parser.add_argument("--geth-flag", action="append", default=[])
+    parser.add_argument("--workers", type=int, default=0, help="Locust worker processes (0: one load process)")
     args = parser.parse_args()
 
     home = temporary_home("bench-load-")
@@ -63,9 +65,10 @@ def main() -> None:
 
     spec = four_orgs_spec("bench-load", args.port_base)
     net = Network.create(spec, progress=progress)
-    result: dict = {"label": args.label, "geth_flags": args.geth_flag, **host_and_network(spec)}
+    result: dict = {"label": args.label, "geth_flags": args.geth_flag, "locust_workers": args.workers,
+                    **host_and_network(spec)}
     try:
-        opts = dict(batch_size=args.batch, per_user_rate=args.per_user_rate)
+        opts = dict(batch_size=args.batch, per_user_rate=args.per_user_rate, workers=args.workers)
         run = RunDir.create(net.state.runs_dir, "bench")
         found = bench(net, run, [float(r) for r in args.rates.split(",")], LoadOptions(**opts),
                       BenchLimits(p95_limit_s=args.p95_limit, step_seconds=args.step_seconds), progress)
