@@ -84,6 +84,8 @@ class Solver:
         self.nonce: int | None = None
         self._crash_counts = dict(config.crash_after)
         self._block_times: dict[int, int] = {}
+        self._misp_uuids: dict[int, str] = {}  # token -> its MISP event (fixed when the CTI is published)
+        self._authorized: dict[int, bool] = {}  # token -> this account may solve it (read once per tick)
 
     # ---- set-up -----------------------------------------------------------------------------
 
@@ -181,6 +183,8 @@ class Solver:
     def tick(self, head: int | None = None) -> None:
         """Read new events, then move every unfinished task as far as it can go now."""
         assert self.watcher is not None, "connect() first"
+        self._authorized.clear()
+        self.sender.new_block()
         for event in self.watcher.poll(head):
             self.journal.ensure(event.task_id, event.token_id,
                                 block=event.block if event.state == TaskState.PENDING else None)
@@ -225,7 +229,7 @@ class Solver:
         mine = task.solver is not None and task.solver.lower() == self.address.lower()
         state = task.state
         if state == TaskState.PENDING:
-            if not self.cti.is_solver(task.token_id, self.address):  # another account of the org serves it
+            if not self._is_solver(task.token_id):  # another account of the org serves it
                 self.journal.update(row.task_id, step=J.LOST, reason="not an authorized solver of this CTI")
                 return True
             problem = self._problem(task)
@@ -271,15 +275,24 @@ class Solver:
         except ValueError as exc:
             return f"unusable encryption key: {exc}"
         try:
-            self.cfg.intel.load(self.cti.listing(task.token_id).misp_uuid)
+            self.cfg.intel.load(self._misp_uuid(task.token_id))
         except IntelError as exc:
             return f"MISP event unavailable: {exc.message}"
         return None
 
+    def _is_solver(self, token_id: int) -> bool:
+        if token_id not in self._authorized:
+            self._authorized[token_id] = self.cti.is_solver(token_id, self.address)
+        return self._authorized[token_id]
+
+    def _misp_uuid(self, token_id: int) -> str:
+        if token_id not in self._misp_uuids:
+            self._misp_uuids[token_id] = self.cti.listing(token_id).misp_uuid
+        return self._misp_uuids[token_id]
+
     def _encrypt(self, row: TaskRow, task) -> bool:
-        listing = self.cti.listing(task.token_id)
         try:
-            plaintext = self.cfg.intel.load(listing.misp_uuid)
+            plaintext = self.cfg.intel.load(self._misp_uuid(task.token_id))
             ciphertext = encrypt(task.encryption_key, plaintext)
         except (IntelError, ValueError) as exc:
             reason = f"MISP event unavailable: {exc}" if isinstance(exc, IntelError) else f"unusable encryption key: {exc}"
@@ -346,6 +359,7 @@ class Solver:
         kind = row.pending_kind
         if not ok:  # reverted (e.g. two solvers accepted in one block): the chain decides what next
             log.info("task %d: %s %s reverted in block %d", row.task_id, kind, row.pending_hash, block)
+            self.sender.forget_gas(kind)  # in case it ran out of the reused estimate
             fallback = {J.ACCEPT_SENT: J.NEW, J.FINISH_SENT: J.ENCRYPTED, J.REJECT_SENT: J.NEW}.get(row.step, J.NEW)
             self.journal.settle_tx(row.task_id, row.pending_hash, block, 0, fallback)
             return True

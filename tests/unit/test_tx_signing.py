@@ -1,5 +1,7 @@
-"""An account with two senders (a scenario's CTI calls and the load's funding): a nonce the other
-sender took first is re-read and the transaction signed again; any other refusal still fails."""
+"""Client-side signing against a node that answers like geth (fakes, no chain):
+- an account with two senders (a scenario's CTI calls and the load's funding): a nonce the other
+  sender took first is re-read and the transaction signed again; any other refusal still fails;
+- the Solver's sender estimates accept/finish gas once, and reads fees once per block."""
 
 from types import SimpleNamespace
 
@@ -120,3 +122,40 @@ def test_funding_fails_on_any_other_refusal():
     rpc = _refusing_rpc({6}, "insufficient funds for transfer")
     with pytest.raises(ChainError, match="funding load accounts of acme: 1 transfers rejected"):
         _fund_group(rpc, TransferSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
+
+
+class CountingEth(FakeEth):
+    def __init__(self):
+        super().__init__([])
+        self.calls = {"estimate_gas": 0, "call": 0, "get_block": 0}
+
+    def estimate_gas(self, tx):
+        self.calls["estimate_gas"] += 1
+        return 100_000
+
+    def call(self, tx):
+        self.calls["call"] += 1
+        return b""
+
+    def get_block(self, tag):
+        self.calls["get_block"] += 1
+        return super().get_block(tag)
+
+
+def test_the_solver_estimates_accept_and_finish_gas_once_and_reads_fees_once_per_block():
+    from solver.txs import TxSender
+
+    eth = CountingEth()
+    sender = TxSender(SimpleNamespace(eth=eth), Account.from_key(KEY))
+    contract = SimpleNamespace(address="0x" + "22" * 20, encode_abi=lambda fn, args: "0x" + "00" * 4)
+    first = sender.sign(contract, "accept", [1], 0)
+    second = sender.sign(contract, "accept", [2], 1)
+    assert eth.calls == {"estimate_gas": 1, "call": 1, "get_block": 1}  # the second: one eth_call pre-check
+    assert first.nonce == 0 and second.nonce == 1 and first.tx_hash != second.tx_hash
+    sender.sign(contract, "reject", [3, "no such MISP event"], 2)  # its gas grows with the reason: estimated
+    sender.sign(contract, "reject", [4, "no such MISP event"], 3)
+    assert eth.calls["estimate_gas"] == 3
+    sender.new_block()
+    sender.forget_gas("accept")  # a reverted accept: estimate again
+    sender.sign(contract, "accept", [5], 4)
+    assert eth.calls["estimate_gas"] == 4 and eth.calls["get_block"] == 2
