@@ -39,6 +39,8 @@ from testbed.errors import ChainError
 
 log = logging.getLogger("solver")
 
+UNREAD = object()  # a receipt not read yet (None means: read, not mined)
+PREFETCH_BATCH = 200  # JSON-RPC calls per batch (geth allows 1000)
 CRASH_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
 ENDPOINT_FILE = "endpoint.json"
 
@@ -192,22 +194,55 @@ class Solver:
                 row = self.journal.get(event.task_id)
                 if row and row.requested_block is None:
                     self.journal.update(event.task_id, requested_block=event.block)
-        for row in self.journal.tasks(active_only=True):
+        rows = self.journal.tasks(active_only=True)
+        first_looks = self._prefetch(rows)
+        for row in rows:
             try:
-                self.advance(row)
+                self.advance(row, first_looks.get(row.task_id))
             except ContractRevert as exc:
                 log.info("task %d: %s (will look again)", row.task_id, exc.reason)
             except (ChainError, OSError) as exc:
                 log.warning("task %d: %s", row.task_id, exc)
 
+    def _prefetch(self, rows: list[TaskRow]) -> dict[int, tuple[str, object]]:
+        """What each unfinished task needs first this tick, read in JSON-RPC batches of PREFETCH_BATCH:
+        the receipt of its journaled transaction (None: not mined yet) or its state. Sequential
+        per-task reads were most of a busy Solver's time. A task whose answer is an error (e.g.
+        NoSuchTask), or every task when the provider has no batches (py-evm in unit tests), is
+        read one by one as before."""
+        found: dict[int, tuple[str, object]] = {}
+        for start in range(0, len(rows) if len(rows) > 1 else 0, PREFETCH_BATCH):
+            chunk = rows[start:start + PREFETCH_BATCH]
+            requests = [("eth_getTransactionReceipt", [row.pending_hash]) if row.pending_hash
+                        else ("eth_call", [self.cti.task_call(row.task_id), "latest"]) for row in chunk]
+            try:
+                answers = self.w3.provider.make_batch_request(requests)
+            except Exception:  # no batches here, or the node is away: per-task reads will tell
+                return found
+            if not isinstance(answers, list) or len(answers) != len(chunk):
+                return found
+            for row, answer in zip(chunk, answers):
+                if not isinstance(answer, dict) or "error" in answer:
+                    continue  # read on its own below (e.g. a NoSuchTask revert)
+                result = answer.get("result")
+                if row.pending_hash:
+                    found[row.task_id] = ("receipt", None if result is None else {
+                        "status": int(result["status"], 16), "blockNumber": int(result["blockNumber"], 16)})
+                elif result:
+                    found[row.task_id] = ("task", self.cti.decode_task(row.task_id, bytes.fromhex(result[2:])))
+        return found
+
     # ---- one task ---------------------------------------------------------------------------
 
-    def advance(self, row: TaskRow) -> None:
+    def advance(self, row: TaskRow, first_look: tuple[str, object] | None = None) -> None:
+        """Move one task up to 4 steps; `first_look` (from `_prefetch`) answers the first step's read."""
         for _ in range(4):  # a few steps per tick (e.g. accepted -> encrypted -> finish sent)
+            look, first_look = first_look, None
             if row.pending_hash:
-                if not self._check_pending(row):
+                receipt = look[1] if look and look[0] == "receipt" else UNREAD
+                if not self._check_pending(row, receipt=receipt):
                     return
-            elif not self._act(row):
+            elif not self._act(row, look[1] if look and look[0] == "task" else None):
                 return
             new = self.journal.get(row.task_id)
             if new is None or new.terminal or new == row:
@@ -216,10 +251,11 @@ class Solver:
                 return
             row = new
 
-    def _act(self, row: TaskRow) -> bool:
-        """One step from the chain's view of the task; False when there is nothing to do now."""
+    def _act(self, row: TaskRow, task=None) -> bool:
+        """One step from the chain's view of the task (read now unless given); False when there is
+        nothing to do now."""
         try:
-            task = self.cti.task(row.task_id)
+            task = task or self.cti.task(row.task_id)
         except ContractRevert as exc:
             if exc.error == "NoSuchTask":  # not visible at latest yet (or reorged away)
                 return False
@@ -345,9 +381,11 @@ class Solver:
             return
         self.journal.update(task_id, pending_sent=time.time())
 
-    def _check_pending(self, row: TaskRow, *, force_send: bool = False) -> bool:
-        """Settle a journaled transaction if mined; else (re-)send its bytes when due. True if settled."""
-        receipt = self.sender.receipt(row.pending_hash)
+    def _check_pending(self, row: TaskRow, *, force_send: bool = False, receipt=UNREAD) -> bool:
+        """Settle a journaled transaction if mined; else (re-)send its bytes when due. True if settled.
+        `receipt`: already read this tick (None: not mined), else read now."""
+        if receipt is UNREAD:
+            receipt = self.sender.receipt(row.pending_hash)
         if receipt is None:
             due = row.pending_sent is None or time.time() - row.pending_sent > self.cfg.rebroadcast_after
             if force_send or due:

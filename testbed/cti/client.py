@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from eth_abi import decode as abi_decode
 from eth_account import Account
+from eth_utils import to_checksum_address
+from eth_utils.abi import get_abi_output_types
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
@@ -195,11 +198,20 @@ class CtiClient:
         return self._call("CtiMarket", "proceeds", self.org_of()[0] if org is None else org)
 
     def task(self, task_id: int) -> Task:
-        t = self._call("Tasks", "task", task_id)
-        token, consumer, c_org, p_org, state, deadline, solver, rhash, uri, reason, key = t
-        return Task(task_id, token, consumer, c_org, p_org, TaskState(state), deadline,
-                    None if solver == ZERO else solver, None if not any(rhash) else bytes(rhash), uri, reason,
-                    bytes(key))
+        return _task(task_id, self._call("Tasks", "task", task_id))
+
+    def task_call(self, task_id: int) -> dict[str, str]:
+        """The eth_call parameters that read task(task_id): for a JSON-RPC batch of many (`decode_task`)."""
+        return {"from": self.address, "to": self.c["Tasks"].address,
+                "data": self.c["Tasks"].encode_abi("task", args=[task_id])}
+
+    def decode_task(self, task_id: int, data: bytes) -> Task:
+        """The Task from the return data of `task_call(task_id)`."""
+        fn = self.c["Tasks"].get_function_by_name("task")
+        (t,) = abi_decode(get_abi_output_types(fn.abi), data)
+        token, consumer, c_org, p_org, state, deadline, solver, *rest = t
+        return _task(task_id, (token, to_checksum_address(consumer), c_org, p_org, state, deadline,
+                               to_checksum_address(solver), *rest))
 
     def task_count(self) -> int:
         return self._call("Tasks", "taskCount")
@@ -210,3 +222,10 @@ class CtiClient:
 
     def likes(self, token_id: int) -> int:
         return self._call("Feedback", "likes", token_id)
+
+
+def _task(task_id: int, t: Sequence[Any]) -> Task:
+    token, consumer, c_org, p_org, state, deadline, solver, rhash, uri, reason, key = t
+    return Task(task_id, token, consumer, c_org, p_org, TaskState(state), deadline,
+                None if solver == ZERO else solver, None if not any(rhash) else bytes(rhash), uri, reason,
+                bytes(key))

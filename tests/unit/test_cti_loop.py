@@ -160,6 +160,10 @@ def test_cancel_reject_and_expire_return_the_token(four):
     act_a, act_b = a.activity(), b.activity()
     assert (act_b["requested"], act_b["cancelled"], act_b["expired"], act_b["consumed"]) == (4, 1, 1, 0)
     assert (act_a["rejected"], act_a["accepted"], act_a["solved"]) == (2, 2, 0)
+    # the batch path of the Solver (one eth_call per task in a JSON-RPC batch) decodes the same Task
+    for task_id in (t1, t2, t3, t4):
+        raw = bytes(chain.w3.eth.call(a.task_call(task_id)))
+        assert a.decode_task(task_id, raw) == a.task(task_id)
 
 
 def test_underpayment_has_a_reason_and_change_is_refunded(four):
