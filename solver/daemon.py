@@ -88,6 +88,7 @@ class Solver:
         self._block_times: dict[int, int] = {}
         self._misp_uuids: dict[int, str] = {}  # token -> its MISP event (fixed when the CTI is published)
         self._authorized: dict[int, bool] = {}  # token -> this account may solve it (read once per tick)
+        self._said_no_batches = False
 
     # ---- set-up -----------------------------------------------------------------------------
 
@@ -217,7 +218,10 @@ class Solver:
                         else ("eth_call", [self.cti.task_call(row.task_id), "latest"]) for row in chunk]
             try:
                 answers = self.w3.provider.make_batch_request(requests)
-            except Exception:  # no batches here, or the node is away: per-task reads will tell
+            except Exception as exc:  # no batches here, or the node is away: per-task reads will tell
+                if not self._said_no_batches:
+                    log.info("no JSON-RPC batches (%s): reading tasks one by one", exc.__class__.__name__)
+                    self._said_no_batches = True
                 return found
             if not isinstance(answers, list) or len(answers) != len(chunk):
                 return found

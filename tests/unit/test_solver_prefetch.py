@@ -21,6 +21,7 @@ def row(task_id, pending_hash=None):
 def solver_with(answer_batch):
     s = Solver.__new__(Solver)
     s.w3 = SimpleNamespace(provider=SimpleNamespace(make_batch_request=answer_batch))
+    s._said_no_batches = False
     s.cti = SimpleNamespace(task_call=lambda task_id: {"to": "0xtasks", "data": f"0x{task_id:08x}"},
                             decode_task=lambda task_id, data: ("decoded", task_id, data))
     return s
