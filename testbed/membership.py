@@ -116,9 +116,10 @@ def _member_clients(net: Network, exclude: str | None = None):
     return clients
 
 
-def _vote_through(clients: dict, proposed, progress: Progress) -> int:
-    """Members vote yes one after another until the proposal is decided; returns its id once
-    every voter's node has the deciding block."""
+def _vote_through(net: Network, subject: str, clients: dict, proposed, progress: Progress) -> int:
+    """Members vote yes one after another until the proposal is decided; returns its id once every
+    voter's node and the subject organization's nodes have the deciding block (a newcomer's next
+    step goes through its own node, which may still be a block behind)."""
     proposal_id, block = proposed.result, proposed.block
     for org, client in list(clients.items())[1:]:
         wait_for_block(client.w3, block)
@@ -126,8 +127,11 @@ def _vote_through(clients: dict, proposed, progress: Progress) -> int:
             break
         block = client.vote(proposal_id, True).block
         progress(f"{org} voted yes on proposal {proposal_id}")
-    for client in clients.values():
-        wait_for_block(client.w3, block)
+    from testbed.cti.deploy import connect
+
+    subject_nodes = [connect(n.rpc_url) for n in net.nodes if n.org == subject and net.process(n.name)]
+    for w3 in [c.w3 for c in clients.values()] + subject_nodes:
+        wait_for_block(w3, block, timeout=60)
     return proposal_id
 
 
@@ -137,7 +141,7 @@ def admit_in_contracts(net: Network, org: str, progress: Progress = _quiet) -> N
     clients = _member_clients(net, exclude=org)
     proposer = next(iter(clients.values()))
     accounts = [p.address for p in net.keys.accounts[org]]
-    proposal = _vote_through(clients, proposer.propose_admission(org, accounts, [int(Role.ALL)] * len(accounts)), progress)
+    proposal = _vote_through(net, org, clients, proposer.propose_admission(org, accounts, [int(Role.ALL)] * len(accounts)), progress)
     org_id, _ = proposer.org_of(accounts[0])
     if not org_id:
         raise ChainError(f"admission of {org!r} did not pass (proposal {proposal})")
@@ -155,7 +159,7 @@ def leave(net: Network, org: str, *, progress: Progress = _quiet, timeout: float
         target = clients[org].org_of()[0]
         others = {o: c for o, c in clients.items() if o != org}
         proposer = next(iter(others.values()))
-        proposal = _vote_through(others, proposer.propose_removal(target), progress)
+        proposal = _vote_through(net, org, others, proposer.propose_removal(target), progress)
         progress(f"{org} removed from the CTI membership (proposal {proposal})")
     for node in leaving:
         current = validators.view(net)

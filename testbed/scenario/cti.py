@@ -28,6 +28,7 @@ class CtiActions:
     def __init__(self, net, deployment, emit, views=None) -> None:
         self.net, self.deployment, self.emit, self.views = net, deployment, emit, views
         self.ctis: dict[str, int] = {}  # alias -> token id
+        self.published_block: dict[str, int] = {}  # alias -> block of its listing
         self.tasks: dict[str, dict] = {}  # alias -> {id, org, cti, requested_block, ...}
         self._clients: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -41,6 +42,16 @@ class CtiActions:
                 key = self.net.keys.accounts[org][0].private_key
                 self._clients[org] = CtiClient(connect(node.rpc_url), self.deployment, key, timeout=90)
             return self._clients[org]
+
+    def client_with(self, org: str, cti: str):
+        """The org's client once its node has the block that listed `cti`: the publisher's node
+        answered the listing, the buyer's own node may still be a block behind (its gas estimate
+        would revert 'no such token')."""
+        from testbed.chain.wait import wait_for_block
+
+        client = self.client(org)
+        wait_for_block(client.w3, self.published_block.get(cti, 0), timeout=60)
+        return client
 
     def org_ids(self) -> dict[str, int]:
         """Organization name -> on-chain org id (founding orgs are numbered in spec order)."""
@@ -56,16 +67,17 @@ class CtiActions:
         sent = self.client(step.org).publish(misp_uuid, step.title, content, step.price_wei, step.supply,
                                              solvers=accounts)
         self.ctis[step.alias] = sent.result
+        self.published_block[step.alias] = sent.block
         self.emit("cti_published", org=step.org, cti=step.alias, token=sent.result, block=sent.block, tx=sent.tx_hash)
 
     def buy(self, step) -> None:
-        sent = self.client(step.org).buy(self.ctis[step.cti], step.amount)
+        sent = self.client_with(step.org, step.cti).buy(self.ctis[step.cti], step.amount)
         self.emit("cti_bought", org=step.org, cti=step.cti, amount=step.amount, block=sent.block, tx=sent.tx_hash)
 
     def request(self, step) -> None:
         key = self.net.keys.accounts[step.org][0].private_key
         public = Account.from_key(key)._key_obj.public_key.to_bytes()  # 64 bytes: the Solver encrypts to it
-        sent = self.client(step.org).request(self.ctis[step.cti], public)
+        sent = self.client_with(step.org, step.cti).request(self.ctis[step.cti], public)
         self.tasks[step.alias] = {"id": sent.result, "org": step.org, "cti": step.cti, "requested_block": sent.block,
                                   "requested_time": time.time(), "tx": sent.tx_hash}
         if self.views is not None:
