@@ -360,9 +360,9 @@ def workers_start(master: str = typer.Option(..., help="HOST:PORT of the Locust 
     """Start Locust workers on the member hosts (infra/ansible/locust-workers.yml); they quit with their master."""
     from testbed.backends import ansible_workers
 
-    host, _, port = master.rpartition(":")
-    if not host or not port.isdigit():
-        raise StateError(f"--master {master!r}: give HOST:PORT of the Locust master", hint="e.g. 10.0.0.5:5557")
+    from testbed.load.address import parse_master
+
+    parse_master(master)
     if package is not None and not package.is_file():
         raise StateError(f"--package {package}: no such file", hint="build one with 'pip wheel --no-deps -w dist .'")
     net = resolve_network(network)

@@ -111,7 +111,7 @@ def _member_clients(net: Network, exclude: str | None = None):
     for org in net.organizations:
         if org == exclude:
             continue
-        node = next(n for n in net.nodes if n.org == org)
+        node = net.first_node(org)
         clients[org] = CtiClient(connect(node.rpc_url), deployment, net.keys.accounts[org][0].private_key, timeout=60)
     return clients
 

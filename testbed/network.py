@@ -292,6 +292,13 @@ class Network:
         proc = self.state.read_pid(name)
         return proc if proc and self.backend.is_alive(proc) else None
 
+    def first_node(self, org: str):
+        """The organization's first node: the one its accounts, CTI steps and load go through."""
+        node = next((n for n in self.nodes if n.org == org), None)
+        if node is None:
+            raise StateError(f"{org!r} has no node in {self.name!r}; organizations: {', '.join(self.organizations)}")
+        return node
+
     def running_nodes(self) -> list[str]:
         return [n.name for n in self.nodes if self.process(n.name)]
 

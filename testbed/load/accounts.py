@@ -74,7 +74,7 @@ def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
     """`per_org` fresh accounts per organization, bound to that organization's first node."""
     accounts: dict[str, list[LoadAccount]] = {}
     for org in net.spec.organizations:
-        node = next(n for n in net.nodes if n.org == org.name)
+        node = net.first_node(org.name)
         accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id) for _ in range(per_org)]
     return accounts
 

@@ -217,7 +217,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     load = CtiLoad(net=net, users=users, batch_size=batch_size)
     for org in orgs:
         load.tokens[org] = seed_network(net, org, 1, supply=SUPPLY, price_wei=PRICE_WEI, progress=progress)[0].token_id
-    node_of = {org: next(n for n in net.nodes if n.org == org) for org in orgs}
+    node_of = {org: net.first_node(org) for org in orgs}
     w3 = connect(node_of[orgs[0]].rpc_url)
     contracts = bind(w3, deployment)
     consumer_mix = users != "cti"  # in the mix account 1 publishes; with consumers only it consumes too

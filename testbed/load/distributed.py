@@ -44,6 +44,7 @@ import psutil
 
 from testbed.errors import TestbedError
 from testbed.load.accounts import AccountRef, fund_accounts, new_account
+from testbed.load.address import parse_master
 from testbed.load.context import INCLUSION, SenderContext
 from testbed.load.records import TxRow
 
@@ -186,7 +187,7 @@ class WorkerPool:
         return self
 
     def _org_nodes(self) -> dict:
-        return {org: next(n for n in self.net.nodes if n.org == org) for org in self.ctx.recipient}
+        return {org: self.net.first_node(org) for org in self.ctx.recipient}
 
     def _wait_connected(self) -> None:
         deadline = time.monotonic() + self.connect_timeout
@@ -373,9 +374,7 @@ class Worker:
 
 def run_worker(master: str, progress: Progress) -> int:
     """One worker process: connect to the master at HOST:PORT, serve until it says quit."""
-    host, _, port = master.rpartition(":")
-    if not host or not port.isdigit():
-        raise TestbedError(f"worker: master address {master!r} is not HOST:PORT", hint="e.g. 127.0.0.1:5557")
+    host, port = parse_master(master, "worker: master address")
     logging.basicConfig(level=os.environ.get("TESTBED_WORKER_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from locust.env import Environment  # a load entry point: Locust patches with gevent here
@@ -384,7 +383,7 @@ def run_worker(master: str, progress: Progress) -> int:
 
     env = Environment(user_classes=[TransferUser], stop_timeout=10)
     try:
-        runner = env.create_worker_runner(host, int(port))
+        runner = env.create_worker_runner(host, port)
     except ConnectionError as exc:
         raise TestbedError(f"worker: no Locust master answers at {master}: {exc}") from None
     worker = Worker(env, runner)

@@ -38,7 +38,7 @@ class CtiActions:
 
         with self._lock:
             if org not in self._clients:
-                node = next(n for n in self.net.nodes if n.org == org)
+                node = self.net.first_node(org)
                 key = self.net.keys.accounts[org][0].private_key
                 self._clients[org] = CtiClient(connect(node.rpc_url), self.deployment, key, timeout=90)
             return self._clients[org]

@@ -94,3 +94,11 @@ def test_bench_refuses_worker_options_that_cannot_work(tmp_path, args, words):
     line = one_error_line(run_cli("bench", str(NETWORKS / "four-orgs.yaml"), *args, home=home))
     assert all(word in line for word in words), line
     assert not home.exists() or not any(home.iterdir())
+
+
+@pytest.mark.parametrize("master", ["10.0.0.5", "10.0.0.5:port", "10.0.0.5:99999"])
+def test_workers_start_refuses_a_master_that_is_not_host_port(tmp_path, master):
+    home = tmp_path / "home"
+    line = one_error_line(run_cli("workers", "start", "--master", master, "--count", "1", home=home))
+    assert "--master" in line and master in line and "HOST:PORT" in line, line
+    assert not home.exists() or not any(home.iterdir())

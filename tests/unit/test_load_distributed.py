@@ -139,7 +139,7 @@ def test_the_worker_command_names_its_master_only():
                                                                                  "master": "127.0.0.1:5557"}
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "host:port", ":5557"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "host:port", ":5557", "127.0.0.1:70000", "127.0.0.1:0"])
 def test_a_worker_with_a_bad_master_address_is_refused(address):
     with pytest.raises(TestbedError, match="HOST:PORT"):
         run_worker(address, print)
