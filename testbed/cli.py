@@ -71,11 +71,19 @@ def up(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
     render_status(net.status())
 
 
+def _one_name(positional: Optional[str], option: Optional[str]) -> Optional[str]:
+    """`testbed down NAME` and `testbed down --network NAME` alike (every other command takes --network)."""
+    if positional and option and positional != option:
+        raise StateError(f"two network names given ({positional!r} and --network {option!r})", hint="give one")
+    return positional or option
+
+
 @app.command()
 def status(network: Optional[str] = typer.Argument(None, help="Network name (default: the only one)."),
-           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+           network_opt: Optional[str] = NetworkOpt) -> None:
     """Per node: process, head, peers, validators; and whether all nodes agree on the latest common block."""
-    st = resolve_network(network).status()
+    st = resolve_network(_one_name(network, network_opt)).status()
     if as_json:
         out.print_json(json.dumps(st.to_json()))
     else:
@@ -114,9 +122,10 @@ def ls() -> None:
 
 @app.command()
 def down(network: Optional[str] = typer.Argument(None, help="Network name (default: the only one)."),
-         purge: bool = typer.Option(False, help="Also remove the state directory (keys, chain data, logs).")) -> None:
+         purge: bool = typer.Option(False, help="Also remove the state directory (keys, chain data, logs)."),
+         network_opt: Optional[str] = NetworkOpt) -> None:
     """Stop every node of a network by pid; nothing is left running."""
-    net = resolve_network(network)
+    net = resolve_network(_one_name(network, network_opt))
     running = net.running_nodes()
     if not running and not purge:
         raise StateError(f"network {net.name!r} is not running", hint="use --purge to remove its state")

@@ -76,7 +76,9 @@ def test_up_twice_down_twice_and_clean_exit(tmp_path):
         logs = run_cli("logs", "acme-cert-v1", home=home)
         assert logs.returncode == 0 and logs.stdout.strip()
 
-        down = run_cli("down", home=home)
+        two_names = one_error_line(run_cli("down", "cli-net", "--network", "other", home=home))
+        assert "two network names" in two_names
+        down = run_cli("down", "--network", "cli-net", home=home)  # as every other command names it
         assert down.returncode == 0, down.stderr
         assert_no_process(pids)
         not_running = one_error_line(run_cli("down", home=home))
