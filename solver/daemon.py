@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from solver.delivery import DeliveryServer, outbox_path
 from solver.errors import IntelError, SolverError
 from solver.intel import IntelStore
 from solver.journal import Journal, TaskRow
-from solver.txs import TxSender
+from solver.txs import BATCH_SIZE, TxSender
 from solver.watch import TaskWatcher
 from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
 from testbed.errors import ChainError
@@ -40,7 +41,7 @@ from testbed.errors import ChainError
 log = logging.getLogger("solver")
 
 UNREAD = object()  # a receipt not read yet (None means: read, not mined)
-PREFETCH_BATCH = 200  # JSON-RPC calls per batch (geth allows 1000)
+PREFETCH_BATCH = BATCH_SIZE  # JSON-RPC calls per batch of the tick's reads
 CRASH_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
 ENDPOINT_FILE = "endpoint.json"
 
@@ -68,6 +69,17 @@ class SolverConfig:
         return Path(self.workdir) / "outbox"
 
 
+@dataclass(frozen=True)
+class Intent:
+    """A transaction a tick decided on, sent with the others of that tick (`Solver._flush`)."""
+
+    row: TaskRow
+    function: str
+    args: list
+    step: str
+    fields: dict
+
+
 class Solver:
     def __init__(self, w3, deployment: Deployment, account: LocalAccount | str, config: SolverConfig) -> None:
         self.w3 = w3
@@ -89,6 +101,9 @@ class Solver:
         self._misp_uuids: dict[int, str] = {}  # token -> its MISP event (fixed when the CTI is published)
         self._authorized: dict[int, bool] = {}  # token -> this account may solve it (read once per tick)
         self._said_no_batches = False
+        self._batches = False  # the node answered a JSON-RPC batch (set by _prefetch)
+        self._last_task = None  # the chain's view of the task `_act` looked at last
+        self._intents: list[Intent] | None = None  # collecting during a tick, when the node takes batches
 
     # ---- set-up -----------------------------------------------------------------------------
 
@@ -197,13 +212,25 @@ class Solver:
                     self.journal.update(event.task_id, requested_block=event.block)
         rows = self.journal.tasks(active_only=True)
         first_looks = self._prefetch(rows)
-        for row in rows:
-            try:
-                self.advance(row, first_looks.get(row.task_id))
-            except ContractRevert as exc:
-                log.info("task %d: %s (will look again)", row.task_id, exc.reason)
-            except (ChainError, OSError) as exc:
-                log.warning("task %d: %s", row.task_id, exc)
+        self._intents = [] if self._batches else None
+        try:
+            for row in rows:
+                with self._task_errors(row.task_id):
+                    self.advance(row, first_looks.get(row.task_id))
+        finally:
+            intents, self._intents = self._intents, None
+        if intents:
+            self._flush(intents)
+
+    @contextmanager
+    def _task_errors(self, task_id: int):
+        """A revert or a chain error stops this task for this tick, not the tick."""
+        try:
+            yield
+        except ContractRevert as exc:
+            log.info("task %d: %s (will look again)", task_id, exc.reason)
+        except (ChainError, OSError) as exc:
+            log.warning("task %d: %s", task_id, exc)
 
     def _prefetch(self, rows: list[TaskRow]) -> dict[int, tuple[str, object]]:
         """What each unfinished task needs first this tick, read in JSON-RPC batches of PREFETCH_BATCH:
@@ -212,7 +239,7 @@ class Solver:
         NoSuchTask), or every task when the provider has no batches (py-evm in unit tests), is
         read one by one as before."""
         found: dict[int, tuple[str, object]] = {}
-        for start in range(0, len(rows) if len(rows) > 1 else 0, PREFETCH_BATCH):
+        for start in range(0, len(rows), PREFETCH_BATCH):
             chunk = rows[start:start + PREFETCH_BATCH]
             requests = [("eth_getTransactionReceipt", [row.pending_hash]) if row.pending_hash
                         else ("eth_call", [self.cti.task_call(row.task_id), "latest"]) for row in chunk]
@@ -222,8 +249,10 @@ class Solver:
                 if not self._said_no_batches:
                     log.info("no JSON-RPC batches (%s): reading tasks one by one", exc.__class__.__name__)
                     self._said_no_batches = True
+                self._batches = False
                 return found
-            if not isinstance(answers, list) or len(answers) != len(chunk):
+            self._batches = isinstance(answers, list) and len(answers) == len(chunk)
+            if not self._batches:
                 return found
             for row, answer in zip(chunk, answers):
                 if not isinstance(answer, dict) or "error" in answer:
@@ -253,6 +282,8 @@ class Solver:
                 if new is not None and new.terminal:
                     self._record(new)
                 return
+            if new.step == J.ENCRYPTED and row.step != J.ENCRYPTED:
+                first_look = ("task", self._last_task)  # only the outbox changed: the chain's view is still this
             row = new
 
     def _act(self, row: TaskRow, task=None) -> bool:
@@ -260,6 +291,7 @@ class Solver:
         nothing to do now."""
         try:
             task = task or self.cti.task(row.task_id)
+            self._last_task = task
         except ContractRevert as exc:
             if exc.error == "NoSuchTask":  # not visible at latest yet (or reorged away)
                 return False
@@ -294,8 +326,7 @@ class Solver:
                 return self._send(row, "finish", [row.task_id, HexBytes(row.ct_hash), row.uri], J.FINISH_SENT)
             except ContractRevert as exc:
                 if exc.error == "DeadlinePassed":
-                    return self._send(row, "reject", [row.task_id, "deadline passed before delivery"], J.REJECT_SENT,
-                                      reason="deadline passed before delivery")
+                    return self._reject_late(row)
                 raise
         if state == TaskState.FINISHED:
             self.journal.update(row.task_id, step=J.FINISHED if mine else J.LOST)
@@ -307,6 +338,10 @@ class Solver:
             self.journal.update(row.task_id, step=J.CLOSED, reason=row.reason or task.reason or state.name.lower())
             return True
         return False
+
+    def _reject_late(self, row: TaskRow) -> bool:
+        reason = "deadline passed before delivery"
+        return self._send(row, "reject", [row.task_id, reason], J.REJECT_SENT, reason=reason)
 
     def _problem(self, task) -> str | None:
         """Why this task cannot be delivered (reject reason), or None."""
@@ -363,12 +398,15 @@ class Solver:
     # ---- transactions -----------------------------------------------------------------------
 
     def _send(self, row: TaskRow, function: str, args: list, step: str, **fields) -> bool:
+        """Sign, journal, send. While a tick collects (the node takes batches), the call joins the
+        tick's batch instead (`_flush`) and the task waits for the next tick: False."""
         if self.nonce is None:
             raise SolverError("reconcile() must run before the Solver sends anything")
+        if self._intents is not None:
+            self._intents.append(Intent(row, function, args, step, fields))
+            return False
         signed = self.sender.sign(self.tasks, function, args, self.nonce)
-        stamp = {"accept": "accept_sent_at", "finish": "finish_sent_at"}.get(function)
-        if stamp:
-            fields[stamp] = time.time()
+        self._stamp(function, fields)
         self.journal.record_tx(row.task_id, function, signed.tx_hash, signed.raw, signed.nonce, step, **fields)
         self.nonce += 1
         self._crash(f"{function}_signed")
@@ -376,6 +414,84 @@ class Solver:
         self._crash(f"{function}_sent")
         log.info("task %d: %s sent (%s, nonce %d)", row.task_id, function, signed.tx_hash, signed.nonce)
         return True
+
+    @staticmethod
+    def _stamp(function: str, fields: dict) -> None:
+        stamp = {"accept": "accept_sent_at", "finish": "finish_sent_at"}.get(function)
+        if stamp:
+            fields[stamp] = time.time()
+
+    def _flush(self, intents: list[Intent]) -> None:
+        """Send a tick's transactions with three round trips and one journal write instead of
+        three each: pre-check them in one eth_call batch, sign, journal them in one sqlite
+        transaction, send them in one batch. Calls whose gas is not known yet (the first accept
+        and finish, every reject) and every call when a batch fails go one by one, as before."""
+        checked, single = [], []
+        for intent in intents:
+            gas = self.sender.known_gas(intent.function)
+            if gas is None:
+                single.append(intent)
+            else:
+                checked.append((intent, self.sender.build(self.tasks, intent.function, intent.args), gas))
+        try:
+            verdicts = self.sender.precheck_batch([(i.function, tx, gas) for i, tx, gas in checked]) if checked else []
+        except Exception as exc:
+            log.warning("pre-check batch failed (%s): checking one by one", str(exc)[:200])
+            checked, single, verdicts = [], intents, []
+        ready = []
+        for (intent, tx, gas), verdict in zip(checked, verdicts):
+            if verdict is None:
+                ready.append((intent, tx, gas))
+            elif isinstance(verdict, ContractRevert):
+                self._after_revert(intent, verdict)
+            else:  # e.g. out of the reused gas: estimate again next time
+                self.sender.forget_gas(intent.function)
+                log.warning("task %d: %s", intent.row.task_id, verdict)
+        if ready:
+            self._send_batch(ready)
+        for intent in single:
+            with self._task_errors(intent.row.task_id):
+                try:
+                    self._send(intent.row, intent.function, intent.args, intent.step, **intent.fields)
+                except ContractRevert as exc:
+                    self._after_revert(intent, exc)
+
+    def _after_revert(self, intent: Intent, exc: ContractRevert) -> None:
+        """A pre-check refused a call of the tick's batch: what `_act` does for the same refusal."""
+        if intent.function == "accept" and exc.error == "BadState":
+            return  # someone was faster: the next tick's read says who
+        if intent.function == "finish" and exc.error == "DeadlinePassed":
+            with self._task_errors(intent.row.task_id):
+                self._reject_late(intent.row)
+            return
+        log.info("task %d: %s (will look again)", intent.row.task_id, exc.reason)
+
+    def _send_batch(self, ready: list[tuple[Intent, dict, int]]) -> None:
+        signed = []
+        for intent, tx, gas in ready:
+            signed.append((intent, self.sender.sign_tx(tx, gas, self.nonce + len(signed))))
+            self._stamp(intent.function, intent.fields)
+        self.journal.record_txs([(i.row.task_id, i.function, tx.tx_hash, tx.raw, tx.nonce, i.step, i.fields)
+                                 for i, tx in signed])
+        self.nonce += len(signed)
+        for intent, _ in signed:
+            self._crash(f"{intent.function}_signed")
+        try:
+            outcomes = self.sender.send_batch([tx.raw for _, tx in signed])
+        except Exception as exc:  # journaled: re-sent one by one on the next checks
+            log.warning("sending a batch of %d failed (%s); will re-send the same bytes", len(signed), str(exc)[:200])
+            return
+        sent = []
+        for (intent, tx), outcome in zip(signed, outcomes):
+            if isinstance(outcome, Exception):
+                log.warning("task %d: sending failed (%s); will re-send the same bytes", intent.row.task_id,
+                            str(outcome)[:200])
+            else:
+                sent.append(intent.row.task_id)
+                log.info("task %d: %s sent (%s, nonce %d)", intent.row.task_id, intent.function, tx.tx_hash, tx.nonce)
+        self.journal.mark_sent(sent, time.time())
+        for intent, _ in signed:
+            self._crash(f"{intent.function}_sent")
 
     def _transmit(self, task_id: int, raw: bytes) -> None:
         try:

@@ -179,15 +179,18 @@ class Journal:
 
     def record_tx(self, task_id: int, kind: str, tx_hash: str, raw: bytes, nonce: int, step: str, **fields) -> None:
         """Journal a signed transaction before it is sent: the task moves to `step` with the tx pending."""
-        now = time.time()
-        fields = {"step": step, "pending_kind": kind, "pending_hash": tx_hash, "pending_raw": raw,
-                  "pending_sent": None, **fields, "updated_at": now}
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        self._tx([
-            ("INSERT INTO txs(hash, task_id, kind, nonce, raw, signed_at) VALUES (?, ?, ?, ?, ?, ?)",
-             (tx_hash, task_id, kind, nonce, raw, now)),
-            (f"UPDATE tasks SET {assignments} WHERE task_id = ?", (*fields.values(), task_id)),
-        ])
+        self._tx(_record_statements(task_id, kind, tx_hash, raw, nonce, step, fields))
+
+    def record_txs(self, items: list[tuple[int, str, str, bytes, int, str, dict]]) -> None:
+        """`record_tx` for several transactions in one sqlite transaction (one fsync):
+        items of (task_id, kind, tx_hash, raw, nonce, step, fields)."""
+        self._tx([statement for item in items for statement in _record_statements(*item)])
+
+    def mark_sent(self, task_ids: list[int], at: float) -> None:
+        """The pending transactions of these tasks were handed to the node at `at`."""
+        if task_ids:
+            self._tx([("UPDATE tasks SET pending_sent = ?, updated_at = ? WHERE task_id = ?", (at, at, task_id))
+                      for task_id in task_ids])
 
     def settle_tx(self, task_id: int, tx_hash: str, block: int | None, status: int | None, step: str, **fields) -> None:
         """A pending transaction is mined (or given up): clear it and move the task on."""
@@ -209,3 +212,14 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         return dict(self._db().execute("SELECT step, COUNT(*) FROM tasks GROUP BY step").fetchall())
+
+
+def _record_statements(task_id: int, kind: str, tx_hash: str, raw: bytes, nonce: int, step: str,
+                       fields: dict) -> list[tuple[str, tuple]]:
+    now = time.time()
+    fields = {"step": step, "pending_kind": kind, "pending_hash": tx_hash, "pending_raw": raw,
+              "pending_sent": None, **fields, "updated_at": now}
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    return [("INSERT INTO txs(hash, task_id, kind, nonce, raw, signed_at) VALUES (?, ?, ?, ?, ?, ?)",
+             (tx_hash, task_id, kind, nonce, raw, now)),
+            (f"UPDATE tasks SET {assignments} WHERE task_id = ?", (*fields.values(), task_id))]

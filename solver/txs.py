@@ -3,6 +3,8 @@
 `sign` pre-checks the call (a revert raises ContractRevert before anything is signed),
 fixes gas and fees and signs; the caller journals the raw bytes and only then sends them.
 `send` is idempotent: re-sending bytes the node already has, or has mined, is not an error.
+A busy Solver uses the batch forms: `precheck_batch` (one eth_call per call, one round trip)
+and `send_batch`, with the same outcomes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from testbed.cti.tx import contract_tx
 from testbed.errors import ChainError
 
 GWEI = 10**9
+BATCH_SIZE = 200  # calls per JSON-RPC batch (geth takes up to 1000 by default)
 KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
 USED = ("nonce too low", "nonce is too low", "oldnonce")
 
@@ -69,11 +72,18 @@ class TxSender:
     def pending_nonce(self) -> int:
         return self.w3.eth.get_transaction_count(self.account.address, "pending")
 
+    def build(self, contract, function: str, args: list[Any]) -> dict[str, Any]:
+        """The unsigned call (no gas, nonce or fees yet)."""
+        return {**contract_tx(contract, function, args), "from": self.account.address, "chainId": self.chain_id}
+
+    def known_gas(self, function: str) -> int | None:
+        return self.gas_limit if self.gas_limit is not None else self._gas.get(function)
+
     def sign(self, contract, function: str, args: list[Any], nonce: int) -> SignedTx:
+        """Pre-check (estimate, or one eth_call when the gas is known), then sign."""
         operation = f"{contract.address[:10]}.{function}"
-        tx: dict[str, Any] = {**contract_tx(contract, function, args), "from": self.account.address,
-                              "chainId": self.chain_id}
-        known = self.gas_limit if self.gas_limit is not None else self._gas.get(function)
+        tx = self.build(contract, function, args)
+        known = self.known_gas(function)
         try:
             if known is None:
                 gas = int(self.w3.eth.estimate_gas(tx) * 1.25)
@@ -87,9 +97,35 @@ class TxSender:
             if revert is not None:
                 raise revert from exc
             raise ChainError(f"{function}: pre-check failed: {exc}") from exc
-        tx.update(gas=gas, nonce=nonce, **self._fees_now())
-        signed = self.account.sign_transaction(tx)
+        return self.sign_tx(tx, gas, nonce)
+
+    def sign_tx(self, tx: dict[str, Any], gas: int, nonce: int) -> SignedTx:
+        signed = self.account.sign_transaction({**tx, "gas": gas, "nonce": nonce, **self._fees_now()})
         return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex(), nonce)
+
+    def precheck_batch(self, calls: list[tuple[str, dict[str, Any], int]]) -> list[ChainError | None]:
+        """One JSON-RPC batch of eth_call for (function, tx, gas) calls whose gas is known, each run
+        with that gas: None (passes), a ContractRevert, or a ChainError (e.g. out of gas: `forget_gas`).
+        Raises when the provider has no batches (the caller then checks one by one)."""
+        requests = [("eth_call", [{"from": tx["from"], "to": tx["to"], "data": tx["data"], "value": hex(tx.get("value", 0)),
+                                   "gas": hex(gas)}, "latest"]) for _, tx, gas in calls]
+        answers = _batch(self.w3, requests)
+        verdicts: list[ChainError | None] = []
+        for (function, tx, _), answer in zip(calls, answers):
+            error = answer.get("error")
+            if not error:
+                verdicts.append(None)
+                continue
+            failure = RpcFailure(error)
+            verdicts.append(as_revert(f"{tx['to'][:10]}.{function}", failure)
+                            or ChainError(f"{function}: pre-check failed: {failure}"))
+        return verdicts
+
+    def send_batch(self, raws: list[bytes]) -> list[str | Exception]:
+        """Send (or re-send) signed bytes in one JSON-RPC batch; per transaction what `send` returns
+        or the failure. Raises when the provider has no batches."""
+        answers = _batch(self.w3, [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
+        return [_send_outcome(RpcFailure(a["error"])) if a.get("error") else "sent" for a in answers]
 
     def send(self, raw: bytes) -> str:
         """Send (or re-send) signed bytes: "sent", "known" (the node has them) or "used" (the
@@ -98,15 +134,42 @@ class TxSender:
             self.w3.eth.send_raw_transaction(raw)
             return "sent"
         except Exception as exc:
-            text = str(exc).lower().replace("_", " ")
-            if any(k in text for k in KNOWN):
-                return "known"
-            if any(k in text for k in USED):
-                return "used"
-            raise
+            outcome = _send_outcome(exc)
+            if isinstance(outcome, Exception):
+                raise
+            return outcome
 
     def receipt(self, tx_hash: str):
         try:
             return self.w3.eth.get_transaction_receipt(tx_hash)
         except TransactionNotFound:
             return None
+
+
+class RpcFailure(Exception):
+    """A JSON-RPC error object of one batch answer ({code, message, data}), as an exception."""
+
+    def __init__(self, error: dict) -> None:
+        super().__init__(str(error.get("message", error)))
+        self.data = error.get("data")
+
+
+def _send_outcome(exc: Exception) -> str | Exception:
+    text = str(exc).lower().replace("_", " ")
+    if any(k in text for k in KNOWN):
+        return "known"
+    if any(k in text for k in USED):
+        return "used"
+    return exc
+
+
+def _batch(w3, requests: list[tuple[str, list]]) -> list[dict]:
+    """The answers to `requests`, in order, asked BATCH_SIZE at a time."""
+    answers: list[dict] = []
+    for start in range(0, len(requests), BATCH_SIZE):
+        chunk = requests[start:start + BATCH_SIZE]
+        got = w3.provider.make_batch_request(chunk)
+        if not isinstance(got, list) or len(got) != len(chunk) or not all(isinstance(a, dict) for a in got):
+            raise ChainError(f"unusable JSON-RPC batch answer ({type(got).__name__})")
+        answers += got
+    return answers

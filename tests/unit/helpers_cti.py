@@ -101,3 +101,40 @@ def world(world_once: World) -> World:
 
 def content_hash(text: str) -> bytes:
     return keccak(text=text)
+
+
+class JsonRpcBatches:
+    """What a geth node has and eth-tester lacks: JSON-RPC batches, answered the way geth answers
+    (hex results, an error object with the revert data per failed call), one call after another.
+    `with JsonRpcBatches(w3):` lets the Solver take its batched paths against py-evm."""
+
+    def __init__(self, w3: Web3) -> None:
+        self.w3, self.batches = w3, []
+
+    def __enter__(self) -> "JsonRpcBatches":
+        self.w3.provider.make_batch_request = self.answer
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.w3.provider.make_batch_request
+
+    def answer(self, requests: list[tuple[str, list]]) -> list[dict]:
+        self.batches.append([method for method, _ in requests])
+        return [self._one(method, params) for method, params in requests]
+
+    def _one(self, method: str, params: list) -> dict:
+        from web3.exceptions import TransactionNotFound
+
+        from testbed.cti.errors import revert_data
+
+        try:
+            result = self.w3.manager.request_blocking(method, params)
+        except TransactionNotFound:
+            return {"result": None}
+        except Exception as exc:
+            data = revert_data(exc)
+            return {"error": {"code": 3 if data is not None else -32000, "message": str(exc),
+                              **({"data": "0x" + data.hex()} if data else {})}}
+        if method == "eth_getTransactionReceipt":
+            return {"result": result and {"status": hex(result["status"]), "blockNumber": hex(result["blockNumber"])}}
+        return {"result": result if isinstance(result, str) else "0x" + bytes(result).hex()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 
 import pytest
 import requests
@@ -19,7 +20,7 @@ from solver.records import load_tasks
 from solver.seed import publish_events, sample_event
 from testbed.cti import TaskState
 from testbed.cti import CtiClient, Role, deploy_with
-from tests.unit.helpers_cti import address_for, key_for, new_chain, world, world_once  # noqa: F401 (fixtures)
+from tests.unit.helpers_cti import TIMEOUT, JsonRpcBatches, address_for, key_for, new_chain, world, world_once  # noqa: F401 (fixtures)
 
 GAS = 1_000_000
 
@@ -58,12 +59,15 @@ class Rig:
                 s.tick()
 
 
-@pytest.fixture
-def rig(world, tmp_path):  # noqa: F811
-    r = Rig(world, tmp_path)
-    yield r
-    r.solver.close()
-    r.consumer.close()
+@pytest.fixture(params=["one-by-one", "batches"])
+def rig(world, tmp_path, request):  # noqa: F811
+    """The Solver against a node without JSON-RPC batches (py-evm) and with them (like geth)."""
+    with JsonRpcBatches(world.w3) if request.param == "batches" else nullcontext() as batches:
+        r = Rig(world, tmp_path)
+        r.batches = batches
+        yield r
+        r.solver.close()
+        r.consumer.close()
 
 
 def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
@@ -86,6 +90,57 @@ def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     assert row["request_to_finished"] >= 0 and row["request_to_consumed"] > 0
     # exactly one accept and one finish were sent for the task, nothing else
     assert [t["kind"] for t in rig.solver.journal.txs(task_id)] == ["accept", "finish"]
+    if rig.batches:  # both were pre-checked and sent in the tick's batches
+        assert sum(b.count("eth_sendRawTransaction") for b in rig.batches.batches) == 2
+        assert sum(b.count("eth_call") for b in rig.batches.batches) >= 2
+
+
+def test_a_finish_refused_for_its_deadline_becomes_a_reject(rig):
+    """Accepted, then the deadline passes before the finish: its pre-check (alone, or in the tick's
+    eth_call batch) is refused with DeadlinePassed and the Solver rejects the task instead."""
+    tester = rig.world.chain.tester
+    task_id = rig.consumer.request(rig.listings[0].token_id)
+    tester.disable_auto_mine_transactions()
+    try:
+        rig.solver.tick()  # accept sent
+        tester.mine_blocks(1)
+        rig.world.chain.advance(TIMEOUT + 1)
+        for _ in range(3):  # accepted -> encrypted -> finish refused -> reject sent -> rejected
+            rig.solver.tick()
+            tester.mine_blocks(1)
+    finally:
+        tester.enable_auto_mine_transactions()
+    task = rig.consumer.cti.task(task_id)
+    assert task.state == TaskState.REJECTED and task.reason == "deadline passed before delivery"
+    assert rig.solver.journal.get(task_id).step == J.REJECTED
+    assert [t["kind"] for t in rig.solver.journal.txs(task_id)] == ["accept", "reject"]
+
+
+def test_a_send_batch_that_fails_is_re_sent_from_the_journal(world, tmp_path):  # noqa: F811
+    """The node drops the tick's send batch (e.g. it restarts): the transactions are journaled, so
+    the next ticks re-send the same bytes; nothing is signed twice."""
+    class DroppingSends(JsonRpcBatches):
+        dropped = 0
+
+        def answer(self, requests):
+            if any(method == "eth_sendRawTransaction" for method, _ in requests) and not self.dropped:
+                self.dropped += 1
+                raise ConnectionError("node restarting")
+            return super().answer(requests)
+
+    with DroppingSends(world.w3) as batches:
+        rig = Rig(world, tmp_path)
+        try:
+            nonce = world.w3.eth.get_transaction_count(rig.pub_solver_address())
+            tasks = [rig.consumer.request(rig.listings[0].token_id) for _ in range(2)]
+            rig.settle(rounds=8)
+            assert batches.dropped == 1
+            assert [rig.consumer.cti.task(t).state for t in tasks] == [TaskState.FINISHED] * 2
+            assert [[t["kind"] for t in rig.solver.journal.txs(task)] for task in tasks] == [["accept", "finish"]] * 2
+            assert world.w3.eth.get_transaction_count(rig.pub_solver_address()) == nonce + 4
+        finally:
+            rig.solver.close()
+            rig.consumer.close()
 
 
 def test_wrong_account_cannot_fetch_or_decrypt(rig):
@@ -151,9 +206,12 @@ def test_bad_encryption_key_is_rejected(rig):
     assert task.state == TaskState.REJECTED and "encryption key" in task.reason
 
 
-def test_two_solvers_of_one_org_share_work_through_the_race(tmp_path):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batches"])
+def test_two_solvers_of_one_org_share_work_through_the_race(tmp_path, batched):
     """acme runs two Solvers (two solver accounts); every task is finished exactly once, by one of them."""
     chain = new_chain()
+    if batched:
+        JsonRpcBatches(chain.w3).__enter__()
     labels = ["acme.pub", "acme.s1", "acme.s2", "bravo.con", "operator"]
     chain.fund([address_for(label) for label in labels])
     roles = {address_for("acme.pub"): int(Role.PUBLISHER), address_for("acme.s1"): int(Role.SOLVER),

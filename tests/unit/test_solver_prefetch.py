@@ -22,6 +22,7 @@ def solver_with(answer_batch):
     s = Solver.__new__(Solver)
     s.w3 = SimpleNamespace(provider=SimpleNamespace(make_batch_request=answer_batch))
     s._said_no_batches = False
+    s._batches = False
     s.cti = SimpleNamespace(task_call=lambda task_id: {"to": "0xtasks", "data": f"0x{task_id:08x}"},
                             decode_task=lambda task_id, data: ("decoded", task_id, data))
     return s
@@ -67,8 +68,9 @@ def test_no_usable_batch_leaves_every_task_to_its_own_reads(answer):
     assert solver_with(batch)._prefetch([row(1, "0xh1"), row(2)]) == {}
 
 
-def test_a_single_task_is_read_on_its_own():
+def test_no_task_no_batch():
     def batch(requests):
-        raise AssertionError("no batch for one task")
+        raise AssertionError("no batch without tasks")
 
-    assert solver_with(batch)._prefetch([row(1)]) == {}
+    solver = solver_with(batch)
+    assert solver._prefetch([]) == {} and solver._batches is False

@@ -159,3 +159,40 @@ def test_the_solver_estimates_accept_and_finish_gas_once_and_reads_fees_once_per
     sender.forget_gas("accept")  # a reverted accept: estimate again
     sender.sign(contract, "accept", [5], 4)
     assert eth.calls["estimate_gas"] == 4 and eth.calls["get_block"] == 2
+
+
+def test_the_solver_batch_forms_answer_like_the_single_ones():
+    """One JSON-RPC batch per tick: each pre-check passes, is a ContractRevert (decoded from the
+    error's data), or another ChainError (out of the reused gas); each send is sent, known, used,
+    or the failure."""
+    from solver.txs import TxSender
+    from testbed.cti import ContractRevert
+    from testbed.cti.artifacts import error_table
+
+    selector = next(s for s, spec in error_table().items() if spec.name == "BadState")
+    bad_state = "0x" + selector.hex() + (7).to_bytes(32, "big").hex() + (2).to_bytes(32, "big").hex()
+    answers = {"eth_call": [{"result": "0x"},
+                            {"error": {"code": 3, "message": "execution reverted", "data": bad_state}},
+                            {"error": {"code": -32000, "message": "out of gas"}}],
+               "eth_sendRawTransaction": [{"result": "0x" + "ab" * 32},
+                                          {"error": {"code": -32000, "message": "already known"}},
+                                          {"error": {"code": -32000, "message": "nonce too low"}},
+                                          {"error": {"code": -32000, "message": "txpool is full"}}]}
+    seen = []
+
+    def batch(requests):
+        seen.append(requests)
+        return answers[requests[0][0]]
+
+    sender = TxSender(SimpleNamespace(eth=CountingEth(), provider=SimpleNamespace(make_batch_request=batch)),
+                      Account.from_key(KEY))
+    tx = {"from": sender.account.address, "to": "0x" + "22" * 20, "data": "0x00", "value": 0}
+    verdicts = sender.precheck_batch([("accept", tx, 90_000), ("accept", tx, 90_000), ("finish", tx, 50_000)])
+    assert seen[0][2][1][0]["gas"] == hex(50_000)  # run with the gas it will be sent with
+    assert verdicts[0] is None
+    assert isinstance(verdicts[1], ContractRevert) and verdicts[1].error == "BadState"
+    assert isinstance(verdicts[2], ChainError) and not isinstance(verdicts[2], ContractRevert)
+    assert "out of gas" in str(verdicts[2])
+    outcomes = sender.send_batch([b"\x02a", b"\x02b", b"\x02c", b"\x02d"])
+    assert outcomes[:3] == ["sent", "known", "used"] and "txpool is full" in str(outcomes[3])
+    assert seen[1][0] == ("eth_sendRawTransaction", ["0x0261"])
