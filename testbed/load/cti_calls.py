@@ -255,7 +255,9 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     chain_id = net.spec.chain_id
     for i, org in enumerate(orgs):
         node = node_of[org]
-        token = load.tokens[orgs[(i + 1) % len(orgs)]]  # buy the next org's listing (not its own)
+        # each batch buys from the next other org in turn (never its own), starting with the next one,
+        # so that every publisher's Solver gets work even when few users run
+        others = [load.tokens[orgs[(i + k) % len(orgs)]] for k in range(1, len(orgs))]
         for pool, pairs in ((load.consumers, load.consumers[org]), (load.publishers, load.publishers[org])):
             accounts = []
             for pair in pairs:
@@ -264,7 +266,8 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
                 account.nonce = w3.eth.get_transaction_count(pair.address, "pending")
                 if pool is load.consumers:
                     k = delivery_public_key(pair.private_key)
-                    account.plan = (lambda size, serial, t=token, k=k: consumer_batch(load.book, t, k, size))
+                    account.plan = (lambda size, serial, ts=others, k=k:
+                                    consumer_batch(load.book, ts[serial % len(ts)], k, size))
                 else:
                     own, solver, tag = load.tokens[org], roles[org].solver.address, pair.address[2:10].lower()
                     account.plan = (lambda size, serial, t=own, s=solver, tag=tag:

@@ -87,4 +87,6 @@ def test_activity_counters_equal_included_buys_and_requests(cti_net, cti_run):
         now, before = client.activity(org_id), cti["activity_before"][org]
         assert now["bought"] - before["bought"] == bought[org], (org, now, before, bought)
         assert now["requested"] - before["requested"] == requested[org], (org, now, before, requested)
+        # consumers take the other orgs' listings in turn: every publisher (and its Solver) gets work
+        assert now["sold"] > before["sold"], (org, now, before)
     assert sum(requested.values()) > 0
