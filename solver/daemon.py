@@ -104,6 +104,7 @@ class Solver:
         self._batches = False  # the node answered a JSON-RPC batch (set by _prefetch)
         self._last_task = None  # the chain's view of the task `_act` looked at last
         self._intents: list[Intent] | None = None  # collecting during a tick, when the node takes batches
+        self._deferred: list[int] | None = None  # tasks whose state the tick reads in its second batch
 
     # ---- set-up -----------------------------------------------------------------------------
 
@@ -213,14 +214,22 @@ class Solver:
         rows = self.journal.tasks(active_only=True)
         first_looks = self._prefetch(rows)
         self._intents = [] if self._batches else None
+        self._deferred = [] if self._batches else None
         try:
-            for row in rows:
-                with self._task_errors(row.task_id):
-                    self.advance(row, first_looks.get(row.task_id))
+            self._advance_all(rows, first_looks)
+            deferred, self._deferred = self._deferred, None
+            if deferred:  # their state moved this tick (e.g. an accept mined): read them all in one batch
+                again = [r for r in map(self.journal.get, deferred) if r is not None and not r.terminal]
+                self._advance_all(again, self._prefetch(again))
         finally:
-            intents, self._intents = self._intents, None
+            intents, self._intents, self._deferred = self._intents, None, None
         if intents:
             self._flush(intents)
+
+    def _advance_all(self, rows: list[TaskRow], looks: dict[int, tuple[str, object]]) -> None:
+        for row in rows:
+            with self._task_errors(row.task_id):
+                self.advance(row, looks.get(row.task_id))
 
     @contextmanager
     def _task_errors(self, task_id: int):
@@ -289,6 +298,9 @@ class Solver:
     def _act(self, row: TaskRow, task=None) -> bool:
         """One step from the chain's view of the task (read now unless given); False when there is
         nothing to do now."""
+        if task is None and self._deferred is not None:
+            self._deferred.append(row.task_id)  # read with the others in the tick's second batch
+            return False
         try:
             task = task or self.cti.task(row.task_id)
             self._last_task = task

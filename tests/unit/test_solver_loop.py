@@ -73,7 +73,14 @@ def rig(world, tmp_path, request):  # noqa: F811
 def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     token = rig.listings[0].token_id
     task_id = rig.consumer.request(token)
+    single_reads = []
+    read_task = rig.solver.cti.task
+    rig.solver.cti.task = lambda t: single_reads.append(t) or read_task(t)
     rig.settle()
+    if rig.batches:  # every read of the task's state went into a tick's batch, none one by one
+        assert single_reads == []
+    else:
+        assert single_reads
     task = rig.consumer.cti.task(task_id)
     assert task.state == TaskState.FINISHED
     assert task.solver == rig.pub_solver_address()
