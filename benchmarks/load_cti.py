@@ -1,6 +1,6 @@
 """Benchmark: CTI request (consumers) and finish (org Solvers) contract calls on four-orgs, nodes + load on one host.
 
-    .venv/bin/python benchmarks/load_cti.py [--rates 100,200,300,400,500,600] [--step-seconds 20]
+    .venv/bin/python benchmarks/load_cti.py [--rates 100,200,300,400,500,600] [--step-seconds 20] [--drain-seconds 60]
         [--out benchmarks/results/load_cti.json]
 
 Brings up four-orgs (1 s Clique blocks, 100M gas), deploys the CTI contracts (which starts
@@ -10,6 +10,8 @@ of `testbed bench`. Per step, from the run directory and the chain:
 - included TPS of requests (status included, not reverted) and of buys, by block timestamp;
 - the Solvers' accept and finish calls per second: TaskChanged(Accepted/Finished) logs in
   the step's blocks (the Solvers pick tasks up as they appear, so they trail by a few blocks);
+- after the last step: how long the Solvers needed to settle every requested task (`drain`,
+  up to --drain-seconds), the backlog's measure of whether they keep up;
 - p50/p95 submit->inclusion latency of the load's calls, block gas used, CPU.
 Every run is appended to the results file with the load average before and after.
 """
@@ -69,13 +71,55 @@ def step_cti(step: dict, txs: list[dict], blocks: list[dict], events: list[tuple
     }
 
 
+def drain(net, deployment, first_block: int, limit_s: float) -> tuple[list[tuple[int, int]], dict]:
+    """Wait until every requested task is settled (finished or rejected) or `limit_s` passed:
+    the TaskChanged logs from `first_block`, and how long the Solvers needed after the load."""
+    from testbed.chain.rpc import RpcClient
+
+    rpc = RpcClient(net.nodes[0].rpc_url)
+    start = moved = time.monotonic()
+    last_head = -1
+    try:
+        while True:
+            head = int(rpc.call("eth_blockNumber"), 16)
+            if head != last_head:
+                last_head, moved = head, time.monotonic()
+            events = task_events(net, deployment, first_block, head)
+            states = Counter(state for _, state in events)
+            unsettled = states[1] - states[3] - states[6]
+            waited = time.monotonic() - start
+            if unsettled <= 0 or waited >= limit_s:
+                # a chain that stopped growing (a Clique fork both halves of which wait for each other)
+                # leaves the Solvers nothing to do: say so rather than blame them
+                still = time.monotonic() - moved
+                return events, {"seconds": round(waited, 1), "unsettled": max(unsettled, 0), "limit_s": limit_s,
+                                "head": head, "chain_stalled_s": round(still, 1) if still >= 10 else 0}
+            time.sleep(2)
+    finally:
+        rpc.close()
+
+
+def keep_solver_state(net) -> str:
+    """Copy every Solver's log and journal out of the run's home (which tear_down removes)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    kept = Path(tempfile.mkdtemp(prefix="bench-cti-unsettled-"))
+    for org_dir in (net.state.root / "solvers").iterdir():
+        shutil.copytree(org_dir, kept / org_dir.name, ignore=shutil.ignore_patterns("outbox*"))
+    return str(kept)
+
+
 def main() -> None:
-    args = bench_parser(__doc__, rates="100,200,300,400,500,600", port_base=26700, results="load_cti.json").parse_args()
+    parser = bench_parser(__doc__, rates="100,200,300,400,500,600", port_base=26700, results="load_cti.json")
+    parser.add_argument("--drain-seconds", type=float, default=60,
+                        help="after the load, wait up to this long for the Solvers to settle every requested task")
+    args = parser.parse_args()
 
     home = temporary_home("bench-load-cti-")
 
     from solver.manage import stop_solvers
-    from testbed.chain.rpc import RpcClient
     from testbed.contracts import deploy_to_network
     from testbed.load.runner import BenchLimits, LoadOptions, bench
     from testbed.network import Network
@@ -96,11 +140,10 @@ def main() -> None:
         rundata = RunData.load(run.root)
         cti = json.loads((run.root / "cti.json").read_text())
         numbers = [b["number"] for b in rundata.blocks]
-        time.sleep(5)  # let the Solvers finish the last step's tasks before reading the logs
-        rpc = RpcClient(net.nodes[0].rpc_url)
-        head = int(rpc.call("eth_blockNumber"), 16)
-        rpc.close()
-        events = task_events(net, deployment, min(numbers), head) if numbers else []
+        events, result["drain"] = drain(net, deployment, min(numbers), args.drain_seconds) if numbers else ([], {})
+        if result["drain"].get("unsettled"):  # keep the Solvers' logs and journals for a post-mortem
+            result["drain"]["kept"] = keep_solver_state(net)
+        progress(f"Solver backlog after the load: {result['drain']}")
         result["gas_per_call"] = cti["gas"]
         result["steps"] = [step_cti(s, rundata.txs, rundata.blocks, events) for s in found["steps"]]
         for s in result["steps"]:
