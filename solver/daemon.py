@@ -33,7 +33,7 @@ from solver.delivery import DeliveryServer, outbox_path
 from solver.errors import IntelError, SolverError
 from solver.intel import IntelStore
 from solver.journal import Journal, TaskRow
-from solver.txs import BATCH_SIZE, TxSender
+from solver.txs import TxSender, json_rpc_batch
 from solver.watch import TaskWatcher
 from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
 from testbed.errors import ChainError
@@ -41,7 +41,6 @@ from testbed.errors import ChainError
 log = logging.getLogger("solver")
 
 UNREAD = object()  # a receipt not read yet (None means: read, not mined)
-PREFETCH_BATCH = BATCH_SIZE  # JSON-RPC calls per batch of the tick's reads
 CRASH_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
 ENDPOINT_FILE = "endpoint.json"
 
@@ -242,36 +241,34 @@ class Solver:
             log.warning("task %d: %s", task_id, exc)
 
     def _prefetch(self, rows: list[TaskRow]) -> dict[int, tuple[str, object]]:
-        """What each unfinished task needs first this tick, read in JSON-RPC batches of PREFETCH_BATCH:
-        the receipt of its journaled transaction (None: not mined yet) or its state. Sequential
-        per-task reads were most of a busy Solver's time. A task whose answer is an error (e.g.
-        NoSuchTask), or every task when the provider has no batches (py-evm in unit tests), is
-        read one by one as before."""
+        """What each unfinished task needs first this tick, read in JSON-RPC batches
+        (`json_rpc_batch`): the receipt of its journaled transaction (None: not mined yet) or its
+        state. Sequential per-task reads were most of a busy Solver's time. A task whose answer is
+        an error (e.g. NoSuchTask), or every task when the provider has no batches (py-evm in unit
+        tests), is read one by one as before."""
+        requests = [("eth_getTransactionReceipt", [row.pending_hash]) if row.pending_hash
+                    else ("eth_call", [self.cti.task_call(row.task_id), "latest"]) for row in rows]
+        if not requests:
+            return {}
+        try:
+            answers = json_rpc_batch(self.w3, requests)
+        except Exception as exc:  # no batches here, or the node is away: per-task reads will tell
+            if not self._said_no_batches:
+                log.info("no JSON-RPC batches (%s): reading tasks one by one", exc.__class__.__name__)
+                self._said_no_batches = True
+            self._batches = False
+            return {}
+        self._batches = True
         found: dict[int, tuple[str, object]] = {}
-        for start in range(0, len(rows), PREFETCH_BATCH):
-            chunk = rows[start:start + PREFETCH_BATCH]
-            requests = [("eth_getTransactionReceipt", [row.pending_hash]) if row.pending_hash
-                        else ("eth_call", [self.cti.task_call(row.task_id), "latest"]) for row in chunk]
-            try:
-                answers = self.w3.provider.make_batch_request(requests)
-            except Exception as exc:  # no batches here, or the node is away: per-task reads will tell
-                if not self._said_no_batches:
-                    log.info("no JSON-RPC batches (%s): reading tasks one by one", exc.__class__.__name__)
-                    self._said_no_batches = True
-                self._batches = False
-                return found
-            self._batches = isinstance(answers, list) and len(answers) == len(chunk)
-            if not self._batches:
-                return found
-            for row, answer in zip(chunk, answers):
-                if not isinstance(answer, dict) or "error" in answer:
-                    continue  # read on its own below (e.g. a NoSuchTask revert)
-                result = answer.get("result")
-                if row.pending_hash:
-                    found[row.task_id] = ("receipt", None if result is None else {
-                        "status": int(result["status"], 16), "blockNumber": int(result["blockNumber"], 16)})
-                elif result:
-                    found[row.task_id] = ("task", self.cti.decode_task(row.task_id, bytes.fromhex(result[2:])))
+        for row, answer in zip(rows, answers):
+            if "error" in answer:
+                continue  # read on its own below (e.g. a NoSuchTask revert)
+            result = answer.get("result")
+            if row.pending_hash:
+                found[row.task_id] = ("receipt", None if result is None else {
+                    "status": int(result["status"], 16), "blockNumber": int(result["blockNumber"], 16)})
+            elif result:
+                found[row.task_id] = ("task", self.cti.decode_task(row.task_id, bytes.fromhex(result[2:])))
         return found
 
     # ---- one task ---------------------------------------------------------------------------

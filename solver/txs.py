@@ -109,7 +109,7 @@ class TxSender:
         Raises when the provider has no batches (the caller then checks one by one)."""
         requests = [("eth_call", [{"from": tx["from"], "to": tx["to"], "data": tx["data"], "value": hex(tx.get("value", 0)),
                                    "gas": hex(gas)}, "latest"]) for _, tx, gas in calls]
-        answers = _batch(self.w3, requests)
+        answers = json_rpc_batch(self.w3, requests)
         verdicts: list[ChainError | None] = []
         for (function, tx, _), answer in zip(calls, answers):
             error = answer.get("error")
@@ -124,7 +124,7 @@ class TxSender:
     def send_batch(self, raws: list[bytes]) -> list[str | Exception]:
         """Send (or re-send) signed bytes in one JSON-RPC batch; per transaction what `send` returns
         or the failure. Raises when the provider has no batches."""
-        answers = _batch(self.w3, [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
+        answers = json_rpc_batch(self.w3, [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
         return [_send_outcome(RpcFailure(a["error"])) if a.get("error") else "sent" for a in answers]
 
     def send(self, raw: bytes) -> str:
@@ -163,8 +163,9 @@ def _send_outcome(exc: Exception) -> str | Exception:
     return exc
 
 
-def _batch(w3, requests: list[tuple[str, list]]) -> list[dict]:
-    """The answers to `requests`, in order, asked BATCH_SIZE at a time."""
+def json_rpc_batch(w3, requests: list[tuple[str, list]]) -> list[dict]:
+    """The answers to `requests` ((method, params) pairs), in order, asked BATCH_SIZE at a time;
+    ChainError for an answer that is not one dict per request (e.g. one error for the whole batch)."""
     answers: list[dict] = []
     for start in range(0, len(requests), BATCH_SIZE):
         chunk = requests[start:start + BATCH_SIZE]

@@ -368,7 +368,6 @@ def workers_start(master: str = typer.Option(..., help="HOST:PORT of the Locust 
                   network: Optional[str] = NetworkOpt) -> None:
     """Start Locust workers on the member hosts (infra/ansible/locust-workers.yml); they quit with their master."""
     from testbed.backends import ansible_workers
-
     from testbed.load.address import parse_master
 
     parse_master(master)

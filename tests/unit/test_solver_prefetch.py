@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from solver import daemon
+from solver import txs
 from solver.daemon import Solver
 from solver.journal import TaskRow
 
@@ -47,7 +47,7 @@ def test_one_batch_answers_receipts_and_task_states():
 
 
 def test_batches_are_bounded(monkeypatch):
-    monkeypatch.setattr(daemon, "PREFETCH_BATCH", 3)
+    monkeypatch.setattr(txs, "BATCH_SIZE", 3)
     sizes = []
 
     def batch(requests):
