@@ -13,6 +13,12 @@ from testbed.consensus import HeadPoint, liveness
 from testbed.metrics import percentile
 
 
+# Throughput and latency bounds are service levels: a run judges them against the operator's figure,
+# but what one machine reaches while it does other work is a benchmark figure, not a correctness
+# property (tests check these were measured; benchmarks/ track the figures).
+PERFORMANCE_KINDS = frozenset({"min_tps", "max_p95_latency"})
+
+
 @dataclass
 class AssertionResult:
     name: str
