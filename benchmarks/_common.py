@@ -34,7 +34,16 @@ def bench_parser(doc: str, *, rates: str, port_base: int, results: str) -> argpa
     parser.add_argument("--port-base", type=int, default=port_base)
     parser.add_argument("--label", default="baseline")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / results)
+    parser.add_argument("--no-watchdog", action="store_true",
+                        help="leave a Clique chain stuck on equal-weight branches stuck (default: rewind it, recorded)")
     return parser
+
+
+def stall_watchdog(net, args):
+    """The Clique stall watchdog (testbed/watchdog.py), started; its interventions go in the results."""
+    from testbed.watchdog import StallWatchdog
+
+    return StallWatchdog(net, enabled=not args.no_watchdog, progress=progress).start()
 
 
 def progress(message: str) -> None:

@@ -24,7 +24,8 @@ import json  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
-from _common import append_run, bench_parser, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
+from _common import (append_run, bench_parser, four_orgs_spec, host_and_network, progress, stall_watchdog,  # noqa: E402
+                     tear_down, temporary_home)
 
 STATES = {1: "pending", 2: "accepted", 3: "finished", 6: "rejected"}
 
@@ -131,6 +132,7 @@ def main() -> None:
     result: dict = {"label": args.label, **host_and_network(spec),
                     "options": {"users": "cti", "batch": args.batch, "per_user_rate": args.per_user_rate,
                                 "step_seconds": args.step_seconds}}
+    guard = stall_watchdog(net, args)
     try:
         deployment = deploy_to_network(net, progress=progress)
         run = RunDir.create(net.state.runs_dir, "bench-cti")
@@ -157,6 +159,7 @@ def main() -> None:
         agreement = net.agreement(full=True)
         result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
     finally:
+        result["interventions"] = guard.stop()
         tear_down(net, home, result, before_down=stop_solvers)
     append_run(args.out, "load_cti", result, commit_default="unknown", json_default=str)
 

@@ -22,7 +22,8 @@ monkey.patch_all()
 
 import json  # noqa: E402
 
-from _common import append_run, bench_parser, four_orgs_spec, host_and_network, progress, tear_down, temporary_home  # noqa: E402
+from _common import (append_run, bench_parser, four_orgs_spec, host_and_network, progress, stall_watchdog,  # noqa: E402
+                     tear_down, temporary_home)
 
 
 def _with_geth_flags(extra: list[str]) -> None:
@@ -67,6 +68,7 @@ def main() -> None:
     net = Network.create(spec, progress=progress)
     result: dict = {"label": args.label, "geth_flags": args.geth_flag, "locust_workers": args.workers,
                     **host_and_network(spec)}
+    guard = stall_watchdog(net, args)
     try:
         opts = dict(batch_size=args.batch, per_user_rate=args.per_user_rate, workers=args.workers)
         run = RunDir.create(net.state.runs_dir, "bench")
@@ -86,6 +88,7 @@ def main() -> None:
         agreement = net.agreement(full=True)
         result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
     finally:
+        result["interventions"] = guard.stop()
         tear_down(net, home, result)
     append_run(args.out, "load_transfers", result)  # every run is kept: one run is one sample
 

@@ -323,6 +323,8 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           master_bind: str = typer.Option("127.0.0.1", help="Address the Locust master listens on for workers."),
           master_port: int = typer.Option(0, min=0, max=65535, help="Port of the Locust master (0: any free port; "
                                           "set it when remote workers must know it)."),
+          watchdog: bool = typer.Option(True, help="Rewind a Clique chain stuck on equal-weight branches (recorded "
+                                        "as an intervention); --no-watchdog leaves a stall for you to see."),
           keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running.")) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
@@ -341,13 +343,16 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         load_network_spec(spec)  # validate here: a spec error is reported before any process starts
     answer = _load_process({
         "command": "bench", "spec": None if network else str(spec.resolve()), "network": network, "rates": steps,
-        "keep": keep, "limits": {"min_ratio": min_ratio, "p95_limit_s": p95_limit, "step_seconds": step_seconds},
+        "keep": keep, "watchdog": watchdog, "limits": {"min_ratio": min_ratio, "p95_limit_s": p95_limit, "step_seconds": step_seconds},
         "options": {"batch_size": batch, "per_user_rate": per_user_rate, "users": users, "workers": workers,
                     "worker_hosts": worker_hosts, "remote_workers": remote_workers, "master_bind": master_bind,
                     "master_port": master_port},
     })
     result = answer["result"]
     out.print(f"max sustainable included TPS: {result['max_sustainable_included_tps']}  ({result['stop_reason']})")
+    for done in result.get("interventions", []):
+        out.print(f"[yellow]the chain stalled {done['stalled_s']}s on competing Clique branches: rewound "
+                  f"{', '.join(sorted(done['rewound']))} (see the run's events)[/yellow]")
     out.print(f"report: {Path(answer['run_dir']) / 'report.html'}")
     raise typer.Exit(0 if result["agreement"]["agreed"] else 1)
 

@@ -43,7 +43,8 @@ def main(argv: list[str]) -> int:
             run_dir, result = run_bench(Path(request["spec"]) if request.get("spec") else None,
                                         network=request.get("network"), rates=request["rates"],
                                         limits=BenchLimits(**request.get("limits", {})), options=options,
-                                        keep=request.get("keep", False), progress=_progress)
+                                        keep=request.get("keep", False), watchdog=request.get("watchdog", True),
+                                        progress=_progress)
             ok = result["agreement"]["agreed"]
         elif request["command"] == "load":
             run_dir, result = run_load(request["network"], parse_profile(request["profile"]), options, _progress)

@@ -15,6 +15,7 @@ from testbed.network import Network
 from testbed.report import render
 from testbed.runs import RunDir
 from testbed.spec import load_network_spec
+from testbed.watchdog import StallWatchdog
 
 Progress = Callable[[str], None]
 
@@ -42,7 +43,7 @@ def _conclude(net: Network, run: RunDir, progress: Progress) -> dict:
 
 
 def run_bench(spec_path: Path | None, *, network: str | None, rates: list[float], limits: BenchLimits,
-              options: LoadOptions, keep: bool, progress: Progress) -> tuple[Path, dict]:
+              options: LoadOptions, keep: bool, progress: Progress, watchdog: bool = True) -> tuple[Path, dict]:
     net, created = _open_network(spec_path, network, progress)
     run = RunDir.create(net.state.runs_dir, "bench")
     try:
@@ -50,9 +51,11 @@ def run_bench(spec_path: Path | None, *, network: str | None, rates: list[float]
         run.event("bench_started", rates=rates)
         progress(f"bench on {net.name!r}: steps {', '.join(f'{r:g}' for r in rates)} tx/s, "
                  f"{limits.step_seconds:g}s each; run dir {run.root}")
-        result = bench(net, run, rates, options, limits, progress)
+        with StallWatchdog(net, record=run.event, progress=progress, enabled=watchdog) as guard:
+            result = bench(net, run, rates, options, limits, progress)
         verdict = _conclude(net, run, progress)
         result["agreement"] = verdict
+        result["interventions"] = guard.interventions
         run.write_json("bench.json", result)
         run.set_status("passed" if verdict["agreed"] and result["steps"] else "failed")
         render(run.root)

@@ -84,7 +84,9 @@ def _agreement(spec, facts: RunFacts) -> AssertionResult:
             + (f"; {v.transient_divergences} sample(s) saw a transient tip fork" if v.transient_divergences else ""))
     if facts.interventions:  # not hidden: the chain needed an operator's hand to become one chain again
         nodes = sorted({n for i in facts.interventions for n in i["rewound"]})
-        text += f"; after a heal the harness rewound {', '.join(nodes)} off an equal-weight branch (debug_setHead)"
+        after = sorted({a for i in facts.interventions for a in i.get("after", [])})
+        text += (f"; after {'/'.join(after) or 'a heal'} the harness rewound {', '.join(nodes)} "
+                 "off an equal-weight Clique branch (debug_setHead)")
         evidence += [{"operator_rewind": i} for i in facts.interventions]
     return _r(not problems, "; ".join(problems) + " — " + text if problems else text, evidence)
 

@@ -26,6 +26,7 @@ from testbed.scenario.assertions import AssertionResult, RunFacts, judge
 from testbed.scenario.events import EventBus
 from testbed.scenario.faults import FaultLedger
 from testbed.scenario.monitor import AgreementMonitor
+from testbed.watchdog import StallWatchdog
 from testbed.scenario.resolve import Scenario, load_scenario
 from testbed.scenario.solvers import solver_control
 from testbed.state import state_root
@@ -370,6 +371,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     result = ScenarioResult(name=scenario.name, run_dir=run.root, status="error")
     own_network = network is None
     monitor: AgreementMonitor | None = None
+    watchdog: StallWatchdog | None = None
     try:
         ctx.net = network or _network_up(scenario, progress)
         bus.emit("network_ready", network=ctx.net.name, nodes=len(ctx.net.nodes), backend=ctx.net.spec.backend)
@@ -381,6 +383,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
                                    out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
                                    views=ctx.views, emit=bus.emit).start()
+        watchdog = StallWatchdog(ctx.net, paused=lambda: bool(ctx.ledger.active), record=bus.emit,
+                                 progress=progress).start()
         ctx.t0 = bus.t0 = time.time()  # event times count from the scenario's start
         ctx.deadline = ctx.t0 + scenario.spec.timeout
         bus.emit("scenario_started", scenario=scenario.name, steps=len(scenario.spec.steps))
@@ -401,6 +405,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         bus.emit("settling", seconds=scenario.spec.settle)
         time.sleep(scenario.spec.settle)
         end = time.time()
+        watchdog.stop()
         verdict = monitor.stop()
         monitor = None
         bus.emit("monitor_verdict", summary=verdict.summary())
@@ -409,7 +414,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         blocks = [b for lr in ctx.load_results for b in lr.blocks]
         facts = RunFacts(t0=ctx.t0, end=end, verdict=verdict, heads=[p for p in _heads(run)], periods=ctx.periods,
                          txs=txs, blocks=blocks, tasks=tasks, step_errors=ctx.step_errors,
-                         interventions=ctx.ledger.interventions)
+                         interventions=ctx.ledger.interventions + watchdog.interventions)
         result.assertions = [judge(a, facts) for a in scenario.spec.assertions]
         result.assertions += [AssertionResult(f"step {e.split(':')[0]}", "step", False, e, []) for e in ctx.step_errors]
         for a in result.assertions:
@@ -420,6 +425,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         result.error = str(exc)
         bus.emit("run_error", error=str(exc))
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if monitor is not None:
             try:
                 monitor.stop()

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from testbed.network import Network
+from testbed.watchdog import StallWatchdog
 
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
 
@@ -120,7 +121,7 @@ def test_partition_two_by_two_stalls_both_halves_then_heal_rejoins_one_chain(net
     cut is held by both halves. (The two signers of a half may even seal competing blocks
     at the same height and keep one each; that is Clique too, so no test asks a half to agree.)
     After heal, the heavier branch wins (or, on a tie that leaves every signer able to seal
-    on the other branch only, Network.reconcile_forks rewinds the losing side), the chain moves
+    on the other branch only, the stall watchdog rewinds the losing side), the chain moves
     on, and every node agrees at every height."""
     orgs = [o.name for o in netns_net.spec.organizations]
     groups = [orgs[:2], orgs[2:]]
@@ -144,14 +145,14 @@ def test_partition_two_by_two_stalls_both_halves_then_heal_rejoins_one_chain(net
                     f"block #{h} is held by both halves of the partition"
     finally:
         netns_net.backend.heal()
-    # equal-weight branches can leave Clique stuck after a 2|2 split; Network heals that by
-    # rewinding the nodes off the chosen branch (see Network.heal)
-    rewound = netns_net.reconcile_forks(progress=print)
-    print(f"after heal: rewound {rewound or 'nothing'}")
+    # equal-weight branches can leave Clique stuck after a 2|2 split; the stall watchdog (what
+    # load runs and scenarios use) rewinds the nodes off the chosen branch when no head moves
     target = max(after.values()) + 3
-    assert wait_for(lambda: all((s.head_number or 0) >= target and (s.peers or 0) == 3
-                                for s in netns_net.snapshots()), timeout=180), \
-        f"the network did not rejoin and grow to #{target} after heal: " + \
+    with StallWatchdog(netns_net, progress=print) as dog:
+        rejoined = wait_for(lambda: all((s.head_number or 0) >= target and (s.peers or 0) == 3
+                                        for s in netns_net.snapshots()), timeout=180)
+    print(f"after heal: watchdog interventions {dog.interventions or 'none (the heavier branch won)'}")
+    assert rejoined, f"the network did not rejoin and grow to #{target} after heal: " + \
         ", ".join(f"{s.node} #{s.head_number} ({s.peers} peers)" for s in netns_net.snapshots())
     result = netns_net.agreement(full=True, settle=15)
     assert result.agreed, result.summary()

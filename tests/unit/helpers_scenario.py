@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterator
 
+from testbed.chain.sample import snapshot_all
 from testbed.errors import StateError
 from tests.unit.test_monitor_sampler import FakeNode, chain
 
@@ -66,6 +67,15 @@ class FakeNet:
 
     def process(self, name):
         return None if name in self.down_nodes else object()
+
+    def running_nodes(self):
+        return [n.name for n in self.nodes if n.name not in self.down_nodes]
+
+    def snapshots(self, heights=None, only=None):
+        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights)
+
+    def reconcile_forks(self, **_):
+        return dict(self.rewind)
 
     def endpoints(self, only=None):
         return {n.name: n.rpc_url for n in self.nodes if only is None or n.name in only}
