@@ -170,6 +170,43 @@ def start(node: Optional[str] = typer.Argument(None, help="Node name; omit to st
 
 
 @app.command()
+def watch(network: Optional[str] = NetworkOpt,
+          seconds: float = typer.Option(0.0, min=0, help="Stop after this long (0: until Ctrl-C)."),
+          stall_after: float = typer.Option(0.0, min=0, help="Seconds without a new head before acting "
+                                            "(0: max(15, 10 block periods))."),
+          interval: float = typer.Option(1.0, min=0.01, help="Seconds between looks at the heads.")) -> None:
+    """Clique stall watchdog: rewind the nodes off one of two stuck equal-weight branches; each act is
+    printed and appended to <state>/watchdog.jsonl."""
+    from testbed.watchdog import StallWatchdog
+
+    net = resolve_network(network)
+    if not net.running_nodes():
+        raise StateError(f"network {net.name!r} is not running", hint=f"'testbed start --network {net.name}'")
+    log = net.state.root / "watchdog.jsonl"
+
+    def record(kind: str, **data) -> None:
+        with log.open("a") as f:
+            f.write(json.dumps({"event": kind, **data}) + "\n")
+        _progress(f"[yellow]stalled {data['stalled_s']}s on competing branches: rewound "
+                  f"{', '.join(f'{n} to #{h}' for n, h in sorted(data['rewound'].items()))}[/yellow]")
+
+    dog = StallWatchdog(net, stall_after=stall_after or None, interval=interval, record=record, progress=_progress)
+    if not dog.enabled:
+        raise StateError(f"network {net.name!r} runs {net.spec.consensus.engine}: its blocks are final, "
+                         "no branches to reconcile", hint="the watchdog is for Clique networks")
+    _progress(f"watching {net.name!r}: acting after {dog.stall_after:g}s without a new head on diverged nodes"
+              + (f", for {seconds:g}s" if seconds else "; Ctrl-C to stop"))
+    end = time.monotonic() + seconds
+    with dog:
+        try:
+            while not seconds or time.monotonic() < end:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+    _progress(f"{len(dog.interventions)} intervention(s)" + (f", recorded in {log}" if dog.interventions else ""))
+
+
+@app.command()
 def logs(node: str = typer.Argument(..., help="Node name."), network: Optional[str] = NetworkOpt,
          lines: int = typer.Option(40, "--lines", "-l", help="How many last lines.")) -> None:
     """Show the last lines of a node's log."""

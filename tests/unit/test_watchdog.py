@@ -7,12 +7,14 @@ never on a healthy, a merely slow or a final-block (QBFT) chain; what it did is 
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
 import pytest
 
 from testbed.consensus import NodeSnapshot
+from testbed.errors import StateError
 from testbed.watchdog import StallWatchdog
 
 
@@ -153,3 +155,33 @@ def test_the_background_loop_survives_a_failed_look_and_stops_on_exit():
     assert any("stall watchdog: node went away" in s for s in said)
     assert dog.interventions and not dog._thread.is_alive()
     assert any("reconciling the competing Clique branches" in s for s in said)
+
+
+def test_cli_watch_acts_prints_and_appends_to_the_network_state(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import testbed.cli as cli
+
+    net = ScriptedNet()
+    net.name, net.state = "four-orgs", SimpleNamespace(root=tmp_path)
+    net.spec.consensus.engine = "clique"
+    monkeypatch.setattr(cli, "resolve_network", lambda name: net)
+    outcome = CliRunner().invoke(cli.app, ["watch", "--seconds", "1", "--stall-after", "0.1", "--interval", "0.02"])
+    assert outcome.exit_code == 0, outcome.output
+    (line, *_) = (tmp_path / "watchdog.jsonl").read_text().splitlines()
+    assert json.loads(line)["event"] == "branches_reconciled" and json.loads(line)["rewound"] == {"c-v1": 9, "d-v1": 9}
+    assert net.reconciled >= 1
+
+
+def test_cli_watch_refuses_a_final_block_network(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import testbed.cli as cli
+
+    net = ScriptedNet("istanbul_getValidators")
+    net.name, net.state = "q", SimpleNamespace(root=tmp_path)
+    net.spec.consensus.engine = "qbft"
+    monkeypatch.setattr(cli, "resolve_network", lambda name: net)
+    outcome = CliRunner().invoke(cli.app, ["watch", "--seconds", "1"])
+    assert isinstance(outcome.exception, StateError) and "blocks are final" in str(outcome.exception)  # run_app: one line, exit 2
+    assert not (tmp_path / "watchdog.jsonl").exists()
