@@ -106,6 +106,13 @@ def render_html(data: RunData, summary: dict) -> str:
               "<h2>Per-organization activity</h2>", _activity_table(data.activity),
               "<h3>Load transactions per organization</h3>",
               _table(["organization", "statuses"], [[org, c] for org, c in summary["per_org_load"].items()])]
+    if summary["interventions"]:
+        parts += ["<h2>Interventions</h2>",
+                  '<p class="fail">The chain stood still on competing Clique branches of equal weight; the harness '
+                  "rewound the nodes below off one branch (debug_setHead) so they followed the other.</p>",
+                  _table(["time", "after", "stalled (s)", "rewound (node: to block)"],
+                         [[i["time"], ", ".join(i["after"]), i["stalled_s"],
+                           ", ".join(f"{n}: #{h}" for n, h in sorted(i["rewound"].items()))] for i in summary["interventions"]])]
     if faults:
         parts += ["<h2>Faults</h2>", _table(["fault", "start", "end"], [[f["label"], f["start"], f["end"]] for f in faults])]
     parts.append("</body></html>")

@@ -123,6 +123,13 @@ def fault_periods(events: list[dict]) -> list[dict]:
     return periods
 
 
+def interventions(events: list[dict]) -> list[dict]:
+    """What the harness did to the chain as an operator would (`branches_reconciled`: nodes rewound
+    off a stuck equal-weight Clique branch, after a heal or by the stall watchdog)."""
+    return [{"time": e.get("time"), "after": e.get("after") or ["heal"], "stalled_s": e.get("stalled_s"),
+             "rewound": e.get("rewound") or {}} for e in events if e.get("event") == "branches_reconciled"]
+
+
 def summarize(data: RunData) -> dict:
     submits = [t["submit_time"] for t in data.txs if t.get("submit_time") is not None]
     start, end = (min(submits), max(submits) + 1e-6) if submits else (0.0, 0.0)
@@ -150,6 +157,7 @@ def summarize(data: RunData) -> dict:
         "cpu": cpu_figures(data.resources, start, end) if data.resources else None,
         "per_org_load": {org: dict(c) for org, c in sorted(per_org.items())},
         "faults": fault_periods(data.events),
+        "interventions": interventions(data.events),
         "agreement": data.agreement,
         "checks": data.checks,
         "bench": None if not data.bench else {k: v for k, v in data.bench.items() if k != "steps"} | {

@@ -43,7 +43,9 @@ def crafted_run(root, *, with_extras=True):
                                            for s in range(20) for p, c in (("generator", 10.0), ("a-v1", 30.0), ("b-v1", 50.0))])
     if with_extras:
         write_jsonl(root / "events.jsonl", [{"time": T0 + 5, "event": "fault_injected", "fault": "pause b-v1"},
-                                            {"time": T0 + 9, "event": "fault_healed", "fault": "pause b-v1"}])
+                                            {"time": T0 + 9, "event": "fault_healed", "fault": "pause b-v1"},
+                                            {"time": T0 + 15, "event": "branches_reconciled", "stalled_s": 15.2,
+                                             "rewound": {"b-v1": 11}, "after": ["stall"]}])
         (root / "activity.json").write_text(json.dumps({"organizations": [{"org": "a", "published": 3, "consumed": 1},
                                                                           {"org": "b", "published": 0, "consumed": 4}]}))
         (root / "agreement.json").write_text(json.dumps({"agreed": True, "summary": "agreed on 23 heights"}))
@@ -88,6 +90,8 @@ def test_render_is_self_contained_and_matches_summary(tmp_path):
     assert "fault" in page and "pause b-v1" in page
     assert "published" in page and "consumed" in page  # activity table from activity.json
     assert "agreed on 23 heights" in page
+    assert summary["interventions"] == [{"time": T0 + 15, "after": ["stall"], "stalled_s": 15.2, "rewound": {"b-v1": 11}}]
+    assert "<h2>Interventions</h2>" in page and "b-v1: #11" in page
     assert summary["transactions"] == {"included": 990, "rejected": 5, "dropped": 5}
     assert summary["unaccounted"] == 0
     assert f"{summary['latency']['p95_s']:.3f}" in page
