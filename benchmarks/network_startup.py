@@ -42,14 +42,20 @@ def measure(spec_path: Path, settle_seconds: float) -> dict:
 
     spec = load_network_spec(spec_path)
     started = time.monotonic()
-    network = Network.create(spec, source=str(spec_path), ready_blocks=1, timeout=180)
+    said: list[str] = []
+
+    def progress(message: str) -> None:
+        said.append(message)
+        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+    network = Network.create(spec, source=str(spec_path), ready_blocks=1, timeout=180, progress=progress)
     first_agreed = time.monotonic() - started
     stop, peak = threading.Event(), {}
     sampler = threading.Thread(target=peak_rss_sampler, args=(network, stop, peak), daemon=True)
     sampler.start()
     try:
         time.sleep(settle_seconds)
-        agreement = network.agreement(full=True)
+        agreement = network.agreement(full=True, settle=15)  # a Clique tip race is not a disagreement
     finally:
         stop.set()
         sampler.join()
@@ -60,6 +66,7 @@ def measure(spec_path: Path, settle_seconds: float) -> dict:
         "seconds_to_first_agreed_block": round(first_agreed, 2),
         "peak_rss_all_nodes_mib": round(peak.get("bytes", 0) / 2**20, 1),
         "agreed_after_settle": agreement.agreed, "height_after_settle": agreement.common_height,
+        "start_up_rewinds": [m for m in said if "rewound" in m or "stalled" in m],
     }
 
 

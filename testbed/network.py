@@ -414,6 +414,13 @@ class Network:
             self.wait_ready(progress=progress, new_blocks=2, only=live, timeout=90 + 3 * len(live))
         return points
 
+    def _genesis_time(self) -> float:
+        """The genesis block's timestamp (a new Clique network's is set a few seconds ahead)."""
+        try:
+            return float(int(json.loads(self.state.genesis_file.read_text()).get("timestamp", "0x0"), 16))
+        except (OSError, ValueError, AttributeError):
+            return 0.0
+
     def _total_difficulty(self, snap: NodeSnapshot) -> int:
         block = self._rpc_call(snap.node, "eth_getBlockByHash", snap.head_hash, False) or {}
         return int(block.get("totalDifficulty") or "0x0", 16)
@@ -485,6 +492,7 @@ class Network:
         # blocks of equal weight can leave the chain stuck (as after a partition). No new head
         # for this long while fully peered means stuck: reconcile the branches.
         stall_after = max(10.0, 5.0 * self.spec.consensus.block_period)
+        first_block_at = self._genesis_time() + self.spec.consensus.block_period  # no block can exist before
         seen_heads: tuple = ()
         moved_at = time.monotonic()
         while time.monotonic() < deadline:
@@ -497,7 +505,7 @@ class Network:
             now_heads = tuple(s.head_hash for s in last)
             if now_heads != seen_heads:
                 seen_heads, moved_at = now_heads, time.monotonic()
-            elif peered and time.monotonic() - moved_at > stall_after:
+            elif peered and min(time.monotonic() - moved_at, time.time() - first_block_at) > stall_after:
                 rewound = self.reconcile_forks(progress=progress, settle=0, wait=False)
                 progress(f"start-up stalled for {stall_after:.0f}s; " + (f"rewound {rewound}" if rewound else "no competing branches found"))
                 moved_at = time.monotonic()
