@@ -82,30 +82,35 @@ def _one_name(positional: Optional[str], option: Optional[str]) -> Optional[str]
 def status(network: Optional[str] = typer.Argument(None, help="Network name (default: the only one)."),
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
            network_opt: Optional[str] = NetworkOpt) -> None:
-    """Per node: process, head, peers, validators; and whether all nodes agree on the latest common block."""
+    """Per node: process, head, peers, validators; whether all nodes agree on the latest common block
+    and whether the chain still grows (exit 1 if they disagree or it does not)."""
     st = resolve_network(_one_name(network, network_opt)).status()
     if as_json:
         out.print_json(json.dumps(st.to_json()))
     else:
         render_status(st)
-    raise typer.Exit(0 if st.agreement.agreed else 1)
+    raise typer.Exit(0 if st.agreement.agreed and not st.stalled else 1)
 
 
 def render_status(st: NetworkStatus) -> None:
     table = Table(title=f"{st.name} ({st.client}, {st.engine})")
-    for column in ("org", "node", "role", "pid", "rpc", "head", "hash", "peers", "validators"):
+    for column in ("org", "node", "role", "pid", "rpc", "head", "age", "hash", "peers", "validators"):
         table.add_column(column)
     for n in st.nodes:
         s = n.snapshot
+        age = f"{max(0.0, st.observed_at - s.head_timestamp):.0f}s" if s.reachable and s.head_timestamp else "-"
         table.add_row(
             n.plan.org, n.plan.name, n.plan.role, str(n.pid or "-") if n.process_alive else "[red]down[/red]",
-            n.plan.rpc_url, str(s.head_number) if s.reachable else "[red]-[/red]",
+            n.plan.rpc_url, str(s.head_number) if s.reachable else "[red]-[/red]", age,
             (s.head_hash or "-")[:12], str(s.peers if s.peers is not None else "-"),
             str(len(s.validators)) if s.validators is not None else "-",
         )
     out.print(table)
     colour = "green" if st.agreement.agreed else "red"
     out.print(f"agreement: [{colour}]{st.agreement.summary()}[/{colour}]")
+    if st.stalled:
+        hint = "; 'testbed watch' rewinds a Clique chain stuck on two branches" if st.engine == "clique" else ""
+        out.print(f"[red]the chain has not grown for {st.head_age_s:.0f}s[/red] (newest block on any node){hint}")
 
 
 @app.command()

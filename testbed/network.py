@@ -92,10 +92,25 @@ class NetworkStatus:
     engine: str
     nodes: list[NodeStatus]
     agreement: AgreementResult
+    observed_at: float = 0.0  # wall clock of the look
+    block_period: int = 1
+
+    @property
+    def head_age_s(self) -> float | None:
+        """Seconds since the newest block any node holds was sealed."""
+        stamps = [n.snapshot.head_timestamp for n in self.nodes if n.snapshot.reachable and n.snapshot.head_timestamp]
+        return round(max(0.0, self.observed_at - max(stamps)), 1) if stamps else None
+
+    @property
+    def stalled(self) -> bool:
+        """No node has a block younger than max(15 s, 10 periods): the chain does not grow."""
+        age = self.head_age_s
+        return age is not None and age > max(15.0, 10.0 * self.block_period)
 
     def to_json(self) -> dict:
         return {
             "network": self.name, "client": self.client, "engine": self.engine,
+            "head_age_s": self.head_age_s, "stalled": self.stalled,
             "agreement": {
                 "agreed": self.agreement.agreed, "common_height": self.agreement.common_height,
                 "summary": self.agreement.summary(),
@@ -475,7 +490,7 @@ class Network:
             nodes=[NodeStatus(plan=n, process_alive=alive[n.name], pid=pids[n.name].pid if pids[n.name] else None,
                               snapshot=snaps.get(n.name, NodeSnapshot(node=n.name, reachable=False, error="not running")))
                    for n in self.nodes],
-            agreement=check_agreement(all_snaps),
+            agreement=check_agreement(all_snaps), observed_at=time.time(), block_period=self.spec.consensus.block_period,
         )
 
     def wait_ready(self, *, progress: Progress = _quiet, timeout: float | None = None, new_blocks: int = 3,

@@ -67,6 +67,7 @@ def test_up_twice_down_twice_and_clean_exit(tmp_path):
 
         report = json.loads(status.stdout)
         assert report["agreement"]["agreed"] is True
+        assert report["stalled"] is False and 0 <= report["head_age_s"] < 15, report["head_age_s"]
         pids = [n["pid"] for n in report["nodes"]]
         assert all(pids) and len(pids) == 4
 
