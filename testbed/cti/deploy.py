@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
+from testbed.chain.failover import FailoverHTTPProvider
 from testbed.cti.artifacts import CONTRACT_NAMES, load_all
 from testbed.cti.model import Role
 from testbed.cti.tx import Signer
@@ -88,9 +89,14 @@ def create_address(sender: str, nonce: int) -> str:
     return to_checksum_address(keccak(rlp.encode([to_canonical_address(sender), nonce]))[12:])
 
 
-def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
-    """An HTTP Web3 with the POA extraData middleware (Clique headers carry signatures)."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+def connect(rpc_url: str | Sequence[str], *, timeout: float = 30.0) -> Web3:
+    """An HTTP Web3 with the POA extraData middleware (Clique headers carry signatures). Given
+    several URLs (one organization's nodes), a node that cannot be reached is replaced by the next."""
+    if isinstance(rpc_url, str):
+        provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout})
+    else:
+        provider = FailoverHTTPProvider(list(rpc_url), request_kwargs={"timeout": timeout})
+    w3 = Web3(provider)
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     return w3
 

@@ -1,5 +1,6 @@
 """Solvers on a live four-org geth Clique network: every org requests every other org's CTI,
-and one Solver is SIGKILLed at every step while tasks are in flight.
+one Solver is SIGKILLed at every step while tasks are in flight, and one goes on through its
+org's second node when its first one crashes.
 
 SOLVER_CRASH_TASKS sets how many tasks the crash test runs (default 100).
 """
@@ -28,11 +29,14 @@ from tests.integration.conftest import NETWORKS, assert_no_process, node_pids, s
 
 pytestmark = pytest.mark.integration
 CRASH_TASKS = int(os.environ.get("SOLVER_CRASH_TASKS", "100"))
+FAILOVER_ORG = "globex-soc"  # runs a validator and a member node here
 
 
 @pytest.fixture(scope="module")
 def net(testbed_home):
-    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-solver", port_base=28200)
+    base = spec_with(NETWORKS / "four-orgs.yaml", name="it-solver", port_base=28200)
+    orgs = [o.model_dump() | ({"members": 1} if o.name == FAILOVER_ORG else {}) for o in base.organizations]
+    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-solver", port_base=28200, organizations=orgs)
     network = Network.create(spec, progress=print)
     pids = node_pids(network)
     try:
@@ -155,3 +159,29 @@ def test_solver_killed_at_every_step_finishes_every_task_exactly_once(net):
             if row["task_id"] in set(tasks):
                 delivery = c.fetch(row["task_id"])
                 assert delivery.event.attributes
+
+
+def test_a_solver_whose_node_crashes_goes_on_through_its_orgs_other_node(net):
+    """The Solver's provider lists its org's nodes (validator first, then the member node); with
+    the validator SIGKILLed, a request for the org's CTI is still accepted and finished by the
+    same Solver process, through the member node, never through another org's node."""
+    org = FAILOVER_ORG
+    first, *others = manage.rpc_urls_of(net, org)
+    assert others and first == manage.node_of(net, org).rpc_url
+    token = seed_network(net, org, 1, progress=print)[0].token_id
+    consumer = consumer_for(net, "initech-isac")
+    solver_pid = manage.running(net, org).pid
+    crashed = manage.node_of(net, org).name
+    net.kill_node(crashed)
+    try:
+        task = consumer.request(token)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and consumer.cti.task(task).state != TaskState.FINISHED:
+            time.sleep(0.5)
+        assert consumer.cti.task(task).state == TaskState.FINISHED, manage.log_file(net, org).read_text()[-2000:]
+        assert manage.running(net, org).pid == solver_pid  # the same process went on
+        log = manage.log_file(net, org).read_text()
+        assert f"node {first} unreachable" in log and f"using {others[0]}" in log
+    finally:
+        net.start_node(crashed)
+        net.wait_ready(new_blocks=1, only=net.running_nodes())
