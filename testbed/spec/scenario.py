@@ -285,6 +285,8 @@ class MonitorSettings(Strict):
     interval: Duration = Field(0.5, gt=0, le=60)
     stall_after: Duration = Field(5.0, gt=0, description="No new block for this long counts as a stall.")
     recheck: int = Field(12, ge=1, le=1024, description="Heights below the head re-read each sample (reorgs).")
+    watchdog: bool = Field(True, description="Rewind a Clique chain stuck on equal-weight branches while no fault "
+                           "is active (recorded; the agreement verdict names it). false: leave the stall to be seen.")
 
 
 class ScenarioSpec(Strict):

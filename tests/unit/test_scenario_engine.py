@@ -21,8 +21,8 @@ from tests.unit.helpers_scenario import NETWORK, FakeNet, growing_nodes
 @pytest.fixture
 def fake(tmp_path):
     with growing_nodes("abcd") as fakes:
-        def run(body: str, rewind: dict | None = None):
-            scenario = scenario_from_text("name: t\nsettle: 0.2s\nmonitor: {interval: 0.1s}\n" + NETWORK + body,
+        def run(body: str, rewind: dict | None = None, monitor: str = "{interval: 0.1s}"):
+            scenario = scenario_from_text(f"name: t\nsettle: 0.2s\nmonitor: {monitor}\n" + NETWORK + body,
                                           "t.yaml", base_dir=tmp_path)
             net = FakeNet(scenario.network, fakes)
             net.rewind = rewind or {}
@@ -129,3 +129,22 @@ assertions:
     assert "harness rewound c-v1, d-v1" in agreement.detail
     assert {"operator_rewind": {"rewound": {"c-v1": 12, "d-v1": 12}, "after": ["partition"]}} in agreement.evidence
     assert kinds(events, "branches_reconciled")
+
+
+@pytest.mark.parametrize("monitor, enabled", [("{interval: 0.1s}", True), ("{interval: 0.1s, watchdog: false}", False)])
+def test_the_stall_watchdog_runs_unless_the_scenario_turns_it_off(fake, monkeypatch, monitor, enabled):
+    import testbed.scenario.engine as engine
+
+    made = []
+
+    class Recording(engine.StallWatchdog):
+        def __init__(self, net, **kw):
+            super().__init__(net, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(engine, "StallWatchdog", Recording)
+    result, net, _ = fake("steps:\n  - pause: {node: b-v1, for: 0.3s}\n", monitor=monitor)
+    assert result.passed, [a.detail for a in result.assertions] + [result.error]
+    (dog,) = made
+    assert dog.enabled is enabled and dog._stop.is_set()  # stopped with the run
+    assert dog.paused() is False  # the pause fault was healed by the end
