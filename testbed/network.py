@@ -14,7 +14,7 @@ import shutil
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -474,7 +474,11 @@ class Network:
             return check_agreement(first)
         common = min(heads)
         heights = list(range(0, common + 1)) if full else [common]
-        return check_agreement(self.snapshots(heights, only=only))
+        snaps = self.snapshots(heights, only=only)
+        now = [s.head_number for s in snaps if s.reachable and s.head_number is not None]
+        if now and min(now) < common:  # a Clique reorg to a shorter, heavier branch meanwhile: judge up to the new common head
+            snaps = [replace(s, hashes={h: v for h, v in s.hashes.items() if h <= min(now)}) for s in snaps]
+        return check_agreement(snaps)
 
     def status(self) -> NetworkStatus:
         pids = {n.name: self.state.read_pid(n.name) for n in self.nodes}

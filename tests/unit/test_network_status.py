@@ -41,3 +41,19 @@ def test_the_table_shows_each_nodes_head_age_and_says_when_the_chain_stopped(cap
     text = capsys.readouterr().out
     assert "20s" in text and "23s" in text
     assert "has not grown for 20s" in text and "testbed watch" in text
+
+
+def test_agreement_over_every_height_when_a_head_drops_between_the_two_looks():
+    """Clique may reorg a node to a shorter, heavier branch between the look at the heads and the
+    read of every height: the verdict covers every height up to the new common head, no more."""
+    from testbed.network import Network
+
+    def snap(node, head, upto):
+        return NodeSnapshot(node, True, head_number=head, head_hash=f"0x{head}",
+                            hashes={h: f"0x{h}" for h in range(upto + 1)})
+
+    looks = iter([[snap("a", 6, 6), snap("b", 7, 7)],  # heads: common 6
+                  [snap("a", 5, 5), snap("b", 7, 6)]])  # a reorged down to 5; b still holds 0..6
+    fake = SimpleNamespace(snapshots=lambda heights=None, only=None: next(looks))
+    result = Network._agreement_once(fake, full=True, only=None)
+    assert result.agreed and result.common_height == 5 and result.heights_checked == 6
