@@ -162,11 +162,13 @@ def test_plugin_consortium_fixture_and_run_scenario_helper(testbed_home, consort
         network: {SCENARIOS / "networks" / "four-orgs.yaml"}
         settle: 1s
         steps:
-          - {{name: frozen, pause: {{node: umbrella-csirt-v1, for: 3s}}}}
+          - {{name: frozen, pause: {{node: umbrella-csirt-v1, for: 6s}}}}
           - wait: {{blocks: 2}}
         assertions:
           - agreement: {{max_reorg_depth: 2}}
-          - liveness: {{min_blocks_per_min: 20, during: frozen}}
+          # the others seal out of turn (up to period + 1.5 s wiggle; longer on a busy CI host): at
+          # least one block in the 6 s, not a rate a 3 s window could miss (CI saw 0 blocks in 3 s once)
+          - liveness: {{min_blocks_per_min: 10, during: frozen}}
     """))
     result = run_scenario(path, network=consortium)
     assert result.passed, [a.detail for a in result.failures()] + [result.error]
