@@ -60,6 +60,12 @@ class AgreementResult:
         return text
 
 
+def stall_limit_s(block_period: float) -> float:
+    """How long a chain may go without a new block before it counts as stalled: max(15 s, 10 periods)
+    (`testbed status` reports it, the stall watchdog acts on it)."""
+    return max(15.0, 10.0 * block_period)
+
+
 def common_height(snapshots: list[NodeSnapshot]) -> int | None:
     heads = [s.head_number for s in snapshots if s.reachable and s.head_number is not None]
     return min(heads) if heads else None

@@ -23,7 +23,7 @@ from testbed.backends import NodeProcess, get_backend
 from testbed.chain.sample import snapshot_all
 from testbed.clients import get_client
 from testbed.clients.base import NodePlan, NodePorts
-from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, choose_branch, rewind_points
+from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, choose_branch, rewind_points, stall_limit_s
 from testbed.errors import ReadinessError, StateError, TestbedError
 from testbed.keys import NetworkKeys, write_secret
 from testbed.spec.network import NetworkSpec
@@ -105,7 +105,7 @@ class NetworkStatus:
     def stalled(self) -> bool:
         """No node has a block younger than max(15 s, 10 periods): the chain does not grow."""
         age = self.head_age_s
-        return age is not None and age > max(15.0, 10.0 * self.block_period)
+        return age is not None and age > stall_limit_s(self.block_period)
 
     def to_json(self) -> dict:
         return {

@@ -20,6 +20,8 @@ import threading
 import time
 from typing import Callable
 
+from testbed.consensus import stall_limit_s
+
 Record = Callable[..., None]
 
 
@@ -28,7 +30,7 @@ class StallWatchdog:
                  enabled: bool = True, paused: Callable[[], bool] = lambda: False, record: Record = lambda *_a, **_k: None,
                  progress: Callable[[str], None] = lambda _: None, clock: Callable[[], float] = time.monotonic) -> None:
         self.net = net
-        self.stall_after = stall_after if stall_after is not None else max(15.0, 10.0 * net.spec.consensus.block_period)
+        self.stall_after = stall_after if stall_after is not None else stall_limit_s(net.spec.consensus.block_period)
         self.interval, self.paused, self.record, self.progress, self.clock = interval, paused, record, progress, clock
         self.interventions: list[dict] = []
         self.enabled = enabled and net.validator_rpc.list_method.startswith("clique")
