@@ -56,20 +56,24 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, marke
         except OSError as exc:
             raise BackendError(f"cannot start node {name}: {exc.strerror}: {argv[0]}") from None
     proc = NodeProcess(name=name, pid=child.pid, marker=marker)
-    _wait_exec(proc, child)
+    _wait_exec(proc, child, prefix or [])
     return proc
 
 
-def _wait_exec(proc: NodeProcess, child: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Return once the new process shows its own command line (or has exited).
+def _wait_exec(proc: NodeProcess, child: subprocess.Popen, prefix: list[str], timeout: float = 10.0) -> None:
+    """Return once the process runs the program itself (no longer the prefix) with the marker in
+    its command line, or has exited.
 
-    Right after exec, /proc/<pid>/cmdline can read empty for a moment on a loaded machine;
-    a liveness check in that moment would take the node for dead.
+    With a prefix (`ip netns exec NS program ...`), the prefix runs first and then execs the
+    program under the same pid; the marker is already in the prefix's command line, and in
+    the moment of that second exec /proc/<pid>/cmdline can read empty on a loaded machine.
+    A liveness check in that moment would take the process for dead, so wait for the program.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
         try:
-            if proc.marker in " ".join(psutil.Process(proc.pid).cmdline()):
+            cmdline = psutil.Process(proc.pid).cmdline()
+            if cmdline and cmdline[:len(prefix)] != prefix and proc.marker in " ".join(cmdline):
                 return
         except psutil.Error:
             pass

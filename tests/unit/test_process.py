@@ -1,0 +1,40 @@
+"""Child processes started behind a prefix (`ip netns exec NS ...`): spawn returns once the real
+program runs, so the first liveness check cannot land in the prefix's exec."""
+
+from __future__ import annotations
+
+import sys
+
+import psutil
+import pytest
+
+from testbed.backends import process
+
+# A prefix that, like `ip netns exec`, carries the program's argv (marker included) and execs it late.
+SLOW_PREFIX = ["sh", "-c", 'sleep 0.5; exec "$@"', "sh"]
+
+
+@pytest.fixture
+def spawned(tmp_path):
+    procs = []
+    yield procs, tmp_path
+    for proc in procs:
+        process.kill(proc)
+        process.wait_exited(proc)
+
+
+def test_spawn_behind_a_prefix_returns_once_the_program_itself_runs(spawned):
+    procs, tmp_path = spawned
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "--tag", "test-prefixed"]
+    proc = process.spawn("prefixed", argv, {}, tmp_path / "p.log", "--tag test-prefixed", prefix=SLOW_PREFIX)
+    procs.append(proc)
+    assert psutil.Process(proc.pid).cmdline()[0] == sys.executable
+    assert process.is_alive(proc)
+
+
+def test_spawn_whose_prefix_cannot_exec_the_program_returns_a_dead_process(spawned):
+    _procs, tmp_path = spawned
+    argv = [str(tmp_path / "no-such-program"), "--tag", "test-missing"]
+    proc = process.spawn("missing", argv, {}, tmp_path / "m.log", "--tag test-missing", prefix=SLOW_PREFIX)
+    assert not process.is_alive(proc)
+    assert "no-such-program" in (tmp_path / "m.log").read_text()
