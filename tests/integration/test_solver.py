@@ -25,6 +25,7 @@ from testbed.cti import TaskState
 from testbed.cti.deploy import connect
 from testbed.cti.tx import contract_tx
 from testbed.network import Network
+from testbed.watchdog import StallWatchdog
 from tests.integration.conftest import NETWORKS, assert_no_process, node_pids, spec_with
 
 pytestmark = pytest.mark.integration
@@ -172,6 +173,9 @@ def test_a_solver_whose_node_crashes_goes_on_through_its_orgs_other_node(net):
     consumer = consumer_for(net, "initech-isac")
     solver_pid = manage.running(net, org).pid
     crashed = manage.node_of(net, org).name
+    # Three signers of four is Clique's minimum: equal-difficulty branches can deadlock it (go-ethereum
+    # #18402; CI once saw the buy below wait 120 s). The watchdog an operator runs rewinds such a stall.
+    watchdog = StallWatchdog(net, progress=print).start()
     net.kill_node(crashed)
     try:
         task = consumer.request(token)
@@ -183,5 +187,6 @@ def test_a_solver_whose_node_crashes_goes_on_through_its_orgs_other_node(net):
         log = manage.log_file(net, org).read_text()
         assert f"node {first} unreachable" in log and f"using {others[0]}" in log
     finally:
+        print("watchdog interventions:", watchdog.stop())
         net.start_node(crashed)
         net.wait_ready(new_blocks=1, only=net.running_nodes())
