@@ -383,7 +383,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
                                    out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
                                    views=ctx.views, emit=bus.emit).start()
-        watchdog = StallWatchdog(ctx.net, enabled=scenario.spec.monitor.watchdog, paused=lambda: bool(ctx.ledger.active),
+        watchdog = StallWatchdog(ctx.net, enabled=scenario.spec.monitor.watchdog, paused=ctx.ledger.splits_network,
                                  record=bus.emit, progress=progress).start()
         ctx.t0 = bus.t0 = time.time()  # event times count from the scenario's start
         ctx.deadline = ctx.t0 + scenario.spec.timeout

@@ -48,6 +48,10 @@ class FaultLedger:
         with self._lock:
             return [f for f in self.active.values() if f.kind == kind and (target is None or f.target == target)]
 
+    def splits_network(self) -> bool:
+        """A partition is active: branches are meant to differ and stall, nothing to rewind."""
+        return bool(self._find("partition"))
+
     # ---- injections -------------------------------------------------------------------------
     def crash(self, node: str) -> Fault:
         self.net.kill_node(node)

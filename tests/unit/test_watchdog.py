@@ -1,7 +1,7 @@
 """The Clique stall watchdog against a scripted network and a hand-driven clock.
 
 It must rewind only the real deadlock (no head moved for `stall_after`, every running node
-answering, heads on different branches), once per stall, never during a scenario's fault,
+answering, heads on different branches), once per stall, never during a scenario's partition,
 never on a healthy, a merely slow or a final-block (QBFT) chain; what it did is recorded.
 """
 
@@ -15,6 +15,7 @@ import pytest
 
 from testbed.consensus import NodeSnapshot
 from testbed.errors import StateError
+from testbed.scenario.faults import FaultLedger
 from testbed.watchdog import StallWatchdog
 
 
@@ -103,6 +104,24 @@ def test_nothing_is_done_while_a_fault_is_active_and_the_count_restarts_after_it
     clock.now += 10
     assert dog.check() is None  # 10 s since the fault ended: not yet
     clock.now += 6
+    assert dog.check() is not None and net.reconciled == 1
+
+
+def test_a_scenario_waits_out_a_partition_but_rewinds_a_stall_while_a_signer_is_crashed():
+    net, clock = ScriptedNet(), Clock()
+    net.kill_node = lambda node: net.heads.pop(node)
+    net.backend = SimpleNamespace(partition=lambda groups: None)
+    ledger = FaultLedger(net, emit=lambda *_a, **_k: None)
+    dog, _ = watch(net, clock, paused=ledger.splits_network)
+    ledger.partition([["a-v1", "b-v1"], ["c-v1", "d-v1"]])
+    dog.check()
+    clock.now += 60
+    assert ledger.splits_network() and dog.check() is None and net.reconciled == 0
+    ledger.active.clear()
+    ledger.crash("d-v1")  # three signers of four left, deadlocked on two branches: the case to act on
+    assert not ledger.splits_network()
+    dog.check()
+    clock.now += 16
     assert dog.check() is not None and net.reconciled == 1
 
 
