@@ -135,7 +135,7 @@ def test_pause_and_resume_through_ansible(lab):
 
 
 def test_killed_validator_chain_continues_and_restart_catches_up(lab):
-    conformance.check_killed_validator_chain_continues_and_restart_catches_up(lab["network"], grow_timeout=40,
+    conformance.check_killed_validator_chain_continues_and_restart_catches_up(lab["network"], grow_timeout=60,
                                                                               ready_timeout=90)
 
 

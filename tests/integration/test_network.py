@@ -21,7 +21,7 @@ def test_all_nodes_agree_on_every_height(four_orgs):
 
 
 def test_killed_validator_chain_continues_and_restart_catches_up(four_orgs):
-    conformance.check_killed_validator_chain_continues_and_restart_catches_up(four_orgs, grow_timeout=30, ready_timeout=60)
+    conformance.check_killed_validator_chain_continues_and_restart_catches_up(four_orgs, grow_timeout=60, ready_timeout=60)
 
 
 def test_down_leaves_no_node_process(four_orgs):

@@ -138,10 +138,11 @@ def test_cli_run_exit_code_and_junit(testbed_home, tmp_path):
         network: {SCENARIOS / "networks" / "four-orgs.yaml"}
         settle: 1s
         steps:
-          - {{name: quiet, wait: 4s}}
+          - {{name: quiet, wait: 6s}}
           - pause: {{node: umbrella-csirt-v1, for: 3s}}
         assertions:
-          - liveness: {{min_blocks_per_min: 30, during: quiet}}
+          # 1 s blocks: about 6 in the window; 2 is enough to show it lives (a busy CI host is slower)
+          - liveness: {{min_blocks_per_min: 20, during: quiet}}
           - agreement: {{max_reorg_depth: 2}}
     """))
     junit = tmp_path / "junit.xml"
