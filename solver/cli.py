@@ -59,7 +59,7 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
     """Run one organization's Solver until SIGTERM."""
     from solver.daemon import Solver, SolverConfig
     from solver.intel import open_store
-    from solver.manage import depth_for, endpoint_port, intel_dir, node_of, role_accounts, rpc_urls_of, solver_dir
+    from solver.manage import depth_for, endpoint_port, intel_dir, node_of, role_accounts, solver_dir
     from testbed.contracts import deployment_of
     from testbed.cti.deploy import connect
 
@@ -73,7 +73,7 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
     config = SolverConfig(workdir=workdir, intel=open_store(intel or intel_dir(net, org)), org_name=org,
                           host=node.host, port=endpoint_port(net, org), depth=depth_for(net, depth),
                           records_dir=records, crash_after=_parse_crash(crash_after))
-    solver = Solver(connect(rpc_urls_of(net, org)), deployment_of(net), role_accounts(net, org).solver.private_key, config)
+    solver = Solver(connect(net.org_rpc_urls(org)), deployment_of(net), role_accounts(net, org).solver.private_key, config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -87,12 +87,12 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
 
 def _consumer(network: str, org: str, home: Optional[Path], records: Optional[Path] = None):
     from solver.consumer import Consumer
-    from solver.manage import consumer_dir, role_accounts, rpc_urls_of
+    from solver.manage import consumer_dir, role_accounts
     from testbed.contracts import deployment_of
     from testbed.cti.deploy import connect
 
     net = _load(network, home)
-    return Consumer(connect(rpc_urls_of(net, org)), deployment_of(net), role_accounts(net, org).consumer.private_key,
+    return Consumer(connect(net.org_rpc_urls(org)), deployment_of(net), role_accounts(net, org).consumer.private_key,
                     consumer_dir(net, org), records_dir=records)
 
 

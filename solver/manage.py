@@ -74,13 +74,6 @@ def node_of(net, org: str):
     return next((n for n in nodes if net.process(n.name)), nodes[0])
 
 
-def rpc_urls_of(net, org: str) -> list[str]:
-    """The org's nodes' RPC URLs, `node_of`'s first: its Solver and consumer fail over among them
-    (never to another org's node: reads stay on nodes the org runs)."""
-    first = node_of(net, org)
-    return [first.rpc_url] + [n.rpc_url for n in net.nodes if n.org == org and n.name != first.name]
-
-
 def depth_for(net, configured: int | None = None) -> int:
     """Confirmation depth: 0 on QBFT/IBFT (immediate finality), else `configured` (default 1)."""
     if net.spec.consensus.engine in ("qbft", "ibft", "ibft2"):

@@ -314,6 +314,14 @@ class Network:
             raise StateError(f"{org!r} has no node in {self.name!r}; organizations: {', '.join(self.organizations)}")
         return node
 
+    def org_rpc_urls(self, org: str) -> list[str]:
+        """The organization's nodes' RPC URLs, running ones first (spec order within each): a
+        client of the org fails over along this list, never to another org's node."""
+        nodes = [n for n in self.nodes if n.org == org]
+        if not nodes:
+            raise StateError(f"{org!r} has no node in {self.name!r}; organizations: {', '.join(self.organizations)}")
+        return [n.rpc_url for n in sorted(nodes, key=lambda n: self.process(n.name) is None)]
+
     def running_nodes(self) -> list[str]:
         return [n.name for n in self.nodes if self.process(n.name)]
 

@@ -1,6 +1,7 @@
 """CTI steps of a scenario through the typed CtiClient: publish, buy, request, await delivery, feedback.
 
-Each organization acts with its first funded account through its own first node. The
+Each organization acts with its first funded account through its own nodes (a running one
+first; if that node stops answering, the next of the org's nodes, never another org's). The
 publisher lists every account of its organization as a solver of the CTI, so whichever
 account the organization's Solver uses may deliver. Delivery itself is the Solver's job
 (testbed.scenario.solvers); this module only waits for the task to be Finished on-chain.
@@ -38,9 +39,8 @@ class CtiActions:
 
         with self._lock:
             if org not in self._clients:
-                node = self.net.first_node(org)
                 key = self.net.keys.accounts[org][0].private_key
-                self._clients[org] = CtiClient(connect(node.rpc_url), self.deployment, key, timeout=90)
+                self._clients[org] = CtiClient(connect(self.net.org_rpc_urls(org)), self.deployment, key, timeout=90)
             return self._clients[org]
 
     def client_with(self, org: str, cti: str):

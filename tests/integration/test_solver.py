@@ -167,7 +167,7 @@ def test_a_solver_whose_node_crashes_goes_on_through_its_orgs_other_node(net):
     the validator SIGKILLed, a request for the org's CTI is still accepted and finished by the
     same Solver process, through the member node, never through another org's node."""
     org = FAILOVER_ORG
-    first, *others = manage.rpc_urls_of(net, org)
+    first, *others = net.org_rpc_urls(org)
     assert others and first == manage.node_of(net, org).rpc_url
     token = seed_network(net, org, 1, progress=print)[0].token_id
     consumer = consumer_for(net, "initech-isac")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from testbed.consensus import NodeSnapshot, check_agreement
 from testbed.network import NetworkStatus, NodeStatus
 
@@ -57,3 +59,22 @@ def test_agreement_over_every_height_when_a_head_drops_between_the_two_looks():
     fake = SimpleNamespace(snapshots=lambda heights=None, only=None: next(looks))
     result = Network._agreement_once(fake, full=True, only=None)
     assert result.agreed and result.common_height == 5 and result.heights_checked == 6
+
+
+def test_an_orgs_rpc_urls_put_its_running_nodes_first_and_never_name_another_org():
+    from testbed.errors import StateError
+    from testbed.network import Network
+
+    def node(name, org):
+        return SimpleNamespace(name=name, org=org, rpc_url=f"http://127.0.0.1/{name}")
+
+    running = {"globex-v1", "globex-m2", "acme-v1"}
+    fake = SimpleNamespace(nodes=[node("acme-v1", "acme"), node("globex-v1", "globex"), node("globex-m1", "globex"),
+                                  node("globex-m2", "globex")], name="net", organizations=["acme", "globex"],
+                           process=lambda name: object() if name in running else None)
+    urls = Network.org_rpc_urls(fake, "globex")
+    assert urls == ["http://127.0.0.1/globex-v1", "http://127.0.0.1/globex-m2", "http://127.0.0.1/globex-m1"]
+    running.discard("globex-v1")
+    assert Network.org_rpc_urls(fake, "globex")[0] == "http://127.0.0.1/globex-m2"
+    with pytest.raises(StateError, match="'initech' has no node in 'net'; organizations: acme, globex"):
+        Network.org_rpc_urls(fake, "initech")
