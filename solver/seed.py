@@ -90,22 +90,19 @@ def seed_network(net, org: str, count: int = 3, *, seed: int | None = None, pric
                  supply: int = 1000, progress=lambda _: None) -> list[Published]:
     """Sample events for `org` in its intelligence store, published by its publisher account with
     its solver account(s) authorized. Returns the listings."""
-    from solver.manage import intel_dir, node_of, role_accounts
-    from testbed.chain.wait import wait_for_block
+    from solver.manage import intel_dir, role_accounts
+    from testbed.chain.wait import wait_for_block_on_nodes
     from testbed.contracts import deployment_of
     from testbed.cti import CtiClient
     from testbed.cti.deploy import connect
 
     accounts = role_accounts(net, org)
-    cti = CtiClient(connect(node_of(net, org).rpc_url), deployment_of(net), accounts.publisher.private_key)
+    cti = CtiClient(connect(net.org_rpc_urls(org)), deployment_of(net), accounts.publisher.private_key)
     rng = random.Random(seed if seed is not None else f"{net.name}:{org}:{cti.listing_count()}")
     events = [sample_event(rng, org, i) for i in range(count)]
     published = publish_events(cti, DirectoryStore(intel_dir(net, org)), events, solvers=[accounts.solver.address],
                                price_wei=price_wei, supply=supply)
     # listed for the whole consortium: every running node has the block (a buyer's node may lag one)
-    listed_at = cti.w3.eth.block_number
-    for node in net.nodes:
-        if net.process(node.name):
-            wait_for_block(connect(node.rpc_url), listed_at, timeout=60)
+    wait_for_block_on_nodes(net, cti.w3.eth.block_number)
     progress(f"{org}: published {len(published)} CTI (tokens {', '.join(str(p.token_id) for p in published)})")
     return published

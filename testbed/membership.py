@@ -15,7 +15,7 @@ from typing import Callable
 from testbed import validators
 from testbed.chain.rpc import RpcClient
 from testbed.chain.txs import InclusionTracker, send_batch, sign_transfers
-from testbed.chain.wait import wait_for_block
+from testbed.chain.wait import wait_for_block, wait_for_block_on_nodes
 from testbed.errors import ChainError, SpecError, StateError
 from testbed.keys import KeyPair, NetworkKeys
 from testbed.network import Network, check_ports_free, node_names, WEI_PER_ETH
@@ -127,11 +127,9 @@ def _vote_through(net: Network, subject: str, clients: dict, proposed, progress:
             break
         block = client.vote(proposal_id, True).block
         progress(f"{org} voted yes on proposal {proposal_id}")
-    from testbed.cti.deploy import connect
-
-    subject_nodes = [connect(n.rpc_url) for n in net.nodes if n.org == subject and net.process(n.name)]
-    for w3 in [c.w3 for c in clients.values()] + subject_nodes:
-        wait_for_block(w3, block, timeout=60)
+    for client in clients.values():
+        wait_for_block(client.w3, block, timeout=60)
+    wait_for_block_on_nodes(net, block, orgs={subject})
     return proposal_id
 
 

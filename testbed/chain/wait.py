@@ -15,3 +15,23 @@ def wait_for_block(w3, block: int, timeout: float = 30.0, interval: float = 0.2)
         if time.monotonic() > deadline:
             raise ChainError(f"node {w3.provider.endpoint_uri} did not reach block {block} within {timeout:.0f}s")
         time.sleep(interval)
+
+
+def wait_for_block_on_nodes(net, block: int, *, orgs: set[str] | None = None, timeout: float = 60.0,
+                            interval: float = 0.2) -> None:
+    """Return once every running node of the network (of `orgs` only, if given) has block `block`:
+    a write is then readable through whichever node an organization uses. ChainError after `timeout`."""
+    from testbed.chain.rpc import RpcClient
+
+    deadline = time.monotonic() + timeout
+    for node in net.nodes:
+        if (orgs is not None and node.org not in orgs) or not net.process(node.name):
+            continue
+        rpc = RpcClient(node.rpc_url, timeout=5)
+        try:
+            while int(rpc.call("eth_blockNumber"), 16) < block:
+                if time.monotonic() > deadline:
+                    raise ChainError(f"node {node.name} did not reach block {block} within {timeout:.0f}s")
+                time.sleep(interval)
+        finally:
+            rpc.close()

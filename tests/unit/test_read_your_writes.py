@@ -5,8 +5,9 @@ a block behind the vote that admitted it. Both were real failures (the newcomer'
 
 from __future__ import annotations
 
-import importlib
 from types import SimpleNamespace
+
+import pytest
 
 from testbed import membership
 from testbed.cti.model import Sent
@@ -61,19 +62,44 @@ class Voter:
 
 
 def test_admission_waits_until_the_newcomers_node_has_the_deciding_vote(monkeypatch):
-    waited = []
+    waited, on_nodes = [], []
     monkeypatch.setattr(membership, "wait_for_block", lambda w3, block, timeout=30: waited.append((w3, block)))
-    newcomer_node = object()
-    monkeypatch.setattr(importlib.import_module("testbed.cti.deploy"), "connect",
-                        lambda url: newcomer_node if url == "http://hooli" else None)
-    net = SimpleNamespace(
-        nodes=[SimpleNamespace(org="acme", name="acme-v1", rpc_url="http://acme"),
-               SimpleNamespace(org="hooli", name="hooli-v1", rpc_url="http://hooli"),
-               SimpleNamespace(org="hooli", name="hooli-m1", rpc_url="http://hooli-stopped")],
-        process=lambda name: name != "hooli-m1")  # a stopped node is not waited for
+    monkeypatch.setattr(membership, "wait_for_block_on_nodes",
+                        lambda net, block, orgs=None, timeout=60: on_nodes.append((block, orgs)))
     clients = {"acme": Voter(object(), 20), "globex": Voter(object(), 21)}
     proposed = Sent("0x03", 19, 90000, 0, result=4)
-    assert membership._vote_through(net, "hooli", clients, proposed, progress=lambda m: None) == 4
+    assert membership._vote_through(object(), "hooli", clients, proposed, progress=lambda m: None) == 4
     assert clients["globex"].votes == 1
-    assert (newcomer_node, 21) in waited  # the newcomer's own node, at the block of the deciding vote
-    assert all(block == 21 for w3, block in waited[-3:]) and len(waited) == 4  # + both voters' nodes
+    assert on_nodes == [(21, {"hooli"})]  # the newcomer's own running nodes, at the block of the deciding vote
+    assert [block for _, block in waited[-2:]] == [21, 21] and len(waited) == 3  # + both voters' nodes
+
+
+def test_waiting_for_a_block_on_the_running_nodes_of_some_orgs(monkeypatch):
+    """Each running node (of the orgs asked for) is polled until it has the block; a stopped node
+    or another org's node is never asked; a node that stays behind is named in the error."""
+    from testbed.chain import rpc as rpc_module
+    from testbed.chain.wait import wait_for_block_on_nodes
+    from testbed.errors import ChainError
+
+    heads = {"a-v1": iter([3, 4, 5]), "b-v1": iter([9]), "b-m1": iter([]), "c-v1": iter([])}
+    asked: list[str] = []
+
+    class ScriptedRpc:
+        def __init__(self, url, timeout):
+            self.node = url.rsplit("/", 1)[1]
+
+        def call(self, method):
+            assert method == "eth_blockNumber"
+            asked.append(self.node)
+            return hex(next(heads[self.node], 4))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(rpc_module, "RpcClient", ScriptedRpc)
+    nodes = [SimpleNamespace(name=n, org=n.split("-")[0], rpc_url=f"http://127.0.0.1/{n}") for n in heads]
+    net = SimpleNamespace(nodes=nodes, process=lambda name: name != "b-m1")
+    wait_for_block_on_nodes(net, 5, orgs={"a", "b"}, interval=0)
+    assert asked == ["a-v1", "a-v1", "a-v1", "b-v1"]  # b-m1 stopped, c not asked for
+    with pytest.raises(ChainError, match="node c-v1 did not reach block 5 within 0s"):
+        wait_for_block_on_nodes(net, 5, orgs={"c"}, timeout=0.05, interval=0.01)
