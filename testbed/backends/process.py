@@ -73,7 +73,7 @@ def _wait_exec(proc: NodeProcess, child: subprocess.Popen, prefix: list[str], ti
     while time.monotonic() < deadline and child.poll() is None:
         try:
             cmdline = psutil.Process(proc.pid).cmdline()
-            if cmdline and cmdline[:len(prefix)] != prefix and proc.marker in " ".join(cmdline):
+            if cmdline and (not prefix or cmdline[:len(prefix)] != prefix) and proc.marker in " ".join(cmdline):
                 return
         except psutil.Error:
             pass

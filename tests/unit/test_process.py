@@ -38,3 +38,15 @@ def test_spawn_whose_prefix_cannot_exec_the_program_returns_a_dead_process(spawn
     proc = process.spawn("missing", argv, {}, tmp_path / "m.log", "--tag test-missing", prefix=SLOW_PREFIX)
     assert not process.is_alive(proc)
     assert "no-such-program" in (tmp_path / "m.log").read_text()
+
+
+def test_spawn_without_a_prefix_returns_at_the_first_look(spawned, monkeypatch):
+    """Popen returns after the exec: the first look sees the program, nothing to wait for (a wrong
+    test of the prefix once made every local node's start wait out the 10 s limit)."""
+    procs, tmp_path = spawned
+    naps = []
+    monkeypatch.setattr(process.time, "sleep", naps.append)
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "--tag", "test-plain"]
+    proc = process.spawn("plain", argv, {}, tmp_path / "n.log", "--tag test-plain")
+    procs.append(proc)
+    assert naps == [] and process.is_alive(proc)
