@@ -165,25 +165,35 @@ class ScenarioRun:
         if isinstance(body, float):
             time.sleep(body)
             return
+        heads, silent = self._live_heads()
+        target = max(heads.values()) + body.blocks
+        limit = time.monotonic() + body.timeout
+        while silent or min(heads.values()) < target:  # every live node has them (a restarted one caught up)
+            if time.monotonic() > limit:
+                low = min(heads, key=heads.get)
+                behind = f"{silent[0]} does not answer" if silent else f"{low} is at {heads[low]}"
+                raise StepFailed(f"waited {body.timeout:.0f}s for {body.blocks} blocks on every live node: {behind}, "
+                                 f"the highest at {max(heads.values())}, needed {target}")
+            time.sleep(0.3)
+            heads, silent = self._live_heads()
+
+    def _live_heads(self) -> tuple[dict[str, int], list[str]]:
+        """Head number of every live node that answers, and the live nodes that do not;
+        StepFailed if none answers."""
         from testbed.chain.rpc import RpcClient
 
-        def head() -> int:
-            for name in self.alive():
-                rpc = RpcClient(self.net.node(name).rpc_url, timeout=3)
-                try:
-                    return int(rpc.call("eth_blockNumber"), 16)
-                except TestbedError:
-                    continue
-                finally:
-                    rpc.close()
+        heads, silent = {}, []
+        for name in self.alive():
+            rpc = RpcClient(self.net.node(name).rpc_url, timeout=3)
+            try:
+                heads[name] = int(rpc.call("eth_blockNumber"), 16)
+            except TestbedError:
+                silent.append(name)
+            finally:
+                rpc.close()
+        if not heads:
             raise StepFailed("no live node answers")
-
-        target = head() + body.blocks
-        limit = time.monotonic() + body.timeout
-        while (now := head()) < target:
-            if time.monotonic() > limit:
-                raise StepFailed(f"waited {body.timeout:.0f}s for {body.blocks} blocks; the chain is at {now}, needed {target}")
-            time.sleep(0.3)
+        return heads, silent
 
     def _hold(self, fault, hold: float | None) -> float | None:
         """With `for:`, keep the fault that long, then end it; returns when the heal began."""

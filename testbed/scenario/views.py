@@ -62,11 +62,14 @@ class StateViews:
         return out
 
     def decode(self, view: View, raw: str) -> object:
-        """A readable value for the samples (the comparison uses the raw data)."""
-        data = bytes.fromhex(raw.removeprefix("0x")) if isinstance(raw, str) else b""
-        if not data:
-            return None
+        """A readable value for the samples (the comparison uses the raw data). A call a node
+        refused (e.g. a task not yet created at the compared block) stays as it was answered."""
+        if not isinstance(raw, str) or not raw.startswith("0x"):
+            return raw
         try:
+            data = bytes.fromhex(raw[2:])
+            if not data:
+                return None
             if view.kind == "activity":
                 counts = decode(["uint64[15]"], data)[0]
                 return {k.name.lower(): int(counts[k]) for k in Kind if counts[k]}

@@ -7,6 +7,7 @@ Checks that faults are recorded and always healed (also when a step fails), that
 from __future__ import annotations
 
 import json
+import threading
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -148,3 +149,29 @@ def test_the_stall_watchdog_runs_unless_the_scenario_turns_it_off(fake, monkeypa
     (dog,) = made
     assert dog.enabled is enabled and dog._stop.is_set()  # stopped with the run
     assert dog.paused() is False  # the pause fault was healed by the end
+
+
+class HeldChain(list):
+    """A node's chain that does not grow while `held` (a restarted node still catching up)."""
+    held = True
+
+    def append(self, item):
+        if not self.held:
+            super().append(item)
+
+
+def test_waiting_for_blocks_waits_until_every_live_node_has_them(tmp_path):
+    body = "steps:\n  - wait: {blocks: 3, timeout: 0.8s}\n"
+    with growing_nodes("abcd") as fakes:
+        fakes["d-v1"].hashes = HeldChain(fakes["d-v1"].hashes)
+        scenario = scenario_from_text("name: t\nsettle: 0s\nmonitor: {interval: 0.1s}\n" + NETWORK + body,
+                                      "t.yaml", base_dir=tmp_path)
+        result = run_scenario(scenario, network=FakeNet(scenario.network, fakes), runs_dir=tmp_path / "runs")
+        (step,) = [a for a in result.assertions if a.kind == "step"]
+        assert "on every live node: d-v1 is at" in step.detail  # a, b, c grew; d did not
+        threading.Timer(0.3, lambda: setattr(fakes["d-v1"].hashes, "held", False)).start()
+        body = body.replace("0.8s", "20s")
+        scenario = scenario_from_text("name: t\nsettle: 0s\nmonitor: {interval: 0.1s}\n" + NETWORK + body,
+                                      "t.yaml", base_dir=tmp_path)
+        result = run_scenario(scenario, network=FakeNet(scenario.network, fakes), runs_dir=tmp_path / "runs")
+        assert not [a for a in result.assertions if a.kind == "step"], result.assertions
