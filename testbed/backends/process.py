@@ -32,8 +32,18 @@ def _process(proc: NodeProcess) -> psutil.Process | None:
         return None
 
 
+# Children this process started, kept until reaped: a Popen dropped while its child runs makes
+# Python warn "subprocess N is still running" (a node is meant to outlive the call that started it).
+_children: dict[int, subprocess.Popen] = {}
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status of our own child so it does not stay a zombie."""
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _children[pid]
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except (ChildProcessError, OSError):
@@ -55,6 +65,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, marke
                                      stdin=subprocess.DEVNULL, env=full_env, start_new_session=True)
         except OSError as exc:
             raise BackendError(f"cannot start node {name}: {exc.strerror}: {argv[0]}") from None
+    _children[child.pid] = child
     proc = NodeProcess(name=name, pid=child.pid, marker=marker)
     _wait_exec(proc, child, prefix or [])
     return proc
