@@ -26,8 +26,9 @@ class DeliveryFailed(TestbedError):
 
 
 class CtiActions:
-    def __init__(self, net, deployment, emit, views=None) -> None:
+    def __init__(self, net, deployment, emit, views=None, stop: threading.Event | None = None) -> None:
         self.net, self.deployment, self.emit, self.views = net, deployment, emit, views
+        self.stop = stop or threading.Event()  # set: the run is ending early, stop waiting for deliveries
         self.ctis: dict[str, int] = {}  # alias -> token id
         self.published_block: dict[str, int] = {}  # alias -> block of its listing
         self.tasks: dict[str, dict] = {}  # alias -> {id, org, cti, requested_block, ...}
@@ -108,8 +109,8 @@ class CtiActions:
             if waiting and time.monotonic() > deadline:
                 detail = ", ".join(f"{a} (id {self.tasks[a]['id']}) is {states.get(a)}" for a in waiting)
                 raise DeliveryFailed(f"not delivered within {step.timeout:.0f}s: {detail}")
-            if waiting:
-                time.sleep(0.5)
+            if waiting and self.stop.wait(0.5):
+                raise DeliveryFailed("the run was interrupted while waiting for " + ", ".join(waiting))
 
     def feedback(self, step) -> None:
         info = self.tasks[step.task]

@@ -79,6 +79,7 @@ class ScenarioRun:
         self.load_results: list = []
         self.deadline = 0.0
         self.t0 = 0.0
+        self.stopping = threading.Event()  # set when the run ends early (Ctrl-C): branches stop, faults stay for heal_all
         self._lock = threading.Lock()
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -111,13 +112,20 @@ class ScenarioRun:
                 return
             self.run_step(step, f"{where}.{i}")
 
+    def _pause_for(self, seconds: float) -> None:
+        """Sleep, unless the run is stopping (then StepFailed at once)."""
+        if self.stopping.wait(max(0.0, seconds)):
+            raise StepFailed("the run was interrupted")
+
     def run_step(self, step, where: str) -> None:
         if step.at is not None:
             delay = self.t0 + step.at - time.time()
             if delay > 0:
-                time.sleep(delay)
+                self._pause_for(delay)
             elif delay < -1:
                 self.emit("step_late", step=where, at=step.at, late_s=round(-delay, 2))
+        if self.stopping.is_set():
+            raise StepFailed("the run was interrupted")
         if time.time() > self.deadline:
             raise StepFailed(f"scenario timeout ({self.scenario.spec.timeout:.0f}s) reached before {where}")
         label = step.label()
@@ -163,7 +171,7 @@ class ScenarioRun:
 
     def do_wait(self, body, where: str) -> None:
         if isinstance(body, float):
-            time.sleep(body)
+            self._pause_for(body)
             return
         heads, silent = self._live_heads()
         target = max(heads.values()) + body.blocks
@@ -174,7 +182,7 @@ class ScenarioRun:
                 behind = f"{silent[0]} does not answer" if silent else f"{low} is at {heads[low]}"
                 raise StepFailed(f"waited {body.timeout:.0f}s for {body.blocks} blocks on every live node: {behind}, "
                                  f"the highest at {max(heads.values())}, needed {target}")
-            time.sleep(0.3)
+            self._pause_for(0.3)
             heads, silent = self._live_heads()
 
     def _live_heads(self) -> tuple[dict[str, int], list[str]]:
@@ -199,7 +207,8 @@ class ScenarioRun:
         """With `for:`, keep the fault that long, then end it; returns when the heal began."""
         if hold is None:
             return None
-        time.sleep(hold)
+        if self.stopping.wait(hold):
+            return time.time()  # the run is ending: heal_all ends this fault, once
         healing = time.time()
         self.ledger.end(fault)
         if fault.kind == "pause":
@@ -272,7 +281,7 @@ class ScenarioRun:
 
         with self._lock:
             index = len(self.load_results) + 1
-        result = TransferLoad(self.net, body, alive=self.alive, emit=self.emit, index=index).run()
+        result = TransferLoad(self.net, body, alive=self.alive, emit=self.emit, index=index, stop=self.stopping).run()
         with self._lock:
             self.load_results.append(result)
 
@@ -403,6 +412,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         except StepFailed:
             pass  # recorded in step_errors; the remaining steps are skipped, faults heal below
         finally:
+            ctx.stopping.set()  # after the last step, or on Ctrl-C: any branch still running stops, holds end
             problems = ctx.ledger.heal_all(restart_crashed=not own_network or keep)
             ctx.paused.clear()
             for problem in problems:
@@ -434,6 +444,10 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     except TestbedError as exc:
         result.error = str(exc)
         bus.emit("run_error", error=str(exc))
+    except KeyboardInterrupt:
+        result.error = "interrupted (Ctrl-C): faults healed, the run's network torn down unless it was given"
+        bus.emit("run_error", error=result.error)
+        raise
     finally:
         if watchdog is not None:
             watchdog.stop()
@@ -482,7 +496,7 @@ def _deploy(ctx: ScenarioRun, progress: Progress) -> None:
             ctx.emit("solver_start_failed", org="(deploy hook)", error=str(exc))
             deployment = deployment_of(net)
         ctx.emit("contracts_deployed", membership=deployment.address("Membership"))
-    ctx.cti = CtiActions(net, deployment, ctx.emit)
+    ctx.cti = CtiActions(net, deployment, ctx.emit, stop=ctx.stopping)
     ctx.views = StateViews(deployment, ctx.cti.org_ids())
     ctx.cti.views = ctx.views
     if ctx.solvers.available:

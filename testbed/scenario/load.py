@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -66,8 +67,10 @@ class _Sender:
 class TransferLoad:
     """A constant rate of signed transfers for `phase.duration` seconds, then a drain."""
 
-    def __init__(self, net, phase, *, alive: Callable[[], list[str]], emit, index: int = 1, tick: float = 0.2) -> None:
+    def __init__(self, net, phase, *, alive: Callable[[], list[str]], emit, index: int = 1, tick: float = 0.2,
+                 stop: threading.Event | None = None) -> None:
         self.net, self.phase, self.alive, self.emit, self.index, self.tick = net, phase, alive, emit, index, tick
+        self.stop = stop or threading.Event()  # set: send no more, do not drain (the run is ending early)
         self.raw: dict[str, str] = {}
 
     def _url(self, node: str) -> str:
@@ -135,7 +138,7 @@ class TransferLoad:
         cycle = itertools.cycle(senders)
         sent = 0
         try:
-            while (elapsed := time.time() - start) < self.phase.duration:
+            while (elapsed := time.time() - start) < self.phase.duration and not self.stop.is_set():
                 due = int(self.phase.rate * elapsed) + 1 - sent
                 by_node: dict[str, list] = {}
                 for _ in range(max(0, due)):
@@ -216,7 +219,7 @@ class TransferLoad:
     def _drain(self, tracker: InclusionTracker, holder: list[str], result: LoadResult) -> None:
         deadline = time.monotonic() + self.phase.drain
         last_resend = time.monotonic()
-        while tracker.pending and time.monotonic() < deadline:
+        while tracker.pending and time.monotonic() < deadline and not self.stop.is_set():
             self._poll(tracker, holder)
             if tracker.pending and time.monotonic() - last_resend > 5:
                 result.resent += self._rebroadcast(list(tracker.pending))

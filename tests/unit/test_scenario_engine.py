@@ -175,3 +175,26 @@ def test_waiting_for_blocks_waits_until_every_live_node_has_them(tmp_path):
                                       "t.yaml", base_dir=tmp_path)
         result = run_scenario(scenario, network=FakeNet(scenario.network, fakes), runs_dir=tmp_path / "runs")
         assert not [a for a in result.assertions if a.kind == "step"], result.assertions
+
+
+def test_ctrl_c_stops_every_branch_and_a_held_fault_is_healed_once(tmp_path):
+    """Ctrl-C while a branch holds a crash `for: 30s` and another waits: the run heals and ends,
+    the branches stop (no node restarted behind the teardown's back, nothing runs on for 30 s)."""
+    import os
+    import signal
+
+    body = "steps:\n  - parallel:\n      - crash: {node: a-v1, for: 30s}\n      - wait: 30s\n"
+    with growing_nodes("abcd") as fakes:
+        scenario = scenario_from_text("name: t\nsettle: 0s\nmonitor: {interval: 0.1s}\n" + NETWORK + body,
+                                      "t.yaml", base_dir=tmp_path)
+        net = FakeNet(scenario.network, fakes)
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # as Ctrl-C does
+        with pytest.raises(KeyboardInterrupt):
+            run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
+        for thread in [t for t in threading.enumerate() if t.name.startswith("branch-")]:
+            thread.join(timeout=5)
+            assert not thread.is_alive(), "a branch ran on after the run ended"
+        assert net.calls.count(("start", "a-v1")) == 1  # restarted by the heal, not again by the hold
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    status = json.loads((run_dir / "results.json").read_text())
+    assert status["status"] == "error" and status["error"].startswith("interrupted (Ctrl-C)")
