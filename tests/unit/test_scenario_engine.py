@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -188,7 +189,13 @@ def test_ctrl_c_stops_every_branch_and_a_held_fault_is_healed_once(tmp_path):
         scenario = scenario_from_text("name: t\nsettle: 0s\nmonitor: {interval: 0.1s}\n" + NETWORK + body,
                                       "t.yaml", base_dir=tmp_path)
         net = FakeNet(scenario.network, fakes)
-        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # as Ctrl-C does
+        def ctrl_c_once_crashed():
+            while ("kill", "a-v1") not in net.calls:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C does
+
+        threading.Thread(target=ctrl_c_once_crashed, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
         for thread in [t for t in threading.enumerate() if t.name.startswith("branch-")]:
