@@ -108,6 +108,9 @@ class AnsibleRunner:
             inventory=str(inventory), extravars=extravars, limit=limit, ident=ident,
             artifact_dir=str(self.artifact_dir), envvars=envvars, timeout=int(timeout), quiet=True,
             event_handler=on_event, settings={"suppress_ansible_output": True},
+            # without a cancel callback ansible-runner installs its own SIGINT/SIGTERM handlers for good,
+            # and Ctrl-C no longer stops this process (a scenario on an ansible network ran on)
+            cancel_callback=lambda: False,
         )
         result = PlaybookResult(ident=ident, status=runner.status, rc=runner.rc if runner.rc is not None else -1,
                                 artifact_dir=self.artifact_dir / ident, messages=messages, failures=failures)

@@ -50,6 +50,12 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _reap_exited() -> None:
+    """Reap every child that has exited (a node that died by itself, one killed a moment ago)."""
+    for pid in list(_children):
+        _reap(pid)
+
+
 def is_alive(proc: NodeProcess) -> bool:
     return _process(proc) is not None
 
@@ -57,6 +63,7 @@ def is_alive(proc: NodeProcess) -> bool:
 def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, marker: str,
           prefix: list[str] | None = None) -> NodeProcess:
     """Start a long-running process in its own session (it outlives the CLI call that started it)."""
+    _reap_exited()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env}
     with open(log_path, "ab") as log:
@@ -141,6 +148,14 @@ def kill(proc: NodeProcess) -> None:
 
 
 def _wait_gone(proc: NodeProcess, timeout: float = 10.0) -> None:
+    child = _children.get(proc.pid)
+    if child is not None:  # our own child: wait for its exit status, so no zombie stays behind
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"node {proc.name} (pid {proc.pid}) did not exit after SIGKILL") from None
+        _children.pop(proc.pid, None)
+        return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(proc.pid)

@@ -50,3 +50,12 @@ def test_spawn_without_a_prefix_returns_at_the_first_look(spawned, monkeypatch):
     proc = process.spawn("plain", argv, {}, tmp_path / "n.log", "--tag test-plain")
     procs.append(proc)
     assert naps == [] and process.is_alive(proc)
+
+
+def test_a_killed_child_is_reaped_at_once_and_leaves_no_zombie(spawned):
+    _procs, tmp_path = spawned
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "--tag", "test-killed"]
+    proc = process.spawn("killed", argv, {}, tmp_path / "k.log", "--tag test-killed")
+    process.kill(proc)
+    assert not psutil.pid_exists(proc.pid)  # not even a zombie: its exit status was collected
+    assert proc.pid not in [c.pid for c in psutil.Process().children()]

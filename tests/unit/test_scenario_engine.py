@@ -196,8 +196,12 @@ def test_ctrl_c_stops_every_branch_and_a_held_fault_is_healed_once(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C does
 
         threading.Thread(target=ctrl_c_once_crashed, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever ran before
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_scenario(scenario, network=net, runs_dir=tmp_path / "runs")
+        finally:
+            signal.signal(signal.SIGINT, previous)
         for thread in [t for t in threading.enumerate() if t.name.startswith("branch-")]:
             thread.join(timeout=5)
             assert not thread.is_alive(), "a branch ran on after the run ended"
