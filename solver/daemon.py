@@ -305,6 +305,8 @@ class Solver:
             if exc.error == "NoSuchTask":  # not visible at latest yet (or reorged away)
                 return False
             raise
+        if row.token_id != task.token_id or (row.consumer or task.consumer).lower() != task.consumer.lower():
+            return self._adopt_chain_view(row, task)
         if row.consumer is None:
             self.journal.update(row.task_id, consumer=task.consumer)
         mine = task.solver is not None and task.solver.lower() == self.address.lower()
@@ -363,6 +365,19 @@ class Solver:
         except IntelError as exc:
             return f"MISP event unavailable: {exc.message}"
         return None
+
+    def _adopt_chain_view(self, row: TaskRow, task) -> bool:
+        """The task's consumer and token as the chain has them. A differing journal entry came from
+        a TaskChanged log of a block a reorg replaced (the same request got another id there): say
+        so with both values and follow the chain; a ciphertext made for the old view is made anew."""
+        log.error("task %d: journal had consumer %s and token %d, the chain has consumer %s and token %d "
+                  "(the event's block was replaced by a reorg); following the chain",
+                  row.task_id, row.consumer, row.token_id, task.consumer, task.token_id)
+        fields = {"consumer": task.consumer, "token_id": task.token_id}
+        if row.step == J.ENCRYPTED:
+            fields |= {"step": J.ACCEPTED, "ct_hash": None}
+        self.journal.update(row.task_id, **fields)
+        return True
 
     def _is_solver(self, token_id: int) -> bool:
         if token_id not in self._authorized:

@@ -6,9 +6,9 @@ lands in the org's namespace and binds its delivery endpoint to the node's addre
 file (pid + marker, like a node's) and log are in solvers/<org>/ of the state dir; the
 marker is that directory's path, which appears in the command line.
 
-Accounts (of the spec's funded accounts of an org, n of them): the Solver signs with the
-last one, the consumer side with the one before, the publisher with the one before that;
-account 0 stays free for load funding. With fewer than 4 accounts roles share accounts.
+Accounts: each signing purpose of an org has its own account (`testbed.keys.OrgAccounts`):
+the Solver signs with the org's solver account, the consumer side with its consumer account,
+seeding with its publisher account; no other purpose signs with them.
 """
 
 from __future__ import annotations
@@ -34,20 +34,12 @@ def _quiet(_: str) -> None:
     return None
 
 
-@dataclass(frozen=True)
-class RoleAccounts:
-    publisher: object
-    consumer: object
-    solver: object
-
-
-def role_accounts(net, org: str) -> RoleAccounts:
-    pairs = net.keys.accounts.get(org)
-    if not pairs:
+def role_accounts(net, org: str):
+    """The org's accounts by purpose (publisher, consumer, solver, ...)."""
+    if org not in net.keys.accounts:
         raise SolverError(f"network {net.name!r} has no organization {org!r}",
                           hint=f"organizations: {', '.join(net.keys.accounts)}")
-    n = len(pairs)
-    return RoleAccounts(publisher=pairs[max(0, n - 3)], consumer=pairs[max(0, n - 2)], solver=pairs[n - 1])
+    return net.keys.of(org)
 
 
 def solver_orgs(net) -> list[str]:
@@ -75,10 +67,13 @@ def node_of(net, org: str):
 
 
 def depth_for(net, configured: int | None = None) -> int:
-    """Confirmation depth: 0 on QBFT/IBFT (immediate finality), else `configured` (default 1)."""
-    if net.spec.consensus.engine in ("qbft", "ibft", "ibft2"):
+    """Confirmation depth: 0 on engines with immediate finality, else `configured` (default: the engine's)."""
+    from testbed.engines import engine_of
+
+    found = engine_of(net.spec)
+    if found.final:
         return 0
-    return 1 if configured is None else configured
+    return found.confirmations if configured is None else configured
 
 
 def endpoint_port(net, org: str) -> int:

@@ -103,5 +103,49 @@ class NetworkKeys:
                              hint="run 'testbed down' and 'testbed up' to regenerate the network") from None
         return cls(nodes=nodes, accounts=accounts, operator=operator)
 
+    def of(self, org: str) -> "OrgAccounts":
+        """The org's accounts by signing purpose (see OrgAccounts)."""
+        pairs = self.accounts.get(org)
+        if pairs is None:
+            raise StateError(f"no organization {org!r} in this network",
+                             hint=f"organizations: {', '.join(self.accounts) or 'none'}")
+        return OrgAccounts.split(org, pairs)
+
     def funded_addresses(self) -> list[str]:
         return [self.operator.address] + [p.address for pairs in self.accounts.values() for p in pairs]
+
+
+# Every signing purpose of an organization has an account no other purpose signs with, so two
+# senders never race for one account's nonces (a scenario's request and the load funder once
+# shared account 0). The order is the order of the spec's generated accounts; what is left
+# over after the purposes is the org's own load senders (at least one).
+PURPOSES = ("steps", "funder", "publisher", "consumer", "solver")
+MIN_LOAD_ACCOUNTS = 1
+MIN_ACCOUNTS = len(PURPOSES) + MIN_LOAD_ACCOUNTS
+
+
+@dataclass(frozen=True)
+class OrgAccounts:
+    """One organization's accounts by purpose.
+
+    steps: the scenario's CTI steps and the org's votes (publish, buy, request, feedback);
+    funder: funds load accounts; publisher: seeds listings and publishes under CTI load;
+    consumer: the consumer side of delivery (`testbed`/`solver` consumer commands);
+    solver: the org's Solver; load: the plain load driver's senders and CTI-load consumers.
+    """
+
+    steps: KeyPair
+    funder: KeyPair
+    publisher: KeyPair
+    consumer: KeyPair
+    solver: KeyPair
+    load: tuple[KeyPair, ...]
+
+    @classmethod
+    def split(cls, org: str, pairs: list[KeyPair]) -> "OrgAccounts":
+        if len(pairs) < MIN_ACCOUNTS:
+            raise StateError(f"organization {org!r} has {len(pairs)} accounts; each signing purpose "
+                             f"({', '.join(PURPOSES)}) needs its own and load at least {MIN_LOAD_ACCOUNTS}",
+                             hint=f"set accounts: {MIN_ACCOUNTS} or more for it in the network spec and "
+                                  "recreate the network (testbed down --purge; testbed up)")
+        return cls(*pairs[:len(PURPOSES)], load=tuple(pairs[len(PURPOSES):]))

@@ -112,7 +112,7 @@ def _member_clients(net: Network, exclude: str | None = None):
         if org == exclude:
             continue
         node = net.first_node(org)
-        clients[org] = CtiClient(connect(node.rpc_url), deployment, net.keys.accounts[org][0].private_key, timeout=60)
+        clients[org] = CtiClient(connect(node.rpc_url), deployment, net.keys.of(org).steps.private_key, timeout=60)
     return clients
 
 

@@ -96,6 +96,12 @@ def is_nonce_conflict(error: object) -> bool:
     return any(conflict in text for conflict in NONCE_CONFLICTS)
 
 
+def is_already_known(error: object) -> bool:
+    """The node has these very bytes already (geth: "already known"; Besu: "Known transaction")."""
+    text = str(error).lower()
+    return "already known" in text or "known transaction" in text
+
+
 def nonce_of(rpc: RpcClient, address: str) -> int:
     return int(rpc.call("eth_getTransactionCount", address, "pending"), 16)
 

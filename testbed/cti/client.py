@@ -10,11 +10,18 @@
 State-changing calls sign locally, wait for the receipt and return `Sent`; a revert
 raises ContractRevert (a ChainError) whose `error` is the Solidity error name and whose
 message gives the reason in words.
+
+An id a call creates (a token, a task, a proposal) is taken from the receipt only once the
+receipt's block is `confirmations` deep and still canonical, and is then checked against the
+chain's state (a task's consumer and token, a listing's MISP event): on Clique a receipt read
+at the tip can come from a block a reorg replaces, where the same transaction created another
+id. A mismatch that does not settle within the timeout is an IdMismatch naming both values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -24,6 +31,7 @@ from eth_utils.abi import get_abi_output_types
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from testbed.cti.artifacts import CONTRACT_NAMES, load
@@ -31,6 +39,7 @@ from testbed.cti.deploy import Deployment
 from testbed.cti.errors import as_revert
 from testbed.cti.model import Kind, Listing, Org, Role, Sent, Task, TaskState
 from testbed.cti.tx import Signer, contract_tx
+from testbed.errors import ChainError
 
 ZERO = "0x" + "00" * 20
 
@@ -40,11 +49,18 @@ def bind(w3: Web3, deployment: Deployment) -> dict[str, Contract]:
     return {n: w3.eth.contract(address=deployment.address(n), abi=load(n).abi) for n in CONTRACT_NAMES}
 
 
+class IdMismatch(ChainError):
+    """The id a transaction created is not, on the chain, what the transaction asked for."""
+
+
 class CtiClient:
     def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount | str, *,
-                 timeout: float = 120.0, gas_limit: int | None = None) -> None:
+                 timeout: float = 120.0, gas_limit: int | None = None, confirmations: int = 0) -> None:
+        """`confirmations`: blocks on top of a receipt before the id it created is trusted
+        (the engine's, `testbed.engines`; 0 on BFT engines)."""
         self.w3 = w3
         self.deployment = deployment
+        self.confirmations = confirmations
         self.account = account if isinstance(account, LocalAccount) else Account.from_key(account)
         self.signer = Signer(w3, self.account, timeout=timeout, gas_limit=gas_limit)
         self.c = bind(w3, deployment)
@@ -56,18 +72,65 @@ class CtiClient:
     # ---- plumbing ----------------------------------------------------------------------
 
     def _send(self, contract: str, function: str, *args: Any, value: int = 0,
-              created: tuple[str, str, str] | None = None) -> Sent:
+              created: tuple[str, str, str] | None = None,
+              check: Callable[[int], str | None] | None = None) -> Sent:
+        """`created`: (contract, event, argument) carrying the id the call creates; `check(id)`
+        returns None when the chain's record of that id is what this call asked for, else how
+        it differs."""
         operation = f"{contract}.{function}"
         tx = contract_tx(self.c[contract], function, args, value)
         receipt = self.signer.transact(operation, tx)
         result = None
-        if created is not None:  # (contract, event, argument) carrying the new id
-            source, event, arg = created
-            logs = self.c[source].events[event]().process_receipt(receipt, errors=DISCARD)
-            result = int(logs[0]["args"][arg])
+        if created is not None:
+            receipt, result = self._created_id(operation, receipt, created, check)
+        # pre-London chains (GoQuorum) have no effectiveGasPrice in receipts: the tx's gas price
+        price = receipt.get("effectiveGasPrice")
+        if price is None:
+            price = self.w3.eth.get_transaction(receipt["transactionHash"]).get("gasPrice", 0)
         return Sent(tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block=receipt["blockNumber"],
-                    gas_used=receipt["gasUsed"], fee_wei=receipt["gasUsed"] * receipt["effectiveGasPrice"],
-                    result=result)
+                    gas_used=receipt["gasUsed"], fee_wei=receipt["gasUsed"] * price, result=result)
+
+    def _id_in(self, receipt, created: tuple[str, str, str]) -> int | None:
+        source, event, arg = created
+        address = self.c[source].address
+        logs = [entry for entry in receipt["logs"] if entry["address"].lower() == address.lower()]
+        found = self.c[source].events[event]().process_receipt({**receipt, "logs": logs}, errors=DISCARD)
+        return int(found[0]["args"][arg]) if found else None
+
+    def _created_id(self, operation: str, receipt, created: tuple[str, str, str],
+                    check: Callable[[int], str | None] | None):
+        """(receipt, id) once the receipt's block is `confirmations` deep, still canonical, and the
+        id passes `check`; re-read until the signer's timeout, then IdMismatch with both values."""
+        tx_hash = receipt["transactionHash"]
+        deadline = time.monotonic() + self.signer.timeout
+        problem = "not confirmed yet"
+        while True:
+            found = self._confirmed(tx_hash)
+            if found is not None:
+                receipt, result = found[0], self._id_in(found[0], created)
+                if result is None:
+                    problem = f"no {created[1]} event of {created[0]} in the receipt"
+                else:
+                    problem = check(result) if check is not None else None
+                    if problem is None:
+                        return receipt, result
+            if time.monotonic() > deadline:
+                raise IdMismatch(f"{operation}: transaction {_hex(tx_hash)}: {problem}",
+                                 hint="a reorg moved the transaction and the chain did not settle; compare the "
+                                      "nodes with 'testbed status'")
+            time.sleep(0.25)
+
+    def _confirmed(self, tx_hash) -> tuple[Any] | None:
+        """(receipt,) when the node's receipt sits in its canonical block `confirmations` deep."""
+        try:
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:  # moved by a reorg, not yet in the new branch
+            return None
+        if self.w3.eth.block_number < receipt["blockNumber"] + self.confirmations:
+            return None
+        if bytes(self.w3.eth.get_block(receipt["blockNumber"])["hash"]) != bytes(receipt["blockHash"]):
+            return None
+        return (receipt,)
 
     def _call(self, contract: str, function: str, *args: Any) -> Any:
         try:
@@ -98,8 +161,15 @@ class CtiClient:
         """List a CTI and mint `supply` tokens; `result` is the token id. Solvers default to
         this account (it must hold the solver role then)."""
         solvers = [self.address] if solvers is None else list(solvers)
+        def check(token: int) -> str | None:
+            listing = self.listing(token)
+            if listing.misp_uuid == misp_uuid and listing.title == title:
+                return None
+            return (f"listing {token} on the chain is MISP event {listing.misp_uuid} ({listing.title!r}); "
+                    f"this transaction listed {misp_uuid} ({title!r})")
+
         return self._send("CtiMarket", "publish", misp_uuid, title, bytes(content_hash), price_wei, supply,
-                          solvers, created=("CtiMarket", "Listed", "tokenId"))
+                          solvers, created=("CtiMarket", "Listed", "tokenId"), check=check)
 
     def mint(self, token_id: int, amount: int) -> Sent:
         return self._send("CtiMarket", "mint", token_id, amount)
@@ -126,8 +196,15 @@ class CtiClient:
 
     def request(self, token_id: int, encryption_key: bytes) -> Sent:
         """Spend one token to request the data; `result` is the task id."""
+        def check(task_id: int) -> str | None:
+            task = self.task(task_id)
+            if task.consumer.lower() == self.address.lower() and task.token_id == token_id:
+                return None
+            return (f"task {task_id} on the chain has consumer {task.consumer} and token {task.token_id}; "
+                    f"this transaction asked consumer {self.address} and token {token_id}")
+
         return self._send("Tasks", "request", token_id, bytes(encryption_key),
-                          created=("Tasks", "TaskChanged", "taskId"))
+                          created=("Tasks", "TaskChanged", "taskId"), check=check)
 
     def accept(self, task_id: int) -> Sent:
         return self._send("Tasks", "accept", task_id)
@@ -222,6 +299,10 @@ class CtiClient:
 
     def likes(self, token_id: int) -> int:
         return self._call("Feedback", "likes", token_id)
+
+
+def _hex(value) -> str:
+    return value if isinstance(value, str) else "0x" + bytes(value).hex()
 
 
 def _task(task_id: int, t: Sequence[Any]) -> Task:

@@ -18,7 +18,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import TimeExhausted
 
-from testbed.chain.txs import is_nonce_conflict
+from testbed.chain.txs import is_already_known, is_nonce_conflict
 from testbed.cti.errors import as_revert
 from testbed.errors import ChainError
 
@@ -97,15 +97,18 @@ class Signer:
     def send(self, operation: str, tx: dict[str, Any], *, gas: int | None = None) -> str:
         """Sign and send; return the tx hash without waiting.
 
-        An account may have other senders (a load generator funding from it, an operator's
-        wallet): a nonce another sender took first is re-read from the node and the tx signed
-        again, up to NONCE_RETRIES times; any other refusal is raised."""
+        The harness gives every signing purpose accounts of its own, but an operator's wallet
+        may share one: a nonce another sender took first is re-read from the node and the tx
+        signed again, up to NONCE_RETRIES times. "already known" means these very bytes are in
+        the pool (a resend after a lost answer): the tx is sent. Any other refusal is raised."""
         for attempt in range(NONCE_RETRIES + 1):
             raw, tx_hash = self.sign(operation, tx, gas=gas)
             try:
                 self.w3.eth.send_raw_transaction(raw)
                 return tx_hash
             except Exception as exc:
+                if is_already_known(exc):
+                    return tx_hash
                 self._nonce = None  # the node may not have taken it: re-read the nonce next time
                 if attempt == NONCE_RETRIES or not is_nonce_conflict(exc):
                     raise self._error(operation, exc) from exc

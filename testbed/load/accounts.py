@@ -3,7 +3,8 @@
 Genesis funds only the spec's organization accounts. Load needs many more senders (one per
 user, and a user offers at most a few tens of tx/s), so `make_accounts` creates throwaway
 keys in memory (never written to disk; they hold only load money) and `fund_accounts`
-sends each one `amount_wei` from its organization's first genesis account with
+sends each one `amount_wei` from its organization's funder account (no other purpose signs
+with it) with
 client-signed transfers, waiting until every funding transfer is in a block. Each account
 then belongs to its organization and sends to that organization's node.
 """
@@ -81,14 +82,14 @@ def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
 
 def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_WEI,
                   timeout: float = 60, progress: Callable[[str], None] = lambda _: None) -> list[TxRecord]:
-    """Fund every load account (a LoadAccount or an AccountRef) from its organization's first genesis
+    """Fund every load account (a LoadAccount or an AccountRef) from its organization's funder
     account; wait for inclusion."""
     watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
     tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
     records: list[TxRecord] = []
     try:
         for org, group in accounts.items():
-            funder = net.keys.accounts[org][0]
+            funder = net.keys.of(org).funder
             rpc = RpcClient(group[0].rpc_url, timeout=30)
             try:
                 sent = _fund_group(rpc, TransferSigner(funder.private_key, chain_id=net.spec.chain_id), org, group,

@@ -4,12 +4,12 @@ No Locust here (unit-testable without gevent): the users are in cti_users.py.
 
 Accounts. The Membership contract admits accounts only with a whole new organization, by
 vote of the members; an org cannot add accounts to itself. So CTI users sign with the
-spec's own genesis accounts of each org (founding members, every role), one user per
-account, never shared: with `accounts: 4` per org (four-orgs), account 3 is the org's
-Solver (it signs accept/finish itself: never used here), account 1 publishes (the seeded
-listing's publisher), accounts 0 and 2 consume. `--users cti` (consumers only) also
-consumes with account 1. So at most 12 consumer users on four-orgs (8 in the mix, plus 4
-publishers): at 50 tx/s per user that caps the CTI offered rate at 600 tx/s.
+spec's own genesis accounts of each org (founding members), one user per account, never
+shared: the org's load accounts consume (`testbed.keys.OrgAccounts.load`) and, in the mix,
+its publisher account publishes; the steps, funder, consumer and Solver accounts are never
+used here. With `accounts: 8` per org (four-orgs) that is 3 consumers per org, 12 on
+four-orgs (plus 4 publishers in the mix): at 50 tx/s per user the CTI offered rate is
+capped at 600 tx/s.
 
 Pre-signing. Each contract call is ABI-encoded once per (function, arguments) with web3's
 contract encoding, its gas estimated once per function (x GAS_MARGIN), and signed with
@@ -203,7 +203,6 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     """Listings to buy (one per org, its Solver authorized, its MISP event in the org's store),
     gas per function (estimated once), member accounts with their plans and nonces."""
     from solver.crypto import delivery_public_key
-    from solver.manage import role_accounts
     from solver.seed import seed_network
     from testbed.contracts import deployment_of
     from testbed.cti import CtiClient
@@ -221,14 +220,10 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     w3 = connect(node_of[orgs[0]].rpc_url)
     contracts = bind(w3, deployment)
     consumer_mix = users != "cti"  # in the mix account 1 publishes; with consumers only it consumes too
-    roles = {org: role_accounts(net, org) for org in orgs}
+    roles = {org: net.keys.of(org) for org in orgs}
     for org in orgs:
-        pairs = net.keys.accounts[org]
-        solver = roles[org].solver.address.lower()
-        members = [p for p in pairs if p.address.lower() != solver]
-        publisher = roles[org].publisher
-        load.consumers[org] = [p for p in members if not (consumer_mix and p.address == publisher.address)]
-        load.publishers[org] = [publisher] if consumer_mix and publisher.address.lower() != solver else []
+        load.consumers[org] = list(roles[org].load)
+        load.publishers[org] = [roles[org].publisher] if consumer_mix else []
     # gas: estimated once per function, from real state (warm-up buy so a request can be estimated)
     first_org, target_org = orgs[0], orgs[1]
     first = load.consumers[first_org][0]

@@ -1,9 +1,10 @@
 """CTI steps of a scenario through the typed CtiClient: publish, buy, request, await delivery, feedback.
 
-Each organization acts with its first funded account through its own nodes (a running one
-first; if that node stops answering, the next of the org's nodes, never another org's). The
-publisher lists every account of its organization as a solver of the CTI, so whichever
-account the organization's Solver uses may deliver. Delivery itself is the Solver's job
+Each organization acts with its steps account (`testbed.keys.OrgAccounts`: no load, funder
+or Solver signs with it) through its own nodes (a running one first; if that node stops
+answering, the next of the org's nodes, never another org's). The publisher lists its
+organization's Solver account as the CTI's solver. Ids (tokens, tasks) are taken from
+receipts only once confirmed for the engine and checked against the chain (CtiClient). Delivery itself is the Solver's job
 (testbed.scenario.solvers); this module only waits for the task to be Finished on-chain.
 """
 
@@ -37,11 +38,13 @@ class CtiActions:
 
     def client(self, org: str):
         from testbed.cti import CtiClient, connect
+        from testbed.engines import engine_of
 
         with self._lock:
             if org not in self._clients:
-                key = self.net.keys.accounts[org][0].private_key
-                self._clients[org] = CtiClient(connect(self.net.org_rpc_urls(org)), self.deployment, key, timeout=90)
+                key = self.net.keys.of(org).steps.private_key
+                self._clients[org] = CtiClient(connect(self.net.org_rpc_urls(org)), self.deployment, key, timeout=90,
+                                               confirmations=engine_of(self.net.spec).confirmations)
             return self._clients[org]
 
     def client_with(self, org: str, cti: str):
@@ -62,7 +65,7 @@ class CtiActions:
     def publish(self, step) -> None:
         from testbed.scenario.solvers import intel_for
 
-        accounts = [p.address for p in self.net.keys.accounts[step.org]]
+        accounts = [self.net.keys.of(step.org).solver.address]
         intel = intel_for(self.net, step.org, f"{step.title} ({step.alias})")
         misp_uuid, content = intel or (str(uuid.uuid4()), hashlib.sha256(f"{step.alias}:{step.title}".encode()).digest())
         sent = self.client(step.org).publish(misp_uuid, step.title, content, step.price_wei, step.supply,
@@ -76,7 +79,7 @@ class CtiActions:
         self.emit("cti_bought", org=step.org, cti=step.cti, amount=step.amount, block=sent.block, tx=sent.tx_hash)
 
     def request(self, step) -> None:
-        key = self.net.keys.accounts[step.org][0].private_key
+        key = self.net.keys.of(step.org).steps.private_key
         public = Account.from_key(key)._key_obj.public_key.to_bytes()  # 64 bytes: the Solver encrypts to it
         sent = self.client_with(step.org, step.cti).request(self.ctis[step.cti], public)
         self.tasks[step.alias] = {"id": sent.result, "org": step.org, "cti": step.cti, "requested_block": sent.block,

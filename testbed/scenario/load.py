@@ -93,7 +93,7 @@ class TransferLoad:
                 raise ChainError("no live node to send load through")
             rpc = RpcClient(urls[0], timeout=10)
             try:
-                for pair in self.net.keys.accounts[org]:
+                for pair in self.net.keys.of(org).load:
                     signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id)
                     senders.append(_Sender(org, node, self._url(node), signer, nonce_of(rpc, signer.address), to))
             finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from testbed.keys import MIN_ACCOUNTS, MIN_LOAD_ACCOUNTS, PURPOSES
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ClientName = Literal["geth", "goquorum", "besu"]
@@ -21,6 +22,14 @@ ENGINES_BY_CLIENT: dict[str, tuple[str, ...]] = {
 }
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,23}$"
+
+
+def check_account_count(n: int) -> int:
+    """An org's `accounts`: each signing purpose needs its own (no two senders share nonces)."""
+    if n < MIN_ACCOUNTS:
+        raise ValueError(f"{n} accounts are too few: each signing purpose ({', '.join(PURPOSES)}) needs an account "
+                         f"of its own and load at least {MIN_LOAD_ACCOUNTS}; set accounts: {MIN_ACCOUNTS} or more")
+    return n
 
 
 class Strict(BaseModel):
@@ -40,7 +49,13 @@ class Organization(Strict):
     validators: int = Field(1, ge=0, le=8, description="Validator (sealing) nodes of this organization.")
     members: int = Field(0, ge=0, le=8, description="Non-validating member nodes.")
     solver: bool = Field(True, description="Whether this organization runs a Solver.")
-    accounts: int = Field(4, ge=1, le=1000, description="Funded accounts generated for this organization.")
+    accounts: int = Field(8, le=1000, description="Funded accounts generated for this organization: one per signing "
+                          f"purpose ({', '.join(PURPOSES)}), the rest send load; at least {MIN_ACCOUNTS}.")
+
+    @field_validator("accounts")
+    @classmethod
+    def _enough_accounts(cls, n: int) -> int:
+        return check_account_count(n)
 
     @property
     def node_count(self) -> int:

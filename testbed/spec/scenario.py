@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from testbed.spec.network import NAME_PATTERN, NetworkSpec
+from testbed.spec.network import NAME_PATTERN, NetworkSpec, check_account_count
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -99,7 +99,13 @@ class Join(Strict):
     org: Name = Field(description="The newcomer; a new name (not a founding or a departed organization).")
     validators: int = Field(1, ge=0, le=8, description="Validator nodes of the newcomer.")
     members: int = Field(0, ge=0, le=8, description="Non-validating member nodes of the newcomer.")
-    accounts: int = Field(4, ge=1, le=1000, description="Accounts generated and funded for the newcomer.")
+    accounts: int = Field(8, le=1000, description="Accounts generated and funded for the newcomer (at least one per "
+                          "signing purpose plus one for load; see the network spec).")
+
+    @field_validator("accounts")
+    @classmethod
+    def _enough_accounts(cls, n: int) -> int:
+        return check_account_count(n)
     solver: bool = Field(False, description="Start the newcomer's Solver after it joined (delivers CTIs it publishes).")
     timeout: Duration = Field(120.0, gt=0, description="Per wait (node ready, each validator vote).")
 

@@ -19,7 +19,7 @@ from tests.unit.test_scenario_spec import HEADER, SCENARIOS, error_of, parse
 def test_join_defaults_and_leave():
     step = Step.model_validate({"join": {"org": "newco-csirt"}})
     assert step.action == "join" and step.body == Join(org="newco-csirt")
-    assert (step.join.validators, step.join.members, step.join.accounts, step.join.solver) == (1, 0, 4, False)
+    assert (step.join.validators, step.join.members, step.join.accounts, step.join.solver) == (1, 0, 8, False)
     assert Step.model_validate({"leave": {"org": "newco-csirt", "timeout": "30s"}}).leave == Leave(org="newco-csirt", timeout=30)
 
 
@@ -126,7 +126,7 @@ def test_engine_switches_to_the_joined_and_the_remaining_network(nodes, tmp_path
     monkeypatch.setattr(membership, "leave", leave)
     result = run_scenario(scenario, network=founders, runs_dir=tmp_path / "runs")
     assert result.status == "passed", result.error or result.failures()
-    assert calls == [("join", founders, "e", 1, 4), ("leave", grown, "b")]
+    assert calls == [("join", founders, "e", 1, 8), ("leave", grown, "b")]
     assert grown.calls[:2] == [("kill", "e-v1"), ("start", "e-v1")]  # the fault went to the joined network
     events = [json.loads(x) for x in (result.run_dir / "events.jsonl").read_text().splitlines()]
     assert [e["org"] for e in events if e["event"] in ("org_joined", "org_left")] == ["e", "b"]

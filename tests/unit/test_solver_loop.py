@@ -257,3 +257,19 @@ def test_consumer_key_is_derived_and_stable():
     assert delivery_public_key(key) == delivery_public_key(key)
     assert delivery_public_key(key) != delivery_public_key(key_for("cyber.con"))
     assert len(delivery_public_key(key)) == 65
+
+
+def test_a_journal_entry_from_a_replaced_block_follows_the_chain_and_says_so(rig, caplog):
+    """A TaskChanged log of a block a reorg replaced can name another token (and consumer) for a
+    task id than the canonical chain: the Solver must serve the chain's task and log both values."""
+    token, other = rig.listings[0].token_id, rig.listings[1].token_id
+    task_id = rig.consumer.request(token)
+    rig.solver.journal.ensure(task_id, other, block=None)  # what the replaced block's log said
+    rig.solver.journal.update(task_id, consumer=address_for("cyber.con"))
+    with caplog.at_level("ERROR", logger="solver"):
+        rig.settle()
+    row = rig.solver.journal.get(task_id)
+    assert (row.token_id, row.consumer) == (token, rig.consumer.address)
+    assert row.step == J.FINISHED
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"token {other}" in said and f"token {token}" in said and rig.consumer.address in said
