@@ -3,6 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
+# GoQuorum is built from the source archive in the project's shared files (the Go module proxy
+# refuses it); an operator's own TESTBED_GOQUORUM_SOURCE or TESTBED_GOQUORUM_BIN is left alone.
+GOQUORUM_VENDORED := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))../shared/vendor/goquorum-v24.4.1-src.tar.xz)
+ifeq ($(strip $(TESTBED_GOQUORUM_SOURCE)),)
+ifneq ($(wildcard $(GOQUORUM_VENDORED)),)
+export TESTBED_GOQUORUM_SOURCE := $(GOQUORUM_VENDORED)
+endif
+endif
+
 .PHONY: demo test toolchain clean
 
 $(BIN)/testbed: pyproject.toml

@@ -230,10 +230,20 @@ def schema(kind: str = typer.Argument("network", help="Which schema: network."))
 
 @app.command(name="toolchain")
 def toolchain_cmd(check: bool = typer.Option(False, help="Only report; never build.")) -> None:
-    """Build (once) and report the pinned node clients; cached outside the repo."""
+    """Build (once) and report the pinned node clients; cached outside the repo.
+
+    GoQuorum is built from $TESTBED_GOQUORUM_SOURCE (or taken from $TESTBED_GOQUORUM_BIN) when one is set; without either it is reported and skipped.
+    """
     for name, tool in sorted(toolchain.GO_TOOLS.items()):
         path = toolchain.locate(name) if check else toolchain.ensure(name, log=_progress)
         out.print(f"{name} {tool.version}: {path or '[red]not built[/red]'}")
+    for name, vtool in sorted(toolchain.VENDORED_TOOLS.items()):
+        if check or not toolchain.available(name):
+            path = toolchain.locate(name)
+        else:
+            path = toolchain.ensure(name, log=_progress)
+        note = "" if path or check else f" (set {vtool.source_env} or {vtool.binary_env}; see docs/goquorum.md)"
+        out.print(f"{name} {vtool.version}: {path or '[red]not built[/red]'}{note}")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import Callable
 from testbed import validators
 from testbed.chain.rpc import RpcClient
 from testbed.chain.txs import InclusionTracker, send_batch, sign_transfers
+from testbed.clients import fee_rules
 from testbed.chain.wait import wait_for_block, wait_for_block_on_nodes
 from testbed.errors import ChainError, SpecError, StateError
 from testbed.keys import KeyPair, NetworkKeys
@@ -86,7 +87,8 @@ def fund(net: Network, addresses: list[str], amount_wei: int, progress: Progress
         txs = []
         for i, address in enumerate(addresses):
             txs += sign_transfers(net.keys.operator.private_key, chain_id=net.spec.chain_id, start_nonce=start + i,
-                                  count=1, to=address, org="operator", node=node.name, value=amount_wei)
+                                  count=1, to=address, org="operator", node=node.name, value=amount_wei,
+                                  fees=fee_rules(net.spec))
         tracker = InclusionTracker(rpc, int(rpc.call("eth_blockNumber"), 16) + 1)
         send_batch(rpc, txs)
         records = [t.record for t in txs]

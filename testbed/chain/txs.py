@@ -23,6 +23,25 @@ MAX_FEE_PER_GAS = 10 * 10**9  # a cap, not a price: the sender pays base fee (0 
 TIP_PER_GAS = 10**9
 
 
+@dataclass(frozen=True)
+class FeeRules:
+    """How a chain's transactions pay: EIP-1559 (type 2: a tip and a fee cap) on London chains,
+    else legacy EIP-155 transactions at a fixed gas price (GoQuorum: pre-London, price 0).
+    Each client adapter says which (`ClientAdapter.fee_rules`)."""
+
+    london: bool = True
+    gas_price: int = 0  # legacy only
+
+    def fields(self) -> dict:
+        """The fee fields of a transaction dict for eth-account."""
+        if self.london:
+            return {"type": 2, "maxFeePerGas": MAX_FEE_PER_GAS, "maxPriorityFeePerGas": TIP_PER_GAS}
+        return {"gasPrice": self.gas_price}
+
+
+LONDON = FeeRules()
+
+
 @dataclass
 class TxRecord:
     hash: str
@@ -54,14 +73,12 @@ class SignedTx:
 
 
 def sign_transfers(private_key: str, *, chain_id: int, start_nonce: int, count: int, to: str, org: str, node: str,
-                   value: int = 1) -> list[SignedTx]:
+                   value: int = 1, fees: FeeRules = LONDON) -> list[SignedTx]:
     account = Account.from_key(bytes.fromhex(private_key.removeprefix("0x")))
     signed: list[SignedTx] = []
     for nonce in range(start_nonce, start_nonce + count):
-        tx = {
-            "type": 2, "chainId": chain_id, "nonce": nonce, "to": to, "value": value, "gas": TRANSFER_GAS,
-            "maxFeePerGas": MAX_FEE_PER_GAS, "maxPriorityFeePerGas": TIP_PER_GAS, "data": b"",
-        }
+        tx = {"chainId": chain_id, "nonce": nonce, "to": to, "value": value, "gas": TRANSFER_GAS, "data": b"",
+              **fees.fields()}
         result = account.sign_transaction(tx)
         record = TxRecord(hash="0x" + result.hash.hex().removeprefix("0x"), org=org, node=node, sender=account.address, nonce=nonce)
         signed.append(SignedTx(record=record, raw="0x" + result.raw_transaction.hex().removeprefix("0x")))
@@ -162,15 +179,17 @@ class InclusionTracker:
 
 
 class TransferSigner:
-    """Signs EIP-1559 value transfers for one account about 6x faster than eth-account.
+    """Signs transactions for one account about 6x faster than eth-account: EIP-1559 (type 2)
+    on London chains, legacy EIP-155 at the chain's fixed gas price otherwise (`fees`).
 
-    Same bytes as `Account.sign_transaction` (checked by a unit test): the transaction is
-    RLP-encoded once by hand and signed with coincurve directly, skipping eth-account's
-    dict validation and object layers. Load generation signs thousands per second with it.
+    Same bytes as `Account.sign_transaction` (checked by a unit test for both types): the
+    transaction is RLP-encoded once by hand and signed with coincurve directly, skipping
+    eth-account's dict validation and object layers. Load generation signs thousands per
+    second with it.
     """
 
     def __init__(self, private_key: str, *, chain_id: int, max_fee_per_gas: int = MAX_FEE_PER_GAS,
-                 tip: int = TIP_PER_GAS) -> None:
+                 tip: int = TIP_PER_GAS, fees: FeeRules = LONDON) -> None:
         import coincurve
         import rlp
         from eth_hash.auto import keccak
@@ -181,12 +200,22 @@ class TransferSigner:
         # tip 1 gwei, not 0: peers treat RPC-submitted txs as remote and refuse tips below the
         # miner's gas price, which geth 1.13 "sanitizes" from 0 up to 1 gwei; a tip-0 tx is then
         # only mined by the node it was sent to (one block in four, with 4 signers).
-        self.chain_id, self.max_fee, self.tip = chain_id, max_fee_per_gas, tip
+        self.chain_id, self.max_fee, self.tip, self.fees = chain_id, max_fee_per_gas, tip, fees
 
     def sign(self, nonce: int, to: str, value: int = 1, gas: int = TRANSFER_GAS, data: bytes = b"") -> tuple[str, str]:
         """(tx hash, raw tx), both 0x-hex."""
+        if not self.fees.london:
+            return self._sign_legacy(nonce, to, value, gas, data)
         fields = [self.chain_id, nonce, self.tip, self.max_fee, gas, bytes.fromhex(to.removeprefix("0x")), value, data, []]
         signature = self._key.sign_recoverable(self._keccak(b"\x02" + self._rlp(fields)), hasher=None)
         raw = b"\x02" + self._rlp(fields + [signature[64], int.from_bytes(signature[:32], "big"),
                                             int.from_bytes(signature[32:64], "big")])
+        return "0x" + self._keccak(raw).hex(), "0x" + raw.hex()
+
+    def _sign_legacy(self, nonce: int, to: str, value: int, gas: int, data: bytes) -> tuple[str, str]:
+        """EIP-155: sign rlp([nonce, gasPrice, gas, to, value, data, chainId, 0, 0]); v = recid + 2*chainId + 35."""
+        fields = [nonce, self.fees.gas_price, gas, bytes.fromhex(to.removeprefix("0x")), value, data]
+        signature = self._key.sign_recoverable(self._keccak(self._rlp(fields + [self.chain_id, 0, 0])), hasher=None)
+        raw = self._rlp(fields + [signature[64] + 2 * self.chain_id + 35, int.from_bytes(signature[:32], "big"),
+                                  int.from_bytes(signature[32:64], "big")])
         return "0x" + self._keccak(raw).hex(), "0x" + raw.hex()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from testbed.chain.txs import FeeRules
 from testbed.clients.base import ClientAdapter
 from testbed.errors import SpecError
 
@@ -13,6 +14,11 @@ def _registry() -> dict[str, ClientAdapter]:
 
     adapters: list[ClientAdapter] = [GethClient(), GoQuorumClient(), BesuClient()]
     return {a.name: a for a in adapters}
+
+
+def fee_rules(spec) -> FeeRules:
+    """How transactions pay on a network of this spec (its client's genesis decides)."""
+    return get_client(spec.client).fee_rules
 
 
 def get_client(name: str) -> ClientAdapter:

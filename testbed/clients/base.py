@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from testbed.chain.txs import FeeRules
 from testbed.keys import KeyPair
 from testbed.spec.network import NetworkSpec
 
@@ -116,6 +117,7 @@ class ClientAdapter(Protocol):
     name: str  # registry key, e.g. "geth"
     binary: str  # toolchain tool name that runs this client
     engines: tuple[str, ...]
+    fee_rules: FeeRules  # transaction type and gas price its genesis calls for
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         """Genesis document for this engine. `validators` are addresses, `alloc` address -> wei."""

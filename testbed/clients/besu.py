@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from testbed.chain.txs import LONDON
 from testbed.clients.base import NodePlan, RenderedFile, ValidatorRpc
 from testbed.clients.geth import clique_extra_data
 from testbed.clients.istanbul import (
@@ -123,6 +124,7 @@ class BesuClient:
     name = "besu"
     binary = "besu"
     engines = ("qbft", "ibft2", "clique")
+    fee_rules = LONDON
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return besu_genesis(spec, validators, alloc)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eth_account import Account
 
+from testbed.chain.txs import LONDON
 from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc, geth_rpc_flags
 from testbed.spec.network import NetworkSpec
 
@@ -61,6 +62,7 @@ class GethClient:
     name = "geth"
     binary = "geth"
     engines = ("clique",)
+    fee_rules = LONDON
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return geth_genesis(spec, validators, alloc)

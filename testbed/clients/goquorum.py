@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.chain.txs import FeeRules
 from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc, geth_rpc_flags
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
@@ -61,6 +62,7 @@ class GoQuorumClient:
     name = "goquorum"
     binary = "goquorum"
     engines = ("qbft", "ibft")
+    fee_rules = FeeRules(london=False, gas_price=0)  # pre-London genesis, gas price fixed at 0
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return goquorum_genesis(spec, validators, alloc)

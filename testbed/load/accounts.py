@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient
-from testbed.chain.txs import (InclusionTracker, SignedTx, TransferSigner, TxRecord, is_nonce_conflict, nonce_of,
-                               send_batch)
+from testbed.chain.txs import (LONDON, FeeRules, InclusionTracker, SignedTx, TransferSigner, TxRecord,
+                               is_nonce_conflict, nonce_of, send_batch)
+from testbed.clients import fee_rules
 from testbed.errors import ChainError
 
 FUNDING_WEI = 1_000 * 10**18  # a transfer costs at most 21000 * 10 gwei; this lasts millions of them
@@ -65,10 +66,10 @@ class AccountRef:
     address: str
 
 
-def new_account(org: str, node: str, rpc_url: str, chain_id: int) -> LoadAccount:
+def new_account(org: str, node: str, rpc_url: str, chain_id: int, fees: FeeRules = LONDON) -> LoadAccount:
     """A fresh throwaway key, in memory only."""
     return LoadAccount(org=org, node=node, rpc_url=rpc_url,
-                       signer=TransferSigner("0x" + secrets.token_hex(32), chain_id=chain_id))
+                       signer=TransferSigner("0x" + secrets.token_hex(32), chain_id=chain_id, fees=fees))
 
 
 def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
@@ -76,7 +77,8 @@ def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
     accounts: dict[str, list[LoadAccount]] = {}
     for org in net.spec.organizations:
         node = net.first_node(org.name)
-        accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id) for _ in range(per_org)]
+        accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id, fee_rules(net.spec))
+                              for _ in range(per_org)]
     return accounts
 
 
@@ -92,7 +94,8 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
             funder = net.keys.of(org).funder
             rpc = RpcClient(group[0].rpc_url, timeout=30)
             try:
-                sent = _fund_group(rpc, TransferSigner(funder.private_key, chain_id=net.spec.chain_id), org, group,
+                sent = _fund_group(rpc, TransferSigner(funder.private_key, chain_id=net.spec.chain_id,
+                                                             fees=fee_rules(net.spec)), org, group,
                                    amount_wei)
             finally:
                 rpc.close()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from testbed.chain.txs import TransferSigner
+from testbed.clients import fee_rules
 from testbed.load.accounts import LoadAccount
 
 GAS_MARGIN = 1.3
@@ -256,7 +257,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
         for pool, pairs in ((load.consumers, load.consumers[org]), (load.publishers, load.publishers[org])):
             accounts = []
             for pair in pairs:
-                signer = TransferSigner(pair.private_key, chain_id=chain_id)
+                signer = TransferSigner(pair.private_key, chain_id=chain_id, fees=fee_rules(net.spec))
                 account = CtiAccount(org=org, node=node.name, rpc_url=node.rpc_url, signer=signer)
                 account.nonce = w3.eth.get_transaction_count(pair.address, "pending")
                 if pool is load.consumers:

@@ -35,6 +35,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,6 +43,8 @@ from typing import Callable
 import gevent
 import psutil
 
+from testbed.chain.txs import FeeRules
+from testbed.clients import fee_rules
 from testbed.errors import TestbedError
 from testbed.load.accounts import AccountRef, fund_accounts, new_account
 from testbed.load.address import parse_master
@@ -171,6 +174,7 @@ class WorkerPool:
         for client_id in self._workers:
             self.runner.send_message("testbed_setup", {
                 "index": self.runner.get_worker_index(client_id), "orgs": orgs, "chain_id": self.net.spec.chain_id,
+                "fees": asdict(fee_rules(self.net.spec)),
                 "recipient": self.ctx.recipient, "accounts_per_org": accounts_per_org,
                 "batch_size": self.ctx.batch_size, "per_user_rate": self.ctx.per_user_rate}, client_id)
         answers = self._wait("testbed_accounts", 60)
@@ -294,7 +298,8 @@ class WorkerContext(SenderContext):
     """A worker's users' context: its own accounts (made here), pacing to its share of the run's rate."""
 
     def __init__(self, environment, setup: dict) -> None:
-        accounts = {org: [new_account(org, node, url, setup["chain_id"]) for _ in range(setup["accounts_per_org"])]
+        fees = FeeRules(**setup["fees"])
+        accounts = {org: [new_account(org, node, url, setup["chain_id"], fees) for _ in range(setup["accounts_per_org"])]
                     for org, (node, url) in setup["orgs"].items()}
         super().__init__(environment, _RowOutbox(), accounts, setup["recipient"], batch_size=setup["batch_size"],
                          per_user_rate=setup["per_user_rate"])

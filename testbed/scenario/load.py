@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
+from testbed.clients import fee_rules
 from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxRecord, nonce_of
 from testbed.errors import ChainError, TestbedError
 from testbed.metrics import included_tps, latency_summary
@@ -94,7 +95,8 @@ class TransferLoad:
             rpc = RpcClient(urls[0], timeout=10)
             try:
                 for pair in self.net.keys.of(org).load:
-                    signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id)
+                    signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id,
+                                            fees=fee_rules(self.net.spec))
                     senders.append(_Sender(org, node, self._url(node), signer, nonce_of(rpc, signer.address), to))
             finally:
                 rpc.close()

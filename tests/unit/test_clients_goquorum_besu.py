@@ -118,28 +118,10 @@ def test_besu_command_and_init(tmp_path):
 # ---- GoQuorum build recipe ---------------------------------------------------------------------
 
 def test_goquorum_tool_recipe():
-    assert "goquorum" not in toolchain.GO_TOOLS  # `testbed toolchain` must not fail on it
-    tool = toolchain.ON_DEMAND_GO_TOOLS["goquorum"]
-    assert tool.package == "github.com/ethereum/go-ethereum/cmd/geth"
-    assert tool.binary_path().name == "geth" and "goquorum" in str(tool.binary_path().parent.parent)
-    assert f"github.com/ConsenSys/quorum {toolchain.GOQUORUM_COMMIT}" in tool.wrapper_go_mod
+    assert "goquorum" not in toolchain.GO_TOOLS  # built from vendored source, not the module proxy
+    tool = toolchain.VENDORED_TOOLS["goquorum"]
+    assert tool.version == "v24.4.1" and tool.version_marker == "24.4.1"
+    assert tool.binary_path().name == "geth" and tool.binary_path().parent.parent.name == "goquorum-v24.4.1"
+    assert tool.package_dir == "./cmd/geth" and tool.top_dir == "quorum-v24.4.1"
     assert tool.ldflags == "-checklinkname=0"
-    assert tool.inherit_replaces_from.endswith("@" + toolchain.GOQUORUM_COMMIT)
-
-
-def test_go_mod_replaces_keeps_module_targets_only():
-    go_mod = """module github.com/ethereum/go-ethereum
-
-go 1.21
-
-replace github.com/coreos/etcd => github.com/Consensys/etcd v3.3.13-quorum197+incompatible // quorum fork
-replace (
-\tgithub.com/a/b => ./local/b
-\tgithub.com/c/d v1.0.0 => github.com/e/d v1.2.0
-)
-require github.com/x/y v1.0.0
-"""
-    assert toolchain.go_mod_replaces(go_mod) == [
-        "github.com/coreos/etcd => github.com/Consensys/etcd v3.3.13-quorum197+incompatible",
-        "github.com/c/d v1.0.0 => github.com/e/d v1.2.0",
-    ]
+    assert tool.sha256 == "0f342ffe4ec5b12646423a18528e5189635482ab8a61cbc76d251fa2cceee8fa"

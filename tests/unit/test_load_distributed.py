@@ -110,7 +110,7 @@ def test_the_master_merges_worker_rows_into_its_recorder():
 
 def worker_setup(**changes):
     setup = {"index": 2, "orgs": {"acme": ["acme-v1", "http://127.0.0.1:1"], "globex": ["globex-v1", "http://127.0.0.1:2"]},
-             "chain_id": 1337, "recipient": {"acme": "0x" + "11" * 20, "globex": "0x" + "22" * 20},
+             "chain_id": 1337, "fees": {"london": False, "gas_price": 0}, "recipient": {"acme": "0x" + "11" * 20, "globex": "0x" + "22" * 20},
              "accounts_per_org": 3, "batch_size": 10, "per_user_rate": 25.0}
     return {**setup, **changes}
 
@@ -119,7 +119,7 @@ def test_a_worker_makes_its_own_accounts_and_paces_to_its_share():
     runner = SimpleNamespace(user_count=3)
     ctx = WorkerContext(SimpleNamespace(runner=runner), worker_setup())
     assert {org: len(group) for org, group in ctx.free.items()} == {"acme": 3, "globex": 3}
-    assert len({a.address for a in ctx.accounts()}) == 6 and all(a.signer.chain_id == 1337 for a in ctx.accounts())
+    assert len({a.address for a in ctx.accounts()}) == 6 and all(a.signer.chain_id == 1337 and not a.signer.fees.london for a in ctx.accounts())
     assert ctx.index == 2 and ctx.max_users == 6
     assert ctx.current_rate() == 3 * 25.0  # no target yet: users x per-user rate
     ctx.target_rate, ctx.target_users = 600.0, 12

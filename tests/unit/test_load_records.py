@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from eth_account import Account
 
 from testbed.chain.txs import MAX_FEE_PER_GAS, TRANSFER_GAS, TransferSigner
@@ -77,3 +78,20 @@ def test_fast_signer_matches_eth_account():
         assert raw == "0x" + ref.raw_transaction.hex().removeprefix("0x")
         assert tx_hash == "0x" + ref.hash.hex().removeprefix("0x")
     assert signer.address == Account.from_key(key).address
+
+
+@pytest.mark.parametrize("chain_id, gas_price", [(1337, 0), (10, 0), (2**31, 7)])
+def test_fast_signer_matches_eth_account_for_legacy_transactions(chain_id, gas_price):
+    """Pre-London chains (GoQuorum: gas price 0) take legacy EIP-155 transactions."""
+    from testbed.chain.txs import FeeRules
+
+    key = "0x" + "42" * 32
+    to = Account.from_key("0x" + "07" * 32).address
+    signer = TransferSigner(key, chain_id=chain_id, fees=FeeRules(london=False, gas_price=gas_price))
+    for nonce, data in ((0, b""), (1, b"\x01\x02"), (300, b"")):
+        tx_hash, raw = signer.sign(nonce, to, value=7, gas=50_000, data=data)
+        ref = Account.from_key(key).sign_transaction({
+            "chainId": chain_id, "nonce": nonce, "to": to, "value": 7, "gas": 50_000, "gasPrice": gas_price,
+            "data": data})
+        assert raw == "0x" + ref.raw_transaction.hex().removeprefix("0x")
+        assert tx_hash == "0x" + ref.hash.hex().removeprefix("0x")
