@@ -97,12 +97,17 @@ def _call(url: str, method: str, *params) -> object:
 
 
 def block_signers(net: Network, first: int, last: int, node_name: str | None = None) -> dict[int, str]:
-    """Who sealed each block in [first, last] (Clique: clique_getSigner)."""
+    """Who sealed each block in [first, last]: the client's signer RPC (Clique: clique_getSigner), or
+    the block's `miner` (QBFT/IBFT put the proposer there)."""
     node = net.node(node_name) if node_name else net.nodes[0]
+    method = net.validator_rpc.signer_method
     rpc = RpcClient(node.rpc_url)
     try:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
-        signers = rpc.batch([("clique_getSigner", [b["hash"]]) for b in blocks], allow_errors=True)
+        if method is None:
+            signers = [b["miner"] for b in blocks]
+        else:
+            signers = rpc.batch([(method, [b["hash"]]) for b in blocks], allow_errors=True)
     finally:
         rpc.close()
     return {int(b["number"], 16): s.lower() for b, s in zip(blocks, signers) if isinstance(s, str)}

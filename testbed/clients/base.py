@@ -111,6 +111,7 @@ class ValidatorRpc:
     discard_method: str | None = None  # params: [address]: drop a pending proposal once it is decided
     start_sealing_method: str | None = None  # called on a node voted in, if it does not seal by itself
     stop_sealing_method: str | None = None  # called on a node voted out, to keep its log quiet
+    signer_method: str | None = None  # params: [block hash] -> who sealed it; None: the block's `miner`
 
 
 class ClientAdapter(Protocol):

@@ -159,7 +159,8 @@ class BesuClient:
 
     def validator_rpc(self, engine: str) -> ValidatorRpc:
         if engine == "clique":
-            return ValidatorRpc(list_method="clique_getSigners", propose_method="clique_propose")
+            return ValidatorRpc(list_method="clique_getSigners", propose_method="clique_propose",
+                                signer_method="clique_getSigner")
         ns = RPC_NAMESPACE[engine]
         return ValidatorRpc(list_method=f"{ns}_getValidatorsByBlockNumber", propose_method=f"{ns}_proposeValidatorVote")
 

@@ -121,7 +121,8 @@ class GethClient:
     def validator_rpc(self, engine: str) -> ValidatorRpc:
         return ValidatorRpc(list_method="clique_getSigners", propose_method="clique_propose",
                             discard_method="clique_discard",
-                            start_sealing_method="miner_start", stop_sealing_method="miner_stop")
+                            start_sealing_method="miner_start", stop_sealing_method="miner_stop",
+                            signer_method="clique_getSigner")
 
     def rpc_apis(self, engine: str) -> list[str]:
         # miner: lets a member node voted in as a signer start sealing; debug: debug_setHead, to

@@ -87,7 +87,8 @@ class GoQuorumClient:
             "--networkid", str(spec.chain_id),
             "--syncmode", "full", "--gcmode", "archive",
             "--nodiscover", "--nat", "none", "--ipcdisable", "--permissioned",
-            "--maxpeers", str(len(peers) + 8),
+            # GoQuorum is geth 1.10 underneath: it dials at most maxpeers/3 peers itself (see geth.py)
+            "--maxpeers", str(3 * (len(peers) + 1) + 8),
             "--port", str(node.ports.p2p),
             *geth_rpc_flags(node, self.rpc_apis(spec.consensus.engine), authrpc=False),
             "--miner.gasprice", "0", "--miner.gaslimit", str(spec.consensus.gas_limit),

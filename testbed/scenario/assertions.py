@@ -46,6 +46,7 @@ class RunFacts:
     tasks: dict[str, dict]  # alias -> {"id", "states": {node: state name}}
     step_errors: list[str] = field(default_factory=list)
     interventions: list[dict] = field(default_factory=list)  # e.g. stuck Clique branches rewound by the harness
+    normal_reorg_depth: int = 0  # the engine's (testbed.engines): what `agreement` allows unless told otherwise
 
 
 def judge(assertion, facts: RunFacts) -> AssertionResult:
@@ -66,9 +67,10 @@ def _agreement(spec, facts: RunFacts) -> AssertionResult:
     if not v.agreed:
         problems.append("nodes hold different blocks" if v.divergences else "no common block among live nodes")
         evidence += v.divergences[:5]
-    if spec.max_reorg_depth is not None and v.max_reorg_depth > spec.max_reorg_depth:
-        deep = [r for r in v.reorgs if r["depth"] > spec.max_reorg_depth]
-        problems.append(f"reorg of depth {v.max_reorg_depth} > allowed {spec.max_reorg_depth}")
+    allowed = facts.normal_reorg_depth if spec.max_reorg_depth is None else spec.max_reorg_depth
+    if v.max_reorg_depth > allowed:
+        deep = [r for r in v.reorgs if r["depth"] > allowed]
+        problems.append(f"reorg of depth {v.max_reorg_depth} > allowed {allowed}")
         evidence += deep[:5]
     if spec.same_state and v.state_mismatches:
         problems.append(f"{len(v.state_mismatches)} state mismatch(es) at the same block")

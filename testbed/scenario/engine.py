@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from testbed.engines import engine_of
 from testbed.errors import TestbedError
 from testbed.runs import RunDir
 from testbed.scenario.assertions import AssertionResult, RunFacts, judge
@@ -434,7 +435,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         blocks = [b for lr in ctx.load_results for b in lr.blocks]
         facts = RunFacts(t0=ctx.t0, end=end, verdict=verdict, heads=[p for p in _heads(run)], periods=ctx.periods,
                          txs=txs, blocks=blocks, tasks=tasks, step_errors=ctx.step_errors,
-                         interventions=ctx.ledger.interventions + watchdog.interventions)
+                         interventions=ctx.ledger.interventions + watchdog.interventions,
+                         normal_reorg_depth=engine_of(ctx.net.spec).max_reorg_depth)
         result.assertions = [judge(a, facts) for a in scenario.spec.assertions]
         result.assertions += [AssertionResult(f"step {e.split(':')[0]}", "step", False, e, []) for e in ctx.step_errors]
         for a in result.assertions:

@@ -235,7 +235,8 @@ class Window(Strict):
 
 
 class AgreementAssert(Strict):
-    max_reorg_depth: int | None = Field(None, ge=0, description="Deepest reorg any node may show (None: not bounded).")
+    max_reorg_depth: int | None = Field(None, ge=0, description="Deepest reorg any node may show (default: what is "
+                                        "normal for the network's engine: 0 on QBFT/IBFT, 2 on Clique).")
     same_state: bool = Field(True, description="Activity counters and task states equal on every node at one block.")
     same_validators: bool = Field(True)
 

@@ -27,8 +27,14 @@ pytest.register_assert_rewrite("tests.integration.conformance")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def geth_binary():
-    return toolchain.ensure("geth", log=print)
+def node_binaries():
+    """geth (Clique) and GoQuorum (QBFT, the default network): built once into the toolchain cache."""
+    return {name: toolchain.ensure(name, log=print) for name in ("geth", "goquorum")}
+
+
+# The live clients and engines every conformance check runs on: the default network (GoQuorum QBFT)
+# and the second client (geth Clique).
+CLIENT_SPECS = {"goquorum-qbft": "four-orgs.yaml", "geth-clique": "four-orgs-clique.yaml"}
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +70,10 @@ def assert_no_process(pids: list[int]) -> None:
     assert not alive, f"processes still alive: {alive}"
 
 
-@pytest.fixture(scope="module")
-def four_orgs(testbed_home):
-    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-four-orgs", port_base=24000)
+@pytest.fixture(scope="module", params=list(CLIENT_SPECS.values()), ids=list(CLIENT_SPECS))
+def four_orgs(testbed_home, request):
+    """The four-org network once per live client/engine (module scope: one at a time)."""
+    spec = spec_with(NETWORKS / request.param, name="it-four-orgs", port_base=24000)
     network = Network.create(spec, progress=print)
     started = node_pids(network)
     yield network

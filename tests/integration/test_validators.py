@@ -1,4 +1,5 @@
-"""Validator votes on a live Clique network: a member node voted in becomes a signer and seals; voted out again."""
+"""Validator votes on live networks, GoQuorum QBFT (istanbul_propose) and geth Clique (clique_propose):
+a member node voted in becomes a validator and seals (proposes) blocks; voted out again."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from .conftest import NETWORKS, spec_with
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def five_nodes(testbed_home):
-    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-votes", port_base=24200)
+@pytest.fixture(scope="module", params=["four-orgs.yaml", "four-orgs-clique.yaml"], ids=["goquorum-qbft", "geth-clique"])
+def five_nodes(testbed_home, request):
+    spec = spec_with(NETWORKS / request.param, name="it-votes", port_base=24200)
     data = spec.model_dump()
     data["organizations"][0]["members"] = 1
     network = Network.create(type(spec).model_validate(data), progress=print)
