@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from testbed import toolchain
+from testbed.engines import engine
 from testbed.errors import StateError, TestbedError
 from testbed.network import Network, NetworkStatus
 from testbed.spec import load_network_spec
@@ -109,7 +110,7 @@ def render_status(st: NetworkStatus) -> None:
     colour = "green" if st.agreement.agreed else "red"
     out.print(f"agreement: [{colour}]{st.agreement.summary()}[/{colour}]")
     if st.stalled:
-        hint = "; 'testbed watch' rewinds a Clique chain stuck on two branches" if st.engine == "clique" else ""
+        hint = "; " + engine(st.engine).stall_hint
         out.print(f"[red]the chain has not grown for {st.head_age_s:.0f}s[/red] (newest block on any node){hint}")
 
 

@@ -24,6 +24,7 @@ from testbed.chain.sample import snapshot_all
 from testbed.clients import get_client
 from testbed.clients.base import NodePlan, NodePorts
 from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, choose_branch, rewind_points, stall_limit_s
+from testbed.engines import engine_of
 from testbed.errors import ReadinessError, StateError, TestbedError
 from testbed.keys import NetworkKeys, write_secret
 from testbed.spec.network import NetworkSpec
@@ -214,12 +215,9 @@ class Network:
         validators = [n.address for n in self.nodes if n.is_validator]
         alloc = {addr: self.spec.account_balance_eth * WEI_PER_ETH for addr in self.keys.funded_addresses()}
         genesis = self.client.genesis(self.spec, validators, alloc)
-        if self.spec.consensus.engine == "clique":
-            # Block 1 cannot be sealed before genesis time + period. Setting the genesis a few
-            # seconds ahead lets every signer peer before anyone seals, so no competing first
-            # blocks (which can leave Clique stuck on equal-weight branches) are made.
-            grace = 5 + 0.5 * len(self.nodes)
-            genesis["timestamp"] = hex(int(time.time() + grace))
+        delay = engine_of(self.spec).genesis_delay_s(len(self.nodes))
+        if delay:
+            genesis["timestamp"] = hex(int(time.time() + delay))
         write_json_atomic(self.state.genesis_file, genesis)
         for node in self.nodes:
             self.render_node_files(node)
@@ -422,7 +420,7 @@ class Network:
             if all(s.reachable and (s.head_number or 0) >= goal for s in snaps):
                 return {}
             time.sleep(1)
-        if not self.validator_rpc.list_method.startswith("clique"):
+        if not engine_of(self.spec).repairs_forks:
             return {}  # QBFT/IBFT blocks are final: no competing branches to reconcile
         low = max(0, min(start.values()) - 128)
         heights = list(range(low, max(start.values()) + 1))

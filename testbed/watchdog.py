@@ -21,6 +21,7 @@ import time
 from typing import Callable
 
 from testbed.consensus import stall_limit_s
+from testbed.engines import engine_of
 
 Record = Callable[..., None]
 
@@ -33,7 +34,7 @@ class StallWatchdog:
         self.stall_after = stall_after if stall_after is not None else stall_limit_s(net.spec.consensus.block_period)
         self.interval, self.paused, self.record, self.progress, self.clock = interval, paused, record, progress, clock
         self.interventions: list[dict] = []
-        self.enabled = enabled and net.validator_rpc.list_method.startswith("clique")
+        self.enabled = enabled and engine_of(net.spec).repairs_forks
         self._tips: dict[str, tuple] | None = None
         self._moved_at = clock()
         self._stop = threading.Event()

@@ -29,7 +29,7 @@ from typing import Callable
 
 import yaml
 
-from testbed.backends.ansible_inventory import MemberHost, inventory, load_hosts_file, remote_argv
+from testbed.backends.ansible_inventory import MemberHost, inventory, load_hosts_file, remote_argv, runtime_of
 from testbed.backends.ansible_runs import AnsibleRunner, PlaybookResult, PlaybookRunner, require
 from testbed.backends.base import NodeProcess
 from testbed.backends.images import image_for
@@ -174,7 +174,7 @@ class AnsibleBackend:
 
     def _remote(self, node: NodePlan, argv: list[str]) -> list[str]:
         spec, host = self._spec(), self._host(node.org)
-        runtime = "binary" if spec["client"] == "geth" else "container"
+        runtime = runtime_of(spec["client"])
         return remote_argv(argv, state_dir=self.state_dir, binary=self._network()["binary"], host=host, runtime=runtime,
                            image=image_for(spec["client"], spec.get("image")), node=node.name, network=self.network)
 

@@ -56,10 +56,19 @@ def node_files(node_dir: Path) -> tuple[list[str], list[dict]]:
     return dirs, files
 
 
+# Clients whose binary the toolchain builds here (geth, GoQuorum) are shipped to the hosts as a
+# file; Besu runs from its pinned container image on the host.
+BINARY_CLIENTS = ("geth", "goquorum")
+
+
+def runtime_of(client: str) -> str:
+    return "binary" if client in BINARY_CLIENTS else "container"
+
+
 def inventory(*, network: dict, spec: dict, hosts: list[MemberHost], state_dir: Path, control_dir: Path) -> dict:
     """The inventory document (YAML-ready) for a network's member hosts."""
     client = spec["client"]
-    runtime = "binary" if client == "geth" else "container"
+    runtime = runtime_of(client)
     by_org = {h.org: h for h in hosts}
     groups: dict = {}
     for org in [o["name"] for o in spec["organizations"]]:

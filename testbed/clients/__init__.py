@@ -21,6 +21,10 @@ def fee_rules(spec) -> FeeRules:
     return get_client(spec.client).fee_rules
 
 
+def all_clients() -> list[ClientAdapter]:
+    return list(_registry().values())
+
+
 def get_client(name: str) -> ClientAdapter:
     registry = _registry()
     try:

@@ -26,15 +26,25 @@ class Engine:
     confirmations: int  # blocks on top of a receipt's block before what it created is trusted
     max_reorg_depth: int  # deepest reorg that is normal for the engine (agreement checks)
     repairs_forks: bool  # a stall with competing branches is repaired by a rewind (the watchdog)
+    stall_hint: str  # what a chain that stopped growing means on this engine, and what to do
 
     @property
     def final(self) -> bool:
         return self.confirmations == 0
 
+    def genesis_delay_s(self, nodes: int) -> float:
+        """How far ahead of now a new network's genesis timestamp goes. Clique: block 1 cannot be
+        sealed before genesis time + period, so a few seconds let every signer peer before anyone
+        seals (competing first blocks can leave Clique stuck on equal-weight branches). BFT: 0."""
+        return 5 + 0.5 * nodes if self.family == "clique" else 0.0
 
-_BFT = dict(family="bft", confirmations=0, max_reorg_depth=0, repairs_forks=False)
+
+_BFT = dict(family="bft", confirmations=0, max_reorg_depth=0, repairs_forks=False,
+            stall_hint="a BFT chain halts while fewer than 2f+1 validators (3 of 4) are live and peered: "
+                       "start the stopped validators or heal the partition; nothing needs repair")
 ENGINES: dict[str, Engine] = {
-    "clique": Engine("clique", family="clique", confirmations=2, max_reorg_depth=2, repairs_forks=True),
+    "clique": Engine("clique", family="clique", confirmations=2, max_reorg_depth=2, repairs_forks=True,
+                     stall_hint="'testbed watch' rewinds a Clique chain stuck on two branches"),
     "qbft": Engine("qbft", **_BFT),
     "ibft": Engine("ibft", **_BFT),
     "ibft2": Engine("ibft2", **_BFT),

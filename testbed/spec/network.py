@@ -7,19 +7,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from testbed.engines import ENGINES
 from testbed.keys import MIN_ACCOUNTS, MIN_LOAD_ACCOUNTS, PURPOSES
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ClientName = Literal["geth", "goquorum", "besu"]
-EngineName = Literal["clique", "qbft", "ibft2", "ibft"]
+EngineName = Literal[tuple(ENGINES)]  # type: ignore[valid-type]  # the engine registry's names
 BackendName = Literal["local", "netns", "docker", "ansible"]
 
-# Which consensus engines each node client can run. One table, used by validation and docs.
-ENGINES_BY_CLIENT: dict[str, tuple[str, ...]] = {
-    "geth": ("clique",),
-    "goquorum": ("qbft", "ibft"),
-    "besu": ("qbft", "ibft2", "clique"),
-}
+
+def engines_by_client() -> dict[str, tuple[str, ...]]:
+    """Which engines each node client runs: from the client adapters (the one source)."""
+    from testbed.clients import all_clients  # adapters import this module: resolve at call time
+
+    return {c.name: tuple(c.engines) for c in all_clients()}
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,23}$"
 
@@ -37,8 +38,10 @@ class Strict(BaseModel):
 
 
 class Consensus(Strict):
-    engine: EngineName = Field("clique", description="Consensus engine.")
-    block_period: int = Field(1, ge=0, le=60, description="Seconds between blocks (0 = Clique seals only with transactions).")
+    engine: EngineName = Field("qbft", description="Consensus engine (default: the client's first: geth clique, "
+                               "goquorum qbft, besu qbft).")
+    block_period: int = Field(1, ge=1, le=60, description="Seconds between blocks (at least 1: QBFT/IBFT need a period, "
+                              "and a Clique period of 0 seals only with transactions, so an idle network never gets ready).")
     epoch: int = Field(30000, ge=1, description="Blocks per epoch (vote reset / checkpoint).")
     gas_limit: int = Field(100_000_000, ge=5_000_000, le=2**63 - 1, description="Block gas limit.")
     request_timeout: int = Field(10, ge=1, le=600, description="QBFT/IBFT round timeout in seconds.")
@@ -69,7 +72,7 @@ class Ports(Strict):
 class NetworkSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Network name; also the state directory name.")
     chain_id: int = Field(1337, ge=1, le=2**32, description="EIP-155 chain id.")
-    client: ClientName = Field("geth", description="Node client.")
+    client: ClientName = Field("goquorum", description="Node client.")
     backend: BackendName = Field("local", description="Where the nodes run.")
     image: str | None = Field(None, min_length=1, description="Container image of the node client (docker backend; "
                               "ansible backend for Besu/GoQuorum); default: the client's pinned image.")
@@ -77,6 +80,18 @@ class NetworkSpec(Strict):
     ports: Ports = Field(default_factory=Ports)
     account_balance_eth: int = Field(1_000_000, ge=1, description="Genesis balance of every funded account, in ether.")
     organizations: list[Organization] = Field(min_length=1, description="Member organizations.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_default_engine(cls, data):
+        """No engine given: the client's first (so `client: geth` alone means geth Clique)."""
+        if isinstance(data, dict) and isinstance(data.get("client"), str):
+            consensus = data.get("consensus", {})
+            if isinstance(consensus, dict) and "engine" not in consensus:
+                engines = engines_by_client().get(data["client"])
+                if engines:
+                    data = {**data, "consensus": {**consensus, "engine": engines[0]}}
+        return data
 
     @field_validator("organizations")
     @classmethod
@@ -94,9 +109,9 @@ class NetworkSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "NetworkSpec":
-        engines = ENGINES_BY_CLIENT[self.client]
-        if self.consensus.engine not in engines:
-            pairs = ", ".join(f"{c}/{e}" for c, es in ENGINES_BY_CLIENT.items() for e in es)
+        table = engines_by_client()
+        if self.consensus.engine not in table[self.client]:
+            pairs = ", ".join(f"{c}/{e}" for c, es in table.items() for e in es)
             raise ValueError(
                 f"engine {self.consensus.engine!r} is not available on client {self.client!r}; valid client/engine pairs: {pairs}"
             )

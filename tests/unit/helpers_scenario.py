@@ -20,6 +20,7 @@ from tests.unit.test_monitor_sampler import FakeNode, chain
 NETWORK = """
 network:
   name: fake
+  client: geth
   backend: netns
   organizations: [{name: a}, {name: b}, {name: c}, {name: d}]
 """

@@ -10,7 +10,7 @@ from testbed.keys import KeyPair
 from testbed.spec.network import NetworkSpec
 
 SPEC = NetworkSpec.model_validate({
-    "name": "t", "chain_id": 4242, "consensus": {"engine": "clique", "block_period": 2, "epoch": 100, "gas_limit": 30_000_000},
+    "name": "t", "chain_id": 4242, "client": "geth", "consensus": {"engine": "clique", "block_period": 2, "epoch": 100, "gas_limit": 30_000_000},
     "organizations": [{"name": "a"}, {"name": "b"}],
 })
 

@@ -6,7 +6,7 @@ import pytest
 
 from testbed.errors import SpecError
 from testbed.spec import load_network_spec
-from testbed.spec.network import ENGINES_BY_CLIENT, NetworkSpec
+from testbed.spec.network import NetworkSpec, engines_by_client
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "scenarios" / "networks").glob("*.yaml"))
@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_specs_load(path):
     spec = load_network_spec(path)
     assert spec.validator_count >= 1
-    assert spec.consensus.engine in ENGINES_BY_CLIENT[spec.client]
+    assert spec.consensus.engine in engines_by_client()[spec.client]
 
 
 def test_shipped_default_is_four_orgs_one_validator_each():
@@ -43,7 +43,7 @@ def test_shipped_default_is_four_orgs_one_validator_each():
 
 def test_defaults_fill_in(tmp_path):
     spec = load_network_spec(write(tmp_path, GOOD))
-    assert spec.client == "geth" and spec.consensus.engine == "clique" and spec.backend == "local"
+    assert spec.client == "goquorum" and spec.consensus.engine == "qbft" and spec.backend == "local"
     assert spec.organizations[1].node_count == 3
     assert spec.validator_count == 3
 

@@ -31,7 +31,8 @@ class ScriptedNet:
     """Heads per node set by the test; reconcile_forks answers `rewind` and is counted."""
 
     def __init__(self, method: str = "clique_getSigners") -> None:
-        self.spec = SimpleNamespace(consensus=SimpleNamespace(block_period=1))
+        engine = "clique" if method.startswith("clique") else "qbft"
+        self.spec = SimpleNamespace(consensus=SimpleNamespace(block_period=1, engine=engine))
         self.validator_rpc = SimpleNamespace(list_method=method)
         self.heads = {"a-v1": (10, "0xa"), "b-v1": (10, "0xa"), "c-v1": (10, "0xc"), "d-v1": (10, "0xc")}
         self.unreachable: set[str] = set()
