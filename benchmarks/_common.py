@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-FOUR_ORGS = ROOT / "scenarios" / "networks" / "four-orgs.yaml"
+NETWORKS = ROOT / "scenarios" / "networks"
+# --client: the four-org network of each live client (the default, GoQuorum QBFT, and geth Clique)
+FOUR_ORGS_BY_CLIENT = {"goquorum": NETWORKS / "four-orgs.yaml", "geth": NETWORKS / "four-orgs-clique.yaml"}
 
 
 def bench_parser(doc: str, *, rates: str, port_base: int, results: str) -> argparse.ArgumentParser:
@@ -33,6 +35,8 @@ def bench_parser(doc: str, *, rates: str, port_base: int, results: str) -> argpa
     parser.add_argument("--per-user-rate", type=float, default=50.0)
     parser.add_argument("--port-base", type=int, default=port_base)
     parser.add_argument("--label", default="baseline")
+    parser.add_argument("--client", choices=sorted(FOUR_ORGS_BY_CLIENT), default="goquorum",
+                        help="goquorum: GoQuorum QBFT (the default network); geth: geth Clique")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / results)
     parser.add_argument("--no-watchdog", action="store_true",
                         help="leave a Clique chain stuck on equal-weight branches stuck (default: rewind it, recorded)")
@@ -66,13 +70,14 @@ def temporary_home(prefix: str) -> Path:
     return home
 
 
-def four_orgs_spec(name: str, port_base: int):
-    """The shipped four-orgs spec under another name and port base."""
+def four_orgs_spec(name: str, port_base: int, client: str = "goquorum"):
+    """The shipped four-org spec of `client` under another name and port base."""
     from testbed.spec import load_network_spec
 
-    data = load_network_spec(FOUR_ORGS).model_dump()
+    shipped = load_network_spec(FOUR_ORGS_BY_CLIENT[client])
+    data = shipped.model_dump()
     data["name"], data["ports"]["base"] = name, port_base
-    return type(load_network_spec(FOUR_ORGS)).model_validate(data)
+    return type(shipped).model_validate(data)
 
 
 def host_and_network(spec) -> dict:
@@ -80,8 +85,8 @@ def host_and_network(spec) -> dict:
     import psutil
 
     return {"host": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "loadavg_before": os.getloadavg()},
-            "network": {"orgs": len(spec.organizations), "block_period_s": spec.consensus.block_period,
-                        "gas_limit": spec.consensus.gas_limit}}
+            "network": {"client": spec.client, "engine": spec.consensus.engine, "orgs": len(spec.organizations),
+                        "block_period_s": spec.consensus.block_period, "gas_limit": spec.consensus.gas_limit}}
 
 
 def tear_down(net, home: Path, result: dict, before_down: Callable[[Any], None] | None = None) -> None:

@@ -127,7 +127,7 @@ def main() -> None:
     from testbed.report.data import RunData
     from testbed.runs import RunDir
 
-    spec = four_orgs_spec("bench-load-cti", args.port_base)
+    spec = four_orgs_spec("bench-load-cti", args.port_base, args.client)
     net = Network.create(spec, progress=progress)
     result: dict = {"label": args.label, **host_and_network(spec),
                     "options": {"users": "cti", "batch": args.batch, "per_user_rate": args.per_user_rate,

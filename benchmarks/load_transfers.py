@@ -1,6 +1,6 @@
-"""Benchmark: value transfers on the four-org geth Clique network (1 s blocks), nodes and load on one host.
+"""Benchmark: value transfers on the four-org network (GoQuorum QBFT, or geth Clique with --client geth; 1 s blocks), nodes and load on one host.
 
-    .venv/bin/python benchmarks/load_transfers.py [--rates 300,400,...] [--step-seconds 20]
+    .venv/bin/python benchmarks/load_transfers.py [--client goquorum|geth] [--rates 300,400,...] [--step-seconds 20]
         [--sustain-seconds 60] [--geth-flag=--cache=1024 ...] [--workers N] [--out benchmarks/results/load_transfers.json]
 
 1. steps the offered rate (testbed bench logic) until included/offered < 0.95, p95 > limit
@@ -64,7 +64,7 @@ def main() -> None:
     from testbed.network import Network
     from testbed.runs import RunDir
 
-    spec = four_orgs_spec("bench-load", args.port_base)
+    spec = four_orgs_spec("bench-load", args.port_base, args.client)
     net = Network.create(spec, progress=progress)
     result: dict = {"label": args.label, "geth_flags": args.geth_flag, "locust_workers": args.workers,
                     **host_and_network(spec)}

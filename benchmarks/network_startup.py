@@ -1,7 +1,9 @@
 """Startup benchmark: seconds from `up` to the first block agreed by every node, and peak
-resident memory of all node processes, for the shipped 4- and 16-organization networks.
+resident memory of all node processes, for the shipped 4- and 16-organization networks of both
+live clients (GoQuorum QBFT, geth Clique), each started --repeat times (median and spread: the
+machine is shared and noisy).
 
-Toolchain builds are excluded (the binary is built before timing). Writes
+Toolchain builds are excluded (the binaries are built before timing). Writes
 benchmarks/results/network_startup.json. Targets (2 cores): <= 15 s for 4 orgs, <= 60 s for
 16 orgs, <= 8 GiB for 16 orgs.
 """
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import threading
 import time
@@ -72,25 +75,38 @@ def measure(spec_path: Path, settle_seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("specs", nargs="*", default=["four-orgs.yaml", "sixteen-orgs.yaml"])
+    parser.add_argument("specs", nargs="*", default=["four-orgs.yaml", "sixteen-orgs.yaml", "four-orgs-clique.yaml",
+                                                     "sixteen-orgs-clique.yaml"])
+    parser.add_argument("--repeat", type=int, default=3, help="start each network this many times")
     parser.add_argument("--settle", type=float, default=20.0, help="seconds to keep the network running while sampling memory")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "network_startup.json")
     args = parser.parse_args()
 
     from testbed import toolchain
 
-    toolchain.ensure("geth", log=print)
+    for binary in ("geth", "goquorum"):
+        toolchain.ensure(binary, log=print)
     os.environ["TESTBED_HOME"] = tempfile.mkdtemp(prefix="tb-bench-")
-    results = []
+    results, summary = [], []
     for name in args.specs:
         path = Path(name) if Path(name).is_file() else ROOT / "scenarios" / "networks" / name
-        result = measure(path, args.settle)
-        print(json.dumps(result))
-        results.append(result)
+        runs = []
+        for _ in range(args.repeat):
+            result = measure(path, args.settle)
+            print(json.dumps(result))
+            runs.append(result)
+        results += runs
+        seconds = sorted(r["seconds_to_first_agreed_block"] for r in runs)
+        rss = sorted(r["peak_rss_all_nodes_mib"] for r in runs)
+        summary.append({"spec": path.name, "client": runs[0]["client"], "engine": runs[0]["engine"],
+                        "organizations": runs[0]["organizations"], "runs": len(runs),
+                        "seconds_median": statistics.median(seconds), "seconds_min": seconds[0], "seconds_max": seconds[-1],
+                        "peak_rss_mib_median": statistics.median(rss), "all_agreed": all(r["agreed_after_settle"] for r in runs)})
     doc = {
         "benchmark": "network_startup", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                     "python": platform.python_version()},
+        "summary": summary,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
