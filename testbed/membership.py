@@ -30,7 +30,7 @@ def _quiet(_: str) -> None:
     return None
 
 
-def join(net: Network, org: str, *, validators_count: int = 1, members: int = 0, accounts: int = 4,
+def join(net: Network, org: str, *, validators_count: int = 1, members: int = 0, accounts: int = 8,
          solver: bool = True, progress: Progress = _quiet, timeout: float = 120) -> Network:
     if org in [o.name for o in net.spec.organizations]:
         raise StateError(f"organization {org!r} is already part of {net.name!r}" + (" (it left earlier; pick a new name)" if org in net.departed else ""))

@@ -95,9 +95,10 @@ class GoQuorumClient:
             "--verbosity", "3",
             *GETH_TXPOOL_FLAGS,
         ]
-        if node.is_validator:
-            cmd += ["--mine", "--miner.threads", "1", "--emitcheckpoints"]
-        return cmd
+        # Every node runs the QBFT/IBFT engine with --mine: a node outside the validator set only
+        # follows, and a member node voted in starts proposing at once, with no restart and no
+        # miner_start over RPC (the miner namespace stays off the node's HTTP/WS).
+        return cmd + ["--mine", "--miner.threads", "1", "--emitcheckpoints"]
 
     def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
         return {"PRIVATE_CONFIG": "ignore"}

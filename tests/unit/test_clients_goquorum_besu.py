@@ -69,7 +69,7 @@ def test_goquorum_validator_and_member_commands(tmp_path):
     assert not any(a in cmd for a in ("--unlock", "--password", "--allow-insecure-unlock"))
     assert "personal" not in flag(cmd, "--http.api")
     member_cmd = client.command(Path("/cache/geth"), spec, member, tmp_path, nodes[:-1])
-    assert "--mine" not in member_cmd
+    assert "--mine" in member_cmd  # only follows until voted in; then proposes with no restart
     assert client.environment(spec, validator) == {"PRIVATE_CONFIG": "ignore"}
     init = client.init_command(Path("/cache/geth"), spec, validator, tmp_path, tmp_path / "genesis.json")
     assert init == ["/cache/geth", "--datadir", str(tmp_path / "data"), "init", str(tmp_path / "genesis.json")]
