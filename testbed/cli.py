@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from testbed import toolchain
@@ -31,7 +32,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _progress(message: str) -> None:
-    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", soft_wrap=True, highlight=False)
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {escape(str(message))}", soft_wrap=True, highlight=False)
 
 
 def resolve_network(name: Optional[str]) -> Network:
@@ -544,7 +545,7 @@ def run_app(typer_app: typer.Typer) -> None:
     try:
         typer_app()
     except TestbedError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/bold red]")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.backends.base import NodeProcess
+from testbed.errors import StateError
 
 
 def state_root() -> Path:
@@ -39,6 +40,16 @@ class StateDir:
 
     @classmethod
     def for_network(cls, name: str, base: Path | None = None) -> "StateDir":
+        """The state directory of network `name`: a name is checked before any path is built from
+        it, so `../victim` can never point outside the state root."""
+        import re
+
+        from testbed.spec.network import NAME_PATTERN
+
+        if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+            raise StateError(f"{name!r} is not a network name",
+                             hint="network names are lower-case letters, digits and '-', starting with a letter, "
+                                  "at most 24 characters")
         return cls((base or state_root()) / name)
 
     @property

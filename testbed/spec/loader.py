@@ -84,27 +84,95 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+MAX_FILE_BYTES = 1 << 20  # a spec or scenario is a few KiB; anything near this is a mistake
+MAX_ALIASES = 64  # YAML aliases in one file: a few are handy, an alias bomb has thousands
+MAX_DEPTH = 64  # nesting of mappings/sequences
+MAX_VALUES = 50_000  # values in the document with every alias expanded (an alias bomb has billions)
+
+
+def _check_shape(node: yaml.Node, source: str) -> None:
+    """Duplicate keys (YAML keeps the last one silently), nesting past MAX_DEPTH and a document
+    that expands (aliases included) to more than MAX_VALUES values are errors."""
+    stack = [(node, 1)]
+    values = 0
+    while stack:
+        current, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            raise SpecError(f"{source}: more than {MAX_VALUES} values once YAML aliases are expanded; "
+                            "write the values out")
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{source}:{current.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(current, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, value_node in current.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key in seen:
+                    raise SpecError(f"{source}:{key_node.start_mark.line + 1}: duplicate key {key!r} "
+                                    f"(first on line {seen[key]}); keep one")
+                if key is not None:
+                    seen[key] = key_node.start_mark.line + 1
+                stack.append((value_node, depth + 1))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in current.value)
+
+
+def _count_aliases(text: str, source: str) -> None:
+    aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise SpecError(f"{source}:{event.start_mark.line + 1}: more than {MAX_ALIASES} YAML aliases; "
+                                "write the values out")
+
+
 def parse_yaml_text(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # first: deep nesting fails fast here (RecursionError)
+        _count_aliases(text, source)
+        if node is not None:
+            _check_shape(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{source}:{line}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{source}:1: nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:  # e.g. a 5,000-digit integer
+        raise SpecError(f"{source}:1: a value cannot be read: {str(exc).split(';')[0][:120]}") from None
     lines = _line_index(node) if node is not None else {}
     return data, lines
 
 
 def read_text_file(path: Path, *, hint: str = "give the path of a YAML file") -> str:
-    """A spec or scenario file's text, or one SpecError line saying why it cannot be read."""
+    """A spec or scenario file's text, or one SpecError line saying why it cannot be read. Only a
+    regular file of at most MAX_FILE_BYTES is read (never a FIFO, a device or /dev/zero)."""
+    import os
+    import stat
+
     try:
-        return path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise SpecError(f"{path}: file not found", hint=hint) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read: {exc.__class__.__name__}") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror or exc.__class__.__name__}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{path}: not a regular file", hint=hint)
+        if info.st_size > MAX_FILE_BYTES:
+            raise SpecError(f"{path}: {info.st_size} bytes; a spec or scenario file is at most {MAX_FILE_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: cannot read: not UTF-8 text") from None
 
 
 def load_model(path: Path | str, model: type[M], *, defaults: dict[str, Any] | None = None) -> M:
@@ -125,3 +193,5 @@ def validate_text(text: str, source: str, model: type[M], *, defaults: dict[str,
         return model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_validation_error(source, exc, lines, model)) from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # raised past pydantic (e.g. float('1e400') to int)
+        raise SpecError(f"{source}:1: a value cannot be used: {exc.__class__.__name__}: {str(exc)[:120]}") from None
