@@ -117,6 +117,25 @@ def _check_shape(node: yaml.Node, source: str) -> None:
             stack.extend((item, depth + 1) for item in current.value)
 
 
+def _check_flow_depth(text: str, source: str) -> None:
+    """Flow collections ([...], {...}) nested past MAX_DEPTH, found before YAML's scanner, which
+    takes seconds on thousands of open brackets (outside quotes; a rough count is enough)."""
+    depth, quote, line = 0, "", 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(f"{source}:{line}: nested deeper than {MAX_DEPTH} levels")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+
+
 def _count_aliases(text: str, source: str) -> None:
     aliases = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
@@ -129,7 +148,8 @@ def _count_aliases(text: str, source: str) -> None:
 
 def parse_yaml_text(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)  # first: deep nesting fails fast here (RecursionError)
+        _check_flow_depth(text, source)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
         _count_aliases(text, source)
         if node is not None:
             _check_shape(node, source)
