@@ -102,16 +102,12 @@ def main() -> None:
                         "organizations": runs[0]["organizations"], "runs": len(runs),
                         "seconds_median": statistics.median(seconds), "seconds_min": seconds[0], "seconds_max": seconds[-1],
                         "peak_rss_mib_median": statistics.median(rss), "all_agreed": all(r["agreed_after_settle"] for r in runs)})
-    doc = {
-        "benchmark": "network_startup", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    from _common import append_run
+
+    append_run(args.out, "network_startup", {
         "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-                    "python": platform.python_version()},
-        "summary": summary,
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+                    "python": platform.python_version(), "loadavg_after": os.getloadavg()},
+        "summary": summary, "results": results})  # every run is kept: one run is one sample
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def geth_rpc_flags(node: NodePlan, apis: list[str], *, authrpc: bool) -> list[st
     api, p = ",".join(apis), node.ports
     flags = [
         "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", api,
-        "--http.vhosts", "*",
+        # only requests naming this node's own host: a web page on another name (DNS rebinding)
+        # cannot reach the RPC through a browser
+        "--http.vhosts", ",".join(dict.fromkeys(["localhost", "127.0.0.1", node.host])),
         "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", api,
     ]
     if authrpc:

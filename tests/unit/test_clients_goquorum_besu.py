@@ -125,3 +125,17 @@ def test_goquorum_tool_recipe():
     assert tool.package_dir == "./cmd/geth" and tool.top_dir == "quorum-v24.4.1"
     assert tool.ldflags == "-checklinkname=0"
     assert tool.sha256 == "0f342ffe4ec5b12646423a18528e5189635482ab8a61cbc76d251fa2cceee8fa"
+
+
+@pytest.mark.parametrize("client_name", ["geth", "goquorum"])
+def test_http_answers_only_requests_naming_the_nodes_own_host(tmp_path, client_name):
+    from testbed.clients import get_client
+    from testbed.clients.base import NodePlan, NodePorts
+    from testbed.keys import KeyPair
+
+    spec = NetworkSpec.model_validate({"name": "t", "client": client_name, "organizations": [{"name": "a"}]})
+    node = NodePlan(name="a-v1", org="a", role="validator", index=0, host="198.18.0.2",
+                    ports=NodePorts.for_index(21000, 0), key=KeyPair.generate())
+    cmd = get_client(client_name).command(Path("/cache/geth"), spec, node, tmp_path, [])
+    vhosts = cmd[cmd.index("--http.vhosts") + 1].split(",")
+    assert "*" not in vhosts and "198.18.0.2" in vhosts and set(vhosts) <= {"localhost", "127.0.0.1", "198.18.0.2"}

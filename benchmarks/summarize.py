@@ -1,0 +1,119 @@
+"""Medians and spreads of the benchmark runs kept in benchmarks/results/, per client and engine.
+
+    .venv/bin/python benchmarks/summarize.py [--since YYYY-MM-DD] [--json]
+
+Reads only what the benchmark scripts wrote themselves (runs marked `reconstructed_from_log` are
+left out) and prints, for each figure, the command that measures it, the client/engine, the dates
+and commits of the runs, the median and the min-max spread. The README quotes this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMANDS = {
+    "network_startup": ".venv/bin/python benchmarks/network_startup.py",
+    "load_transfers": ".venv/bin/python benchmarks/load_transfers.py --client {client}",
+    "load_cti": ".venv/bin/python benchmarks/load_cti.py --client {client}",
+}
+
+
+def _runs(name: str, since: float) -> list[dict]:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return []
+    runs = json.loads(path.read_text()).get("runs", [])
+    return [r for r in runs if not r.get("reconstructed_from_log") and isinstance(r.get("time"), (int, float))
+            and r["time"] >= since]
+
+
+def _figure(values: list[float]) -> dict | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 2), "min": values[0], "max": values[-1], "n": len(values)}
+
+
+def _when(runs: list[dict]) -> str:
+    days = sorted({time.strftime("%Y-%m-%d", time.gmtime(r["time"])) for r in runs})
+    commits = sorted({r.get("commit") or "?" for r in runs})
+    return f"{', '.join(days)} (commits {', '.join(commits)})"
+
+
+def startup(since: float) -> list[dict]:
+    rows = []
+    runs = _runs("network_startup", since)
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        for result in run.get("results", []):
+            key = (result["spec"], result.get("client"), result.get("engine"), result["organizations"])
+            groups.setdefault(key, []).append(run | {"result": result})
+    for (spec, client, engine, orgs), members in sorted(groups.items(), key=lambda kv: (kv[0][1] or "", kv[0][3])):
+        rows.append({"figure": f"up to first block agreed, {orgs} orgs ({spec})", "client": f"{client} {engine}",
+                     "command": COMMANDS["network_startup"], "when": _when(members),
+                     "seconds": _figure([m["result"]["seconds_to_first_agreed_block"] for m in members]),
+                     "peak_rss_mib": _figure([m["result"]["peak_rss_all_nodes_mib"] for m in members])})
+    return rows
+
+
+def transfers(since: float) -> list[dict]:
+    rows = []
+    by_client: dict[tuple, list[dict]] = {}
+    for run in _runs("load_transfers", since):
+        net = run.get("network", {})
+        if "client" not in net or run.get("locust_workers"):
+            continue  # before --client, or a distributed-load experiment
+        by_client.setdefault((net["client"], net["engine"]), []).append(run)
+    for (client, engine), runs in sorted(by_client.items()):
+        at80 = [r.get("at_80_percent", {}).get("summary", {}) for r in runs]
+        rows.append({"figure": "value transfers: max sustainable included TPS (stepped, p95 <= limit)",
+                     "client": f"{client} {engine}", "command": COMMANDS["load_transfers"].format(client=client),
+                     "when": _when(runs),
+                     "max_sustainable_included_tps": _figure([r["max_sustainable"]["included_tps"] for r in runs]),
+                     "sustained_60s_included_tps": _figure([r.get("sustained_at_max", {}).get("summary", {})
+                                                            .get("included_tps_steady") for r in runs]),
+                     "p50_s_at_80pct": _figure([s.get("p50_s") for s in at80]),
+                     "p95_s_at_80pct": _figure([s.get("p95_s") for s in at80]),
+                     "p99_s_at_80pct": _figure([s.get("p99_s") for s in at80])})
+    return rows
+
+
+def cti(since: float) -> list[dict]:
+    rows = []
+    by_client: dict[tuple, list[dict]] = {}
+    for run in _runs("load_cti", since):
+        net = run.get("network", {})
+        if "client" in net:
+            by_client.setdefault((net["client"], net["engine"]), []).append(run)
+    for (client, engine), runs in sorted(by_client.items()):
+        best = [r.get("best") or {} for r in runs]
+        rows.append({"figure": "CTI: included requests/s at the best passing step", "client": f"{client} {engine}",
+                     "command": COMMANDS["load_cti"].format(client=client), "when": _when(runs),
+                     "included_request_tps": _figure([b.get("included_request_tps") for b in best]),
+                     "solver_finish_tps": _figure([b.get("solver_finish_tps") for b in best])})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--since", default="2026-11-30", help="only runs from this UTC day on")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    since = time.mktime(time.strptime(args.since, "%Y-%m-%d")) - time.timezone
+    rows = startup(since) + transfers(since) + cti(since)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        figures = {k: v for k, v in row.items() if k not in ("figure", "client", "command", "when")}
+        shown = "; ".join(f"{k} {v['median']} ({v['min']}-{v['max']}, n={v['n']})" for k, v in figures.items() if v)
+        print(f"- {row['figure']} [{row['client']}]: {shown or 'no data'}\n  `{row['command']}`, {row['when']}")
+
+
+if __name__ == "__main__":
+    main()
