@@ -3,8 +3,11 @@ validator and a CTI member; leave removes both and keeps agreement on every rema
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from testbed.chain.rpc import RpcClient
 from testbed import validators
 from testbed.chain.sample import heads
 from testbed.chain.wait import wait_for_block
@@ -32,7 +35,7 @@ def test_join_then_leave(network):
     view = validators.view(grown)
     assert view.agreed and len(view.validators) == 5 and newcomer.address.lower() in view.validators
     assert grown.agreement(full=True, settle=15).agreed
-    client = CtiClient(connect(newcomer.rpc_url), deployment_of(grown), grown.keys.accounts["newco-csirt"][0].private_key)
+    client = CtiClient(connect(newcomer.rpc_url), deployment_of(grown), grown.keys.of("newco-csirt").steps.private_key)
     wait_for_block(client.w3, max(h for h in heads(grown.endpoints()).values() if h is not None))
     org_id, roles = client.org_of()
     assert org_id == 5 and roles
@@ -47,8 +50,23 @@ def test_join_then_leave(network):
     assert after.agreed and len(after.validators) == 4 and newcomer.address.lower() not in after.validators
     assert remaining.process(newcomer.name) is None
     first = remaining.nodes[0]
-    observer = CtiClient(connect(first.rpc_url), deployment_of(remaining), remaining.keys.accounts[first.org][0].private_key)
+    observer = CtiClient(connect(first.rpc_url), deployment_of(remaining), remaining.keys.of(first.org).steps.private_key)
     assert not [o for o in observer.orgs() if o.name == "newco-csirt"][0].active
     reloaded = Network.load("it-join")
     assert [n.name for n in reloaded.nodes] == [n.name for n in remaining.nodes]
     assert reloaded.agreement(full=True, settle=15).agreed
+    if grown.spec.client != "goquorum":
+        return
+    # Permissioned for real (GoQuorum --permissioned): the departed organization's node, started again
+    # by hand, is no longer in any member's permissioned-nodes.json and cannot peer with them.
+    grown.start_node(newcomer.name)
+    try:
+        time.sleep(15)  # several of its dial rounds against each member's allowlist
+        rpc = RpcClient(newcomer.rpc_url)
+        try:
+            assert int(rpc.call("net_peerCount"), 16) == 0, "a departed organization's node peered"
+        finally:
+            rpc.close()
+        assert all(s.peers == 3 for s in remaining.snapshots()), [(s.node, s.peers) for s in remaining.snapshots()]
+    finally:
+        grown.stop_node(newcomer.name)
