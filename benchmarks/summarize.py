@@ -32,11 +32,18 @@ def _runs(name: str, since: float) -> list[dict]:
             and r["time"] >= since]
 
 
+def _client_of(network: dict) -> tuple[str, str]:
+    """(client, engine) of a run; runs written before the scripts recorded them (2026-11-30) were
+    all on geth Clique, the only live client then."""
+    return network.get("client", "geth"), network.get("engine", "clique")
+
+
 def _figure(values: list[float]) -> dict | None:
     values = sorted(v for v in values if v is not None)
     if not values:
         return None
-    return {"median": round(statistics.median(values), 2), "min": values[0], "max": values[-1], "n": len(values)}
+    return {"median": round(statistics.median(values), 2), "min": round(values[0], 2), "max": round(values[-1], 2),
+            "n": len(values)}
 
 
 def _when(runs: list[dict]) -> str:
@@ -66,9 +73,9 @@ def transfers(since: float) -> list[dict]:
     by_client: dict[tuple, list[dict]] = {}
     for run in _runs("load_transfers", since):
         net = run.get("network", {})
-        if "client" not in net or run.get("locust_workers"):
-            continue  # before --client, or a distributed-load experiment
-        by_client.setdefault((net["client"], net["engine"]), []).append(run)
+        if run.get("locust_workers") or run.get("geth_flags"):
+            continue  # a distributed-load or a flag experiment, not the shipped set-up
+        by_client.setdefault(_client_of(net), []).append(run)
     for (client, engine), runs in sorted(by_client.items()):
         at80 = [r.get("at_80_percent", {}).get("summary", {}) for r in runs]
         rows.append({"figure": "value transfers: max sustainable included TPS (stepped, p95 <= limit)",
@@ -87,9 +94,7 @@ def cti(since: float) -> list[dict]:
     rows = []
     by_client: dict[tuple, list[dict]] = {}
     for run in _runs("load_cti", since):
-        net = run.get("network", {})
-        if "client" in net:
-            by_client.setdefault((net["client"], net["engine"]), []).append(run)
+        by_client.setdefault(_client_of(run.get("network", {})), []).append(run)
     for (client, engine), runs in sorted(by_client.items()):
         best = [r.get("best") or {} for r in runs]
         rows.append({"figure": "CTI: included requests/s at the best passing step", "client": f"{client} {engine}",
@@ -101,7 +106,7 @@ def cti(since: float) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--since", default="2026-11-30", help="only runs from this UTC day on")
+    parser.add_argument("--since", default="2026-11-01", help="only runs from this UTC day on")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     since = time.mktime(time.strptime(args.since, "%Y-%m-%d")) - time.timezone
