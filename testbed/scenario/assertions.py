@@ -81,8 +81,8 @@ def _agreement(spec, facts: RunFacts) -> AssertionResult:
     same = (f"{v.heights_checked} heights up to #{v.common_height} identical on {len(v.nodes_at_end)} nodes" if v.agreed
             else f"first divergence: {v.divergences[0]['evidence']}" if v.divergences else "no common block")
     text = (f"{same}; "
-            f"max reorg depth {v.max_reorg_depth} ({len(v.reorgs)} reorgs"
-            + (f", allowed {spec.max_reorg_depth})" if spec.max_reorg_depth is not None else ")")
+            f"max reorg depth {v.max_reorg_depth} ({len(v.reorgs)} reorgs, allowed {allowed}"
+            + (")" if spec.max_reorg_depth is not None else " for the engine)")
             + (f"; {v.transient_divergences} sample(s) saw a transient tip fork" if v.transient_divergences else ""))
     if facts.interventions:  # not hidden: the chain needed an operator's hand to become one chain again
         nodes = sorted({n for i in facts.interventions for n in i["rewound"]})

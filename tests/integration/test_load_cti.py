@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -93,49 +91,3 @@ def test_activity_counters_equal_included_buys_and_requests(cti_net, cti_run):
         assert now["sold"] > before["sold"], (org, now, before)
     assert sum(requested.values()) > 0
 
-
-def test_parallel_requests_under_load_each_get_their_own_task(cti_net):
-    """Issue 19: under load, two parallel requests were both recorded as task 1 (each org read its
-    receipt from its own node while a Clique tip race held the requests in different orders).
-    50 requests per organization at once, through the scenario's CTI steps, while a Locust run
-    sends transfers funded from the same organizations: every recorded id is distinct and is, on
-    the chain, the task of the account, token and publisher the step asked for."""
-    from types import SimpleNamespace as Step
-
-    from testbed.contracts import deployment_of
-    from testbed.scenario.cti import CtiActions
-
-    per_org = 50
-    orgs = [o.name for o in cti_net.spec.organizations]
-    actions = CtiActions(cti_net, deployment_of(cti_net), emit=lambda *a, **k: None)
-    for org in orgs:
-        actions.publish(Step(org=org, alias=f"{org}-listing", title=f"{org} surge listing", price_wei=1, supply=1000))
-    target = {org: orgs[(i + 1) % len(orgs)] for i, org in enumerate(orgs)}
-    for org in orgs:
-        actions.buy(Step(org=org, cti=f"{target[org]}-listing", amount=per_org))
-    request = {"command": "load", "network": cti_net.name, "profile": "constant:150:40",
-               "options": {"batch_size": 10, "per_user_rate": 25.0, "drain_timeout": 20.0}}
-    load = subprocess.Popen([sys.executable, "-m", "testbed.load", json.dumps(request)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(8)  # load accounts funded (from the orgs' funder accounts) and sending
-        assert load.poll() is None, load.stderr.read()[-2000:]
-        steps = [Step(org=org, cti=f"{target[org]}-listing", alias=f"{org}-{i}") for org in orgs for i in range(per_org)]
-        with ThreadPoolExecutor(max_workers=len(steps)) as pool:
-            list(pool.map(actions.request, steps))
-    finally:
-        out, err = load.communicate(timeout=180)
-    assert load.returncode == 0, err[-3000:]
-    ids = [actions.tasks[s.alias]["id"] for s in steps]
-    assert len(set(ids)) == len(ids), Counter(ids).most_common(3)
-    blocks = Counter(actions.tasks[s.alias]["requested_block"] for s in steps)
-    assert max(blocks.values()) >= 2 * len(orgs), f"requests never shared a block: {blocks}"
-    org_ids = actions.org_ids()
-    reader = actions.client(orgs[0])
-    for s in steps:
-        task = reader.task(actions.tasks[s.alias]["id"])
-        asked = (cti_net.keys.of(s.org).steps.address, actions.ctis[s.cti], org_ids[target[s.org]])
-        assert (task.consumer, task.token_id, task.publisher_org) == asked, (s.alias, task)
-    load_txs = RunData.load(Path(json.loads(out.strip().splitlines()[-1])["run_dir"])).txs
-    included = sum(t["status"] == "included" for t in load_txs)
-    assert included >= 0.9 * len(load_txs) and included > 1000, Counter(t["status"] for t in load_txs)
