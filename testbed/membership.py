@@ -84,11 +84,10 @@ def fund(net: Network, addresses: list[str], amount_wei: int, progress: Progress
     rpc = RpcClient(node.rpc_url, timeout=10)
     try:
         start = int(rpc.call("eth_getTransactionCount", net.keys.operator.address, "pending"), 16)
-        txs = []
+        txs, fees = [], fee_rules(net.spec)
         for i, address in enumerate(addresses):
             txs += sign_transfers(net.keys.operator.private_key, chain_id=net.spec.chain_id, start_nonce=start + i,
-                                  count=1, to=address, org="operator", node=node.name, value=amount_wei,
-                                  fees=fee_rules(net.spec))
+                                  count=1, to=address, org="operator", node=node.name, value=amount_wei, fees=fees)
         tracker = InclusionTracker(rpc, int(rpc.call("eth_blockNumber"), 16) + 1)
         send_batch(rpc, txs)
         records = [t.record for t in txs]

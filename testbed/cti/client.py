@@ -87,7 +87,7 @@ class CtiClient:
         price = receipt.get("effectiveGasPrice")
         if price is None:
             price = self.w3.eth.get_transaction(receipt["transactionHash"]).get("gasPrice", 0)
-        return Sent(tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block=receipt["blockNumber"],
+        return Sent(tx_hash=_hex(receipt["transactionHash"]), block=receipt["blockNumber"],
                     gas_used=receipt["gasUsed"], fee_wei=receipt["gasUsed"] * price, result=result)
 
     def _id_in(self, receipt, created: tuple[str, str, str]) -> int | None:
@@ -105,9 +105,9 @@ class CtiClient:
         deadline = time.monotonic() + self.signer.timeout
         problem = "not confirmed yet"
         while True:
-            found = self._confirmed(tx_hash)
-            if found is not None:
-                receipt, result = found[0], self._id_in(found[0], created)
+            confirmed = self._confirmed(tx_hash)
+            if confirmed is not None:
+                receipt, result = confirmed, self._id_in(confirmed, created)
                 if result is None:
                     problem = f"no {created[1]} event of {created[0]} in the receipt"
                 else:
@@ -120,8 +120,8 @@ class CtiClient:
                                       "nodes with 'testbed status'")
             time.sleep(0.25)
 
-    def _confirmed(self, tx_hash) -> tuple[Any] | None:
-        """(receipt,) when the node's receipt sits in its canonical block `confirmations` deep."""
+    def _confirmed(self, tx_hash):
+        """The node's receipt when it sits in its canonical block `confirmations` deep, else None."""
         try:
             receipt = self.w3.eth.get_transaction_receipt(tx_hash)
         except TransactionNotFound:  # moved by a reorg, not yet in the new branch
@@ -130,7 +130,7 @@ class CtiClient:
             return None
         if bytes(self.w3.eth.get_block(receipt["blockNumber"])["hash"]) != bytes(receipt["blockHash"]):
             return None
-        return (receipt,)
+        return receipt
 
     def _call(self, contract: str, function: str, *args: Any) -> Any:
         try:

@@ -75,9 +75,10 @@ def new_account(org: str, node: str, rpc_url: str, chain_id: int, fees: FeeRules
 def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
     """`per_org` fresh accounts per organization, bound to that organization's first node."""
     accounts: dict[str, list[LoadAccount]] = {}
+    fees = fee_rules(net.spec)
     for org in net.spec.organizations:
         node = net.first_node(org.name)
-        accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id, fee_rules(net.spec))
+        accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id, fees)
                               for _ in range(per_org)]
     return accounts
 
@@ -89,14 +90,13 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
     watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
     tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
     records: list[TxRecord] = []
+    fees = fee_rules(net.spec)
     try:
         for org, group in accounts.items():
-            funder = net.keys.of(org).funder
+            funder = TransferSigner(net.keys.of(org).funder.private_key, chain_id=net.spec.chain_id, fees=fees)
             rpc = RpcClient(group[0].rpc_url, timeout=30)
             try:
-                sent = _fund_group(rpc, TransferSigner(funder.private_key, chain_id=net.spec.chain_id,
-                                                             fees=fee_rules(net.spec)), org, group,
-                                   amount_wei)
+                sent = _fund_group(rpc, funder, org, group, amount_wei)
             finally:
                 rpc.close()
             tracker.watch(sent)

@@ -248,7 +248,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     load.gas = {f: int(g * GAS_MARGIN) for f, g in est.items()}
     load.book = CallBook(contracts, load.gas)
     progress(f"CTI load: listings {load.tokens}, gas per call {load.gas}")
-    chain_id = net.spec.chain_id
+    chain_id, fees = net.spec.chain_id, fee_rules(net.spec)
     for i, org in enumerate(orgs):
         node = node_of[org]
         # each batch buys from the next other org in turn (never its own), starting with the next one,
@@ -257,7 +257,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
         for pool, pairs in ((load.consumers, load.consumers[org]), (load.publishers, load.publishers[org])):
             accounts = []
             for pair in pairs:
-                signer = TransferSigner(pair.private_key, chain_id=chain_id, fees=fee_rules(net.spec))
+                signer = TransferSigner(pair.private_key, chain_id=chain_id, fees=fees)
                 account = CtiAccount(org=org, node=node.name, rpc_url=node.rpc_url, signer=signer)
                 account.nonce = w3.eth.get_transaction_count(pair.address, "pending")
                 if pool is load.consumers:

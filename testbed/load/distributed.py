@@ -35,8 +35,8 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 

@@ -4,8 +4,9 @@ Each organization acts with its steps account (`testbed.keys.OrgAccounts`: no lo
 or Solver signs with it) through its own nodes (a running one first; if that node stops
 answering, the next of the org's nodes, never another org's). The publisher lists its
 organization's Solver account as the CTI's solver. Ids (tokens, tasks) are taken from
-receipts only once confirmed for the engine and checked against the chain (CtiClient). Delivery itself is the Solver's job
-(testbed.scenario.solvers); this module only waits for the task to be Finished on-chain.
+receipts only once confirmed for the engine and checked against the chain (CtiClient).
+Delivery itself is the Solver's job (testbed.scenario.solvers); this module only waits for
+the task to be Finished on-chain.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
-from testbed.clients import fee_rules
 from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxRecord, nonce_of
+from testbed.clients import fee_rules
 from testbed.errors import ChainError, TestbedError
 from testbed.metrics import included_tps, latency_summary
 
@@ -86,6 +86,7 @@ class TransferLoad:
         orgs = self.phase.orgs or [o.name for o in self.net.spec.organizations]
         all_orgs = [o.name for o in self.net.spec.organizations]
         senders: list[_Sender] = []
+        fees = fee_rules(self.net.spec)
         for org in orgs:
             node = next(n.name for n in self.net.nodes if n.org == org)
             to = self.net.keys.accounts[all_orgs[(all_orgs.index(org) + 1) % len(all_orgs)]][0].address
@@ -95,8 +96,7 @@ class TransferLoad:
             rpc = RpcClient(urls[0], timeout=10)
             try:
                 for pair in self.net.keys.of(org).load:
-                    signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id,
-                                            fees=fee_rules(self.net.spec))
+                    signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id, fees=fees)
                     senders.append(_Sender(org, node, self._url(node), signer, nonce_of(rpc, signer.address), to))
             finally:
                 rpc.close()
