@@ -98,7 +98,7 @@ def _call(url: str, method: str, *params) -> object:
 
 def block_signers(net: Network, first: int, last: int, node_name: str | None = None) -> dict[int, str]:
     """Who sealed each block in [first, last]: the client's signer RPC (Clique: clique_getSigner), or
-    the block's `miner` (QBFT/IBFT put the proposer there)."""
+    the block's `miner` (QBFT puts the proposer there)."""
     node = net.node(node_name) if node_name else net.nodes[0]
     method = net.validator_rpc.signer_method
     rpc = RpcClient(node.rpc_url)
@@ -110,4 +110,5 @@ def block_signers(net: Network, first: int, last: int, node_name: str | None = N
             signers = rpc.batch([(method, [b["hash"]]) for b in blocks], allow_errors=True)
     finally:
         rpc.close()
+    signers = [s.get("Author") if isinstance(s, dict) else s for s in signers]  # GoQuorum: {"Author": ...}
     return {int(b["number"], 16): s.lower() for b, s in zip(blocks, signers) if isinstance(s, str)}

@@ -113,7 +113,8 @@ class ValidatorRpc:
     discard_method: str | None = None  # params: [address]: drop a pending proposal once it is decided
     start_sealing_method: str | None = None  # called on a node voted in, if it does not seal by itself
     stop_sealing_method: str | None = None  # called on a node voted out, to keep its log quiet
-    signer_method: str | None = None  # params: [block hash] -> who sealed it; None: the block's `miner`
+    signer_method: str | None = None  # params: [block hash] -> who sealed it (an address, or an object with
+    #                                   its `Author`, as GoQuorum's istanbul API answers); None: the block's `miner`
 
 
 class ClientAdapter(Protocol):

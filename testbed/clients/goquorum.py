@@ -104,7 +104,11 @@ class GoQuorumClient:
         return {"PRIVATE_CONFIG": "ignore"}
 
     def validator_rpc(self, engine: str) -> ValidatorRpc:
-        return ValidatorRpc(list_method="istanbul_getValidators", propose_method="istanbul_propose")
+        # QBFT writes the proposer into the block's coinbase; IBFT keeps the coinbase for votes
+        # (zero, or the candidate), so who proposed an IBFT block is asked of the engine's API.
+        signer = "istanbul_getSignersFromBlockByHash" if engine == "ibft" else None
+        return ValidatorRpc(list_method="istanbul_getValidators", propose_method="istanbul_propose",
+                            signer_method=signer)
 
     def rpc_apis(self, engine: str) -> list[str]:
         return ["eth", "net", "web3", "txpool", "istanbul"]

@@ -1,5 +1,5 @@
 """The ansible backend, for real: four lab member hosts (a namespace and an sshd each, on
-198.18.0.0/15), ansible-runner deploying geth over SSH into them, then the same peering and agreement
+198.18.0.0/15), ansible-runner deploying GoQuorum (QBFT, the default client) over SSH into them, then the same peering and agreement
 checks as on the local backend (conformance.py); crash and restart through the playbooks; clean teardown.
 
 The tests in this module share one network and run in file order.
@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from testbed.backends.ssh_lab import SSHD
+from testbed.clients import get_client
 from testbed.network import Network
 from testbed.report.data import RunData
 
@@ -100,12 +101,14 @@ def test_hosts_are_sshd_namespaces_on_the_benchmarking_range(lab):
 def test_keys_are_laid_out_0600_and_artifacts_kept(lab):
     network = lab["network"]
     backend = network.backend
+    adapter = get_client(network.spec.client)
     for node in network.nodes:
         root = backend.lab.host_root(node.org) / "nodes" / node.name
-        for secret in ("data/geth/nodekey", "signer.password"):
-            assert stat.S_IMODE((root / secret).stat().st_mode) == 0o600, (node.name, secret)
-        assert stat.S_IMODE((root / "config.toml").stat().st_mode) == 0o644
-        assert (backend.lab.host_root(node.org) / "bin" / "geth").stat().st_mode & stat.S_IXUSR
+        rendered = adapter.node_files(network.spec, node, network.nodes)
+        assert any(f.secret for f in rendered) and any(not f.secret for f in rendered)
+        for f in rendered:  # the node key (and geth's signer password) 0600 on the host, the rest 0644
+            assert stat.S_IMODE((root / f.path).stat().st_mode) == (0o600 if f.secret else 0o644), (node.name, f.path)
+        assert (backend.lab.host_root(node.org) / "bin" / network.binary.name).stat().st_mode & stat.S_IXUSR
     runs = sorted((network.state.runs_dir / "ansible").iterdir())
     assert any("-site-" in r.name for r in runs) and sum("-start-" in r.name for r in runs) == 4
     site = next(r for r in runs if "-site-" in r.name)

@@ -82,6 +82,13 @@ def test_parallel_requests_under_load_each_get_their_own_task(cti_net):
         task = reader.task(actions.tasks[s.alias]["id"])
         asked = (cti_net.keys.of(s.org).steps.address, actions.ctis[s.cti], org_ids[target[s.org]])
         assert (task.consumer, task.token_id, task.publisher_org) == asked, (s.alias, task)
+    # and the exchange completes on this client: every org's Solver delivers each task (FINISHED
+    # on the chain) and the consumer rates one
+    actions.await_delivery(Step(tasks=[s.alias for s in steps], timeout=240))
+    for org in orgs:
+        actions.feedback(Step(task=f"{org}-0", rating=5, comment="delivered"))
+    for org in orgs:
+        assert reader.rating(actions.ctis[f"{org}-listing"]) == (5, 1), org
     load_txs = RunData.load(Path(json.loads(out.strip().splitlines()[-1])["run_dir"])).txs
     included = sum(t["status"] == "included" for t in load_txs)
     assert included >= 0.9 * len(load_txs) and included > 1000, Counter(t["status"] for t in load_txs)

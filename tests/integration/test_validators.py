@@ -1,5 +1,7 @@
-"""Validator votes on live networks, GoQuorum QBFT (istanbul_propose) and geth Clique (clique_propose):
-a member node voted in becomes a validator and seals (proposes) blocks; voted out again."""
+"""Validator votes on live networks, GoQuorum QBFT and IBFT (istanbul_propose) and geth Clique
+(clique_propose): a member node voted in becomes a validator and seals (proposes) blocks; voted out
+again. Each network is checked for full peering and agreement on every height first (the
+conformance checks GoQuorum IBFT runs; QBFT and Clique also run the rest of them in test_network)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from .conftest import NETWORKS, spec_with
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=["four-orgs.yaml", "four-orgs-clique.yaml"], ids=["goquorum-qbft", "geth-clique"])
+@pytest.fixture(scope="module", params=["four-orgs.yaml", "four-orgs-ibft.yaml", "four-orgs-clique.yaml"],
+                ids=["goquorum-qbft", "goquorum-ibft", "geth-clique"])
 def five_nodes(testbed_home, request):
     spec = spec_with(NETWORKS / request.param, name="it-votes", port_base=24200)
     data = spec.model_dump()
@@ -23,6 +26,17 @@ def five_nodes(testbed_home, request):
     network = Network.create(type(spec).model_validate(data), progress=print)
     yield network
     network.down(purge=True)
+
+
+def test_every_node_peered_and_agreeing_on_every_height(five_nodes):
+    status = five_nodes.status()
+    validators_ = sorted(n.address.lower() for n in five_nodes.nodes if n.is_validator)
+    for node in status.nodes:
+        assert node.process_alive and node.snapshot.peers == 4, (node.plan.name, node.snapshot.peers)
+        assert sorted(v.lower() for v in node.snapshot.validators) == validators_, node.plan.name
+    result = five_nodes.agreement(full=True, settle=15)
+    assert result.agreed and result.common_height >= 3 and result.heights_checked == result.common_height + 1, \
+        result.summary()
 
 
 def test_member_voted_in_signs_then_voted_out(five_nodes):
