@@ -20,12 +20,13 @@ from typing import Callable
 
 from testbed import toolchain
 from testbed.backends import NodeProcess, get_backend
+from testbed.chain.rpc import RpcClient, ipc_url
 from testbed.chain.sample import snapshot_all
 from testbed.clients import get_client
 from testbed.clients.base import NodePlan, NodePorts
 from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, choose_branch, rewind_points, stall_limit_s
 from testbed.engines import engine_of
-from testbed.errors import ReadinessError, StateError, TestbedError
+from testbed.errors import NotSupportedError, ReadinessError, StateError, TestbedError
 from testbed.keys import NetworkKeys, write_secret
 from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir, write_json_atomic
@@ -277,6 +278,7 @@ class Network:
                 for log in logs:
                     shutil.copy2(log, kept / f"{log.parent.name}.log")
             shutil.rmtree(self.state.root, ignore_errors=True)
+        self.state.remove_admin_dir()
         return kept
 
     # ---- facts ------------------------------------------------------------------------------
@@ -337,7 +339,11 @@ class Network:
 
     def _spawn(self, node: NodePlan) -> NodeProcess:
         node_dir = self.state.node_dir(node.name)
-        argv = self.client.command(self.binary, self.spec, node, node_dir, self.peers_of(node))
+        ipc = None
+        if self.client.admin_over_ipc:
+            ipc = self.state.admin_socket(node.name)
+            self.state.make_admin_dir()
+        argv = self.client.command(self.binary, self.spec, node, node_dir, self.peers_of(node), ipc=ipc)
         proc = self.backend.start(node, argv, self.client.environment(self.spec, node),
                                   self.state.log_file(node.name), self.state.marker(node.name))
         self.state.write_pid(proc)
@@ -393,6 +399,7 @@ class Network:
         self.backend.teardown()
         if purge:
             shutil.rmtree(self.state.root, ignore_errors=True)
+            self.state.remove_admin_dir()
         return stopped
 
     def heal(self, *, progress: Progress = _quiet, settle: float = 20.0) -> dict[str, int]:
@@ -430,7 +437,7 @@ class Network:
         points = rewind_points(snaps, chosen) if chosen else {}
         for name, height in points.items():
             progress(f"{name} is stuck on a competing branch: rewinding it to block #{height} to follow {chosen}'s")
-            self._rpc_call(name, "debug_setHead", hex(height))
+            self.admin_call(name, "debug_setHead", hex(height))
         if points and wait:
             self.wait_ready(progress=progress, new_blocks=2, only=live, timeout=90 + 3 * len(live))
         return points
@@ -446,18 +453,38 @@ class Network:
         block = self._rpc_call(snap.node, "eth_getBlockByHash", snap.head_hash, False) or {}
         return int(block.get("totalDifficulty") or "0x0", 16)
 
-    def _rpc_call(self, name: str, method: str, *params):
-        from testbed.chain.rpc import RpcClient
-
-        rpc = RpcClient(self.node(name).rpc_url, timeout=30)
+    def _rpc_call(self, name: str, method: str, *params, url: str | None = None):
+        rpc = RpcClient(url or self.node(name).rpc_url, timeout=30)
         try:
             return rpc.call(method, *params)
         finally:
             rpc.close()
 
+    def admin_url(self, name: str) -> str:
+        """Where node `name` serves validator votes, sealing control and rewinds: its IPC socket
+        (geth, GoQuorum), reachable only from this machine's filesystem; Besu: its own RPC."""
+        node = self.node(name)
+        if not self.client.admin_over_ipc:
+            return node.rpc_url
+        if not self.backend.shares_filesystem:
+            raise NotSupportedError(
+                f"node {name} runs on a remote host: its admin socket is reachable only there",
+                hint="run the vote or rewind on the member host (geth attach its IPC socket)")
+        return ipc_url(self.state.admin_socket(name))
+
+    def admin_urls(self, only: list[str] | None = None) -> dict[str, str] | None:
+        """admin_url of every node (or of `only`); None where they cannot be reached from here."""
+        try:
+            return {n.name: self.admin_url(n.name) for n in self.nodes if only is None or n.name in only}
+        except NotSupportedError:
+            return None
+
+    def admin_call(self, name: str, method: str, *params):
+        return self._rpc_call(name, method, *params, url=self.admin_url(name))
+
     # ---- observation ------------------------------------------------------------------------
     def snapshots(self, heights: list[int] | None = None, only: list[str] | None = None) -> list[NodeSnapshot]:
-        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights)
+        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights, admin=self.admin_urls(only))
 
     def agreement(self, *, full: bool = False, only: list[str] | None = None, settle: float = 0.0) -> AgreementResult:
         """Agreement on the latest common block (or, with full, on every height up to it).

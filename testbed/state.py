@@ -5,8 +5,11 @@ node directories, pids, logs, deployment, runs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,37 @@ from testbed.errors import StateError
 def state_root() -> Path:
     root = os.environ.get("TESTBED_HOME")
     return Path(root) if root else Path.cwd() / ".testbed"
+
+
+MAX_SOCKET_PATH = 107  # bytes: a Unix socket path (sun_path) holds 108 with its terminating NUL
+
+
+def socket_root() -> Path:
+    """Where node IPC sockets live: a short path, since a Unix socket path is at most 107 bytes and
+    state directories can be deep. TESTBED_RUN_DIR, else $XDG_RUNTIME_DIR/cti-testbed, else
+    /tmp/cti-testbed-<uid>; owned by this user, mode 0700 (checked before use)."""
+    if os.environ.get("TESTBED_RUN_DIR"):
+        return Path(os.environ["TESTBED_RUN_DIR"])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "cti-testbed"
+    return Path(tempfile.gettempdir()) / f"cti-testbed-{os.getuid()}"
+
+
+def private_dirs(*paths: Path) -> Path:
+    """Create each of `paths` in turn mode 0700, or check that the existing one is a real directory
+    of this user that nobody else can enter (sockets in it are reachable by us only); the last."""
+    for directory in paths:
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create {directory} for the nodes' IPC sockets ({exc.strerror})",
+                             hint="set TESTBED_RUN_DIR to a short directory of yours") from None
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            raise StateError(f"{directory} is not a private directory of this user (owner, mode 0700)",
+                             hint="remove it, or set TESTBED_RUN_DIR to a short directory of yours")
+    return paths[-1]
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -82,6 +116,28 @@ class StateDir:
 
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
+
+    @property
+    def admin_dir(self) -> Path:
+        """The directory of this network's node IPC sockets (admin and vote namespaces), outside the
+        state directory because socket paths must be short; named after the network and its state
+        root, so two state roots never share sockets."""
+        tag = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        return socket_root() / f"{self.name}-{tag}"
+
+    def admin_socket(self, node: str) -> Path:
+        """Node `node`'s IPC socket; a path too long for a Unix socket is a clear error."""
+        path = self.admin_dir / f"{node}.ipc"
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            raise StateError(f"the IPC socket path {path} is longer than {MAX_SOCKET_PATH} bytes",
+                             hint="set TESTBED_RUN_DIR to a shorter directory")
+        return path
+
+    def make_admin_dir(self) -> Path:
+        return private_dirs(socket_root(), self.admin_dir)
+
+    def remove_admin_dir(self) -> None:
+        shutil.rmtree(self.admin_dir, ignore_errors=True)
 
     def log_file(self, node: str) -> Path:
         return self.node_dir(node) / "node.log"

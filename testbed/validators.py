@@ -1,4 +1,5 @@
-"""Validator-set changes through the client's real voting RPC (clique_*, istanbul_*, qbft_*/ibft_*).
+"""Validator-set changes through the client's real voting RPC (clique_*, istanbul_*, qbft_*/ibft_*),
+called on each node's admin endpoint (its IPC socket: these namespaces are never on HTTP/WS).
 
 Every current validator is asked to vote; the change is done when every running node
 reports the new set. Reading the sets is a pure comparison over per-node answers.
@@ -35,7 +36,7 @@ def view(net: Network, only: list[str] | None = None) -> ValidatorView:
     names = only or net.running_nodes()
     result: dict[str, tuple[str, ...] | None] = {}
     for name in names:
-        rpc = RpcClient(net.node(name).rpc_url)
+        rpc = RpcClient(net.admin_url(name))
         try:
             result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc.list_method, "latest")))
         except RpcError:
@@ -66,9 +67,9 @@ def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, prog
     progress(f"{len(voters)} validators vote to {'add' if add else 'remove'} {node_name} ({target.address})")
     if add and rpc_names.start_sealing_method:
         # start sealing first: the new signer's first in-turn slot comes soon after the vote passes
-        _call(target.rpc_url, rpc_names.start_sealing_method)
+        net.admin_call(target.name, rpc_names.start_sealing_method)
     for voter in voters:
-        _call(voter.rpc_url, rpc_names.propose_method, target.address, add)
+        net.admin_call(voter.name, rpc_names.propose_method, target.address, add)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = view(net)
@@ -81,19 +82,11 @@ def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, prog
                          + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
     if rpc_names.discard_method:
         for voter in voters:
-            _call(voter.rpc_url, rpc_names.discard_method, target.address)
+            net.admin_call(voter.name, rpc_names.discard_method, target.address)
     if not add and rpc_names.stop_sealing_method and net.process(node_name):
-        _call(target.rpc_url, rpc_names.stop_sealing_method)
+        net.admin_call(target.name, rpc_names.stop_sealing_method)
     progress(f"agreed by {len(now.per_node)} nodes: {len(now.validators)} validators")
     return now
-
-
-def _call(url: str, method: str, *params) -> object:
-    rpc = RpcClient(url, timeout=10)
-    try:
-        return rpc.call(method, *params)
-    finally:
-        rpc.close()
 
 
 def block_signers(net: Network, first: int, last: int, node_name: str | None = None) -> dict[int, str]:
@@ -101,14 +94,15 @@ def block_signers(net: Network, first: int, last: int, node_name: str | None = N
     the block's `miner` (QBFT puts the proposer there)."""
     node = net.node(node_name) if node_name else net.nodes[0]
     method = net.validator_rpc.signer_method
-    rpc = RpcClient(node.rpc_url)
+    rpc, admin = RpcClient(node.rpc_url), RpcClient(net.admin_url(node.name))
     try:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
         if method is None:
             signers = [b["miner"] for b in blocks]
         else:
-            signers = rpc.batch([(method, [b["hash"]]) for b in blocks], allow_errors=True)
+            signers = admin.batch([(method, [b["hash"]]) for b in blocks], allow_errors=True)
     finally:
         rpc.close()
+        admin.close()
     signers = [s.get("Author") if isinstance(s, dict) else s for s in signers]  # GoQuorum: {"Author": ...}
     return {int(b["number"], 16): s.lower() for b, s in zip(blocks, signers) if isinstance(s, str)}

@@ -58,6 +58,7 @@ class AnsibleBackend:
         self.hosts_file = Path(hosts_file or os.environ.get(HOSTS_ENV) or "") if (hosts_file or os.environ.get(HOSTS_ENV)) else None
         self.lab = None if self.hosts_file else (lab or LabHosts(network, self.state_dir))
         self.runner = runner or AnsibleRunner(self.dir, self.state_dir / "runs" / "ansible")
+        self.shares_filesystem = self.lab is not None  # lab hosts are namespaces of this machine
         self.progress: Progress = _quiet
         self._ready = False
         digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:10]

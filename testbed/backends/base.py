@@ -25,6 +25,9 @@ class NodeProcess:
 
 class Backend(Protocol):
     name: str
+    # the nodes' files (and IPC sockets) are on this machine's filesystem: local processes,
+    # namespaces, containers with bind mounts, lab hosts; not an operator's remote hosts
+    shares_filesystem: bool
 
     def host_for(self, org_index: int, node_index: int) -> str:
         """The address a node binds to and peers dial."""

@@ -26,7 +26,7 @@ from testbed.backends.images import IMAGE_ENTRYPOINT, image_for
 from testbed.backends.netns_plan import NetnsPlan, preferred_block
 from testbed.clients.base import NodePlan
 from testbed.errors import BackendError, NotSupportedError
-from testbed.state import write_json_atomic
+from testbed.state import StateDir, write_json_atomic
 
 LABEL = "org.cti-testbed"
 STATE_FILE = "docker.json"
@@ -75,9 +75,13 @@ def published_ports(node: NodePlan) -> dict[str, tuple[str, int]]:
 
 
 def container_spec(*, network: str, client: str, image: str, node: NodePlan, argv: list[str], env: dict[str, str],
-                   node_dir: Path, genesis: Path, user: str) -> dict:
-    """Keyword arguments of `containers.create` for a long-running node."""
+                   node_dir: Path, genesis: Path, user: str, admin_dir: Path | None = None) -> dict:
+    """Keyword arguments of `containers.create` for a long-running node; `admin_dir`: the host
+    directory of the nodes' IPC sockets, mounted at the same path (the harness votes through it)."""
     entrypoint, command = split_command(client, argv)
+    volumes = {str(node_dir): {"bind": str(node_dir), "mode": "rw"}, str(genesis): {"bind": str(genesis), "mode": "ro"}}
+    if admin_dir is not None:
+        volumes[str(admin_dir)] = {"bind": str(admin_dir), "mode": "rw"}
     return {
         "name": container_name(network, node.name),
         "image": image,
@@ -88,8 +92,7 @@ def container_spec(*, network: str, client: str, image: str, node: NodePlan, arg
         "user": user,
         "hostname": node.name,
         "working_dir": str(node_dir),
-        "volumes": {str(node_dir): {"bind": str(node_dir), "mode": "rw"},
-                    str(genesis): {"bind": str(genesis), "mode": "ro"}},
+        "volumes": volumes,
         "ports": published_ports(node),
         "network": network_name(network),
         "ipv4_address": node.host,
@@ -223,6 +226,7 @@ class DockerEngine:
 # ---- the backend ----------------------------------------------------------------------------------
 class DockerBackend:
     name = "docker"
+    shares_filesystem = True
 
     def __init__(self, network: str = "", state_dir: Path | None = None, *, engine: DockerEngine | None = None,
                  user: str | None = None) -> None:
@@ -278,7 +282,8 @@ class DockerBackend:
                                hint=f"see {log_path}")
 
     def start(self, node: NodePlan, argv: list[str], env: dict[str, str], log_path: Path, marker: str) -> NodeProcess:
-        spec = container_spec(**self._specs_for(node, argv, env))
+        admin_dir = StateDir(self.state_dir).admin_dir if "--ipcpath" in argv else None
+        spec = container_spec(**self._specs_for(node, argv, env), admin_dir=admin_dir)
         self.engine.remove(spec["name"])  # a stopped container of an earlier start
         container_id, pid = self.engine.create_and_start(spec)
         return NodeProcess(name=node.name, pid=pid, marker=container_id)

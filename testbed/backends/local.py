@@ -13,6 +13,7 @@ from testbed.errors import NotSupportedError
 
 class LocalBackend:
     name = "local"
+    shares_filesystem = True
 
     def __init__(self, network: str = "", state_dir: Path | None = None) -> None:
         self.network = network

@@ -75,6 +75,7 @@ def _disable_ipv6(ifname: str) -> None:
 
 class NetnsBackend:
     name = "netns"
+    shares_filesystem = True
 
     def __init__(self, network: str = "", state_dir: Path | None = None) -> None:
         self.network = network

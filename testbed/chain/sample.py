@@ -14,22 +14,33 @@ def _to_int(value: str | None) -> int | None:
     return int(value, 16) if isinstance(value, str) else None
 
 
+def validator_set(admin_url: str | None, validator_method: str | None, timeout: float = 5.0) -> tuple[str, ...] | None:
+    """The validator set a node reports, asked on its admin endpoint (the vote namespaces are
+    never on HTTP/WS); None when there is no method or endpoint, or the node does not answer."""
+    if not admin_url or not validator_method:
+        return None
+    rpc = RpcClient(admin_url, timeout=timeout)
+    try:
+        answer = rpc.call(validator_method, "latest")
+    except RpcError:
+        return None
+    finally:
+        rpc.close()
+    return tuple(answer) if isinstance(answer, list) else None
+
+
 def snapshot_node(name: str, url: str, validator_method: str | None, heights: list[int] | None = None,
-                  timeout: float = 5.0) -> NodeSnapshot:
-    """Head, peers, validators and, for `heights`, the block hash at each height."""
+                  timeout: float = 5.0, admin_url: str | None = None) -> NodeSnapshot:
+    """Head, peers, validators (asked on `admin_url`) and, for `heights`, the block hash at each height."""
     rpc = RpcClient(url, timeout=timeout)
     try:
         calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False]), ("net_peerCount", [])]
-        if validator_method:
-            calls.append((validator_method, ["latest"]))
         results = rpc.batch(calls, allow_errors=True)
         head = results[0]
         if isinstance(head, RpcError) or head is None:
             return NodeSnapshot(node=name, reachable=False, error=str(head))
         peers = results[1] if not isinstance(results[1], RpcError) else None
-        validators = None
-        if validator_method and not isinstance(results[2], RpcError) and results[2] is not None:
-            validators = tuple(results[2])
+        validators = validator_set(admin_url, validator_method, timeout)
         hashes = {int(head["number"], 16): head["hash"]}
         wanted = [h for h in (heights or []) if h <= int(head["number"], 16)]
         for start in range(0, len(wanted), MAX_BATCH):
@@ -51,12 +62,15 @@ def snapshot_node(name: str, url: str, validator_method: str | None, heights: li
 
 
 def snapshot_all(endpoints: dict[str, str], validator_method: str | None, heights: list[int] | None = None,
-                 timeout: float = 5.0) -> list[NodeSnapshot]:
-    """Snapshot every node concurrently; order follows `endpoints`."""
+                 timeout: float = 5.0, admin: dict[str, str] | None = None) -> list[NodeSnapshot]:
+    """Snapshot every node concurrently; order follows `endpoints`. `admin`: each node's admin
+    endpoint, where its validator set is read (without it, no validator sets)."""
     if not endpoints:
         return []
+    admin = admin or {}
     with ThreadPoolExecutor(max_workers=min(16, len(endpoints))) as pool:
-        futures = [pool.submit(snapshot_node, n, u, validator_method, heights, timeout) for n, u in endpoints.items()]
+        futures = [pool.submit(snapshot_node, n, u, validator_method, heights, timeout, admin.get(n))
+                   for n, u in endpoints.items()]
         return [f.result() for f in futures]
 
 

@@ -24,6 +24,17 @@ GETH_TXPOOL_FLAGS = [
 ]
 
 
+# What a node serves on its HTTP/WS JSON-RPC: reading the chain and sending signed transactions.
+# Validator votes, sealing control, rewinds and node admin are never there: geth-family nodes
+# (geth, GoQuorum) serve them only on their IPC socket, in a 0700 directory of the harness's user.
+PUBLIC_APIS = ["eth", "net", "web3", "txpool"]
+
+
+def geth_ipc_flags(ipc: Path | None) -> list[str]:
+    """The IPC socket of a geth-family node (it serves every namespace there), or none at all."""
+    return ["--ipcpath", str(ipc)] if ipc is not None else ["--ipcdisable"]
+
+
 def geth_rpc_flags(node: NodePlan, apis: list[str], *, authrpc: bool) -> list[str]:
     """HTTP, WS (and, with `authrpc`, engine-API) JSON-RPC and metrics listeners of a geth-family
     node (geth, GoQuorum), all bound to the node's own address; cache size and RPC caps."""
@@ -122,6 +133,7 @@ class ClientAdapter(Protocol):
     binary: str  # toolchain tool name that runs this client
     engines: tuple[str, ...]
     fee_rules: FeeRules  # transaction type and gas price its genesis calls for
+    admin_over_ipc: bool  # votes, sealing and rewinds go through the node's IPC socket (else its RPC)
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         """Genesis document for this engine. `validators` are addresses, `alloc` address -> wei."""
@@ -135,8 +147,10 @@ class ClientAdapter(Protocol):
         """Command that initialises the node's database from genesis, or None if not needed."""
         ...
 
-    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
-        """Command line that runs the node in the foreground."""
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
+                ipc: Path | None = None) -> list[str]:
+        """Command line that runs the node in the foreground; `ipc`: where its admin socket goes
+        (None: no IPC at all)."""
         ...
 
     def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
@@ -147,5 +161,5 @@ class ClientAdapter(Protocol):
         ...
 
     def rpc_apis(self, engine: str) -> list[str]:
-        """JSON-RPC namespaces the node exposes (never personal)."""
+        """JSON-RPC namespaces the node serves on HTTP/WS (never personal, admin or votes)."""
         ...

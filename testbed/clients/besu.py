@@ -125,6 +125,9 @@ class BesuClient:
     binary = "besu"
     engines = ("qbft", "ibft2", "clique")
     fee_rules = LONDON
+    # Besu's IPC is an experimental option not verified here (no Besu binary): its vote namespace
+    # stays on its RPC, bound to the node's own address (docs/security.md, docs/besu.md)
+    admin_over_ipc = False
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return besu_genesis(spec, validators, alloc)
@@ -143,7 +146,8 @@ class BesuClient:
         # the network's genesis into the node directory so that the directory stands alone.
         return ["cp", str(genesis_path), str(node_dir / GENESIS)]
 
-    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
+                ipc: Path | None = None) -> list[str]:
         return [
             str(binary),
             f"--config-file={node_dir / CONFIG}",

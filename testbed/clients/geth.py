@@ -15,7 +15,15 @@ from pathlib import Path
 from eth_account import Account
 
 from testbed.chain.txs import LONDON
-from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc, geth_rpc_flags
+from testbed.clients.base import (
+    GETH_TXPOOL_FLAGS,
+    PUBLIC_APIS,
+    NodePlan,
+    RenderedFile,
+    ValidatorRpc,
+    geth_ipc_flags,
+    geth_rpc_flags,
+)
 from testbed.spec.network import NetworkSpec
 
 FORKS_AT_ZERO = (
@@ -63,6 +71,7 @@ class GethClient:
     binary = "geth"
     engines = ("clique",)
     fee_rules = LONDON
+    admin_over_ipc = True
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return geth_genesis(spec, validators, alloc)
@@ -88,14 +97,15 @@ class GethClient:
     def init_command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, genesis_path: Path) -> list[str]:
         return [str(binary), "--datadir", str(node_dir / "data"), "--state.scheme", "hash", "init", str(genesis_path)]
 
-    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
+                ipc: Path | None = None) -> list[str]:
         cmd = [
             str(binary),
             "--config", str(node_dir / "config.toml"),
             "--datadir", str(node_dir / "data"),
             "--networkid", str(spec.chain_id),
             "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
-            "--nodiscover", "--nat", "none", "--ipcdisable",
+            "--nodiscover", "--nat", "none", *geth_ipc_flags(ipc),
             # geth dials at most maxpeers/3 peers itself; leave room to dial every static peer
             "--maxpeers", str(3 * (len(peers) + 1) + 8),
             "--port", str(node.ports.p2p),
@@ -125,7 +135,7 @@ class GethClient:
                             signer_method="clique_getSigner")
 
     def rpc_apis(self, engine: str) -> list[str]:
-        # miner: lets a member node voted in as a signer start sealing; debug: debug_setHead, to
-        # rewind a node stuck on a losing Clique branch (Network.heal). Bound to the node's own address.
-        return ["eth", "net", "web3", "txpool", "clique", "miner", "debug"]
+        # clique (votes), miner (a member voted in starts sealing) and debug (debug_setHead rewinds a
+        # node stuck on a losing Clique branch) are used over the IPC socket only
+        return list(PUBLIC_APIS)
 

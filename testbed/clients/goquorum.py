@@ -12,7 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from testbed.chain.txs import FeeRules
-from testbed.clients.base import GETH_TXPOOL_FLAGS, NodePlan, RenderedFile, ValidatorRpc, geth_rpc_flags
+from testbed.clients.base import (
+    GETH_TXPOOL_FLAGS,
+    PUBLIC_APIS,
+    NodePlan,
+    RenderedFile,
+    ValidatorRpc,
+    geth_ipc_flags,
+    geth_rpc_flags,
+)
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
     FORKS_TO_ISTANBUL,
@@ -63,6 +71,7 @@ class GoQuorumClient:
     binary = "goquorum"
     engines = ("qbft", "ibft")
     fee_rules = FeeRules(london=False, gas_price=0)  # pre-London genesis, gas price fixed at 0
+    admin_over_ipc = True
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return goquorum_genesis(spec, validators, alloc)
@@ -80,13 +89,14 @@ class GoQuorumClient:
     def init_command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, genesis_path: Path) -> list[str]:
         return [str(binary), "--datadir", str(node_dir / "data"), "init", str(genesis_path)]
 
-    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan]) -> list[str]:
+    def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
+                ipc: Path | None = None) -> list[str]:
         cmd = [
             str(binary),
             "--datadir", str(node_dir / "data"),
             "--networkid", str(spec.chain_id),
             "--syncmode", "full", "--gcmode", "archive",
-            "--nodiscover", "--nat", "none", "--ipcdisable", "--permissioned",
+            "--nodiscover", "--nat", "none", *geth_ipc_flags(ipc), "--permissioned",
             # GoQuorum is geth 1.10 underneath: it dials at most maxpeers/3 peers itself (see geth.py)
             "--maxpeers", str(3 * (len(peers) + 1) + 8),
             "--port", str(node.ports.p2p),
@@ -111,4 +121,4 @@ class GoQuorumClient:
                             signer_method=signer)
 
     def rpc_apis(self, engine: str) -> list[str]:
-        return ["eth", "net", "web3", "txpool", "istanbul"]
+        return list(PUBLIC_APIS)  # istanbul (validators, votes, proposers) over the IPC socket only

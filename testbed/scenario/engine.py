@@ -400,7 +400,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         if scenario.deploy:
             _deploy(ctx, progress)
         monitor = AgreementMonitor(ctx.endpoints, validator_method=ctx.net.validator_rpc.list_method,
-                                   out_dir=run.root, interval=scenario.spec.monitor.interval,
+                                   admin=lambda: ctx.net.admin_urls() or {}, out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
                                    views=ctx.views, emit=bus.emit).start()
         watchdog = StallWatchdog(ctx.net, enabled=scenario.spec.monitor.watchdog, paused=ctx.ledger.splits_network,

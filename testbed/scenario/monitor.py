@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
+from testbed.chain.sample import validator_set
 from testbed.consensus import (HeadPoint, NodeSnapshot, Reorg, apply_hashes, find_divergences, find_reorgs,
                                find_stalls, find_state_mismatches, liveness)
 
@@ -81,9 +82,10 @@ class MonitorVerdict:
 class AgreementMonitor:
     def __init__(self, endpoints: Endpoints, *, validator_method: str | None, out_dir: Path,
                  interval: float = 0.5, recheck: int = 12, stall_after: float = 5.0, views=None,
-                 views_every: int = 4, emit: Emit = _quiet, timeout: float = 3.0) -> None:
+                 views_every: int = 4, emit: Emit = _quiet, timeout: float = 3.0, admin: Endpoints | None = None) -> None:
         self.endpoints = endpoints
         self.validator_method = validator_method
+        self.admin = admin or dict  # node name -> its admin endpoint, where validator sets are read
         self.out_dir = Path(out_dir)
         self.interval = interval
         self.recheck = recheck
@@ -171,8 +173,6 @@ class AgreementMonitor:
 
     def _batch(self, rpc: RpcClient, name: str, track: NodeTrack, heights: list[int]) -> NodeSnapshot:
         calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False]), ("net_peerCount", [])]
-        if self.validator_method:
-            calls.append((self.validator_method, ["latest"]))
         fixed = len(calls)
         header = lambda h: (track.header_method, [hex(h)] if track.header_method == "eth_getHeaderByNumber" else [hex(h), False])
         calls += [header(h) for h in heights]
@@ -202,9 +202,8 @@ class AgreementMonitor:
                 except RpcError:
                     break
                 hashes.update({h: b["hash"] for h, b in zip(chunk, blocks) if isinstance(b, dict)})
-        validators = None
-        if self.validator_method and isinstance(results[2], list):
-            validators = tuple(sorted(a.lower() for a in results[2]))
+        answer = validator_set(self.admin().get(name), self.validator_method, self.timeout)
+        validators = tuple(sorted(a.lower() for a in answer)) if answer is not None else None
         peers = results[1] if isinstance(results[1], str) else None
         return NodeSnapshot(node=name, reachable=True, head_number=number, head_hash=head["hash"],
                             head_timestamp=int(head["timestamp"], 16), peers=int(peers, 16) if peers else None,

@@ -7,6 +7,8 @@ The tests in this module share one network and run in file order.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import time
 
@@ -82,6 +84,43 @@ def test_a_node_outside_the_allowlist_cannot_peer(four_orgs, tmp_path):
             proc.wait()
         log.close()
         assert_no_process([proc.pid])
+
+
+def test_http_serves_no_vote_or_admin_namespace_and_the_ipc_socket_is_private(four_orgs):
+    """Over HTTP a node serves eth, net, web3, txpool only: no validator vote, no sealing control,
+    no rewind, no admin. The harness reaches those on the node's IPC socket, in a 0700 directory
+    that another local user cannot enter."""
+    net = four_orgs
+    node = net.nodes[0]
+    rpc = RpcClient(node.rpc_url)
+    try:
+        assert set(rpc.call("rpc_modules")) <= {"eth", "net", "web3", "txpool", "rpc"}, rpc.call("rpc_modules")
+        for method, params in ((net.validator_rpc.propose_method, [node.address, False]), ("debug_setHead", ["0x1"]),
+                               ("admin_peers", []), ("miner_stop", [])):
+            with pytest.raises(RpcError, match="does not exist|not available"):
+                rpc.call(method, *params)
+        accounts = rpc.call("eth_accounts")
+        if net.client.name == "goquorum":
+            assert accounts == []  # the validator seals with its node key: no account on the node
+        else:  # geth 1.13 Clique seals only with an unlocked keystore account: the node key, holding nothing
+            assert [a.lower() for a in accounts] == [node.address.lower()]
+            assert int(rpc.call("eth_getBalance", node.address, "latest"), 16) == 0
+    finally:
+        rpc.close()
+    admin = RpcClient(net.admin_url(node.name))
+    try:  # the same node answers the vote namespace on its socket
+        listed = admin.call(net.validator_rpc.list_method, "latest")
+        assert sorted(a.lower() for a in listed) == sorted(n.address.lower() for n in net.nodes if n.is_validator)
+    finally:
+        admin.close()
+    socket_path = net.state.admin_socket(node.name)
+    assert socket_path.is_socket()
+    assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+    connect = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+    python = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"  # one user `nobody` can run
+    nobody = subprocess.run([python, "-c", connect, str(socket_path)], user=65534, cwd="/", capture_output=True,
+                            text=True, timeout=30)
+    assert nobody.returncode != 0 and "PermissionError" in nobody.stderr, nobody.stderr[-500:]
 
 
 def test_killed_validator_chain_continues_and_restart_catches_up(four_orgs):

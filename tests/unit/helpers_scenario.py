@@ -73,7 +73,10 @@ class FakeNet:
         return [n.name for n in self.nodes if n.name not in self.down_nodes]
 
     def snapshots(self, heights=None, only=None):
-        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights)
+        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights, admin=self.admin_urls(only))
+
+    def admin_urls(self, only=None):
+        return self.endpoints(only)  # the fake nodes answer the vote namespaces on their one endpoint
 
     def reconcile_forks(self, **_):
         return dict(self.rewind)

@@ -65,7 +65,7 @@ def test_goquorum_validator_and_member_commands(tmp_path):
     assert flag(cmd, "--miner.gasprice") == "0" and flag(cmd, "--miner.gaslimit") == "50000000"
     assert int(flag(cmd, "--txpool.globalslots")) > 5120
     assert "--nodiscover" in cmd and "--permissioned" in cmd and "--mine" in cmd
-    assert "istanbul" in flag(cmd, "--http.api").split(",")
+    assert flag(cmd, "--http.api") == flag(cmd, "--ws.api") == "eth,net,web3,txpool"  # istanbul: IPC only
     assert not any(a in cmd for a in ("--unlock", "--password", "--allow-insecure-unlock"))
     assert "personal" not in flag(cmd, "--http.api")
     member_cmd = client.command(Path("/cache/geth"), spec, member, tmp_path, nodes[:-1])
@@ -139,3 +139,19 @@ def test_http_answers_only_requests_naming_the_nodes_own_host(tmp_path, client_n
     cmd = get_client(client_name).command(Path("/cache/geth"), spec, node, tmp_path, [])
     vhosts = cmd[cmd.index("--http.vhosts") + 1].split(",")
     assert "*" not in vhosts and "198.18.0.2" in vhosts and set(vhosts) <= {"localhost", "127.0.0.1", "198.18.0.2"}
+
+
+@pytest.mark.parametrize("client_name", ["geth", "goquorum"])
+def test_admin_and_vote_namespaces_only_on_the_ipc_socket(tmp_path, client_name):
+    """HTTP/WS serve eth, net, web3, txpool only; votes, sealing control and rewinds go through the
+    IPC socket the harness names (no IPC at all when it names none)."""
+    client = get_client(client_name)
+    spec = spec_for(client_name, client.engines[0])
+    node = network()[0]
+    cmd = client.command(Path("/cache/geth"), spec, node, tmp_path, [], ipc=tmp_path / "run" / "a-v1.ipc")
+    for api in ("--http.api", "--ws.api"):
+        assert flag(cmd, api) == "eth,net,web3,txpool", (api, flag(cmd, api))
+    assert flag(cmd, "--ipcpath") == str(tmp_path / "run" / "a-v1.ipc") and "--ipcdisable" not in cmd
+    assert client.admin_over_ipc
+    bare = client.command(Path("/cache/geth"), spec, node, tmp_path, [])
+    assert "--ipcdisable" in bare and "--ipcpath" not in bare

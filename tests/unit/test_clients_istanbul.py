@@ -211,5 +211,7 @@ def test_validator_rpc_names(client, engine, listing, proposing):
     adapter = get_client(client)
     rpc = adapter.validator_rpc(engine)
     assert (rpc.list_method, rpc.propose_method) == (listing, proposing)
-    assert listing.split("_")[0] in adapter.rpc_apis(engine)
+    # the vote namespace is served where the harness calls it: the IPC socket (GoQuorum; it serves
+    # every namespace there) or, for Besu, its RPC
+    assert (listing.split("_")[0] in adapter.rpc_apis(engine)) == (not adapter.admin_over_ipc)
     assert "personal" not in adapter.rpc_apis(engine)

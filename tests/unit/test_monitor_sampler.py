@@ -85,6 +85,7 @@ def nodes():
 
 def monitor_for(fakes, tmp_path, **kw) -> AgreementMonitor:
     return AgreementMonitor(lambda: {f.name: f.url for f in fakes}, validator_method="clique_getSigners",
+                            admin=lambda: {f.name: f.url for f in fakes},
                             out_dir=tmp_path, recheck=4, **kw)
 
 
