@@ -397,9 +397,9 @@ class Network:
         for name, _ in procs:
             self.state.clear_pid(name)
         self.backend.teardown()
+        self.state.remove_admin_dir()  # the sockets went with their nodes; `start` makes it again
         if purge:
             shutil.rmtree(self.state.root, ignore_errors=True)
-            self.state.remove_admin_dir()
         return stopped
 
     def heal(self, *, progress: Progress = _quiet, settle: float = 20.0) -> dict[str, int]:
