@@ -64,9 +64,14 @@ NetworkOpt = typer.Option(None, "--network", "-n", help="Network name (default: 
 
 @app.command()
 def up(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
-       timeout: Optional[float] = typer.Option(None, help="Seconds to wait for readiness (default 30 + 3 per node).")) -> None:
+       timeout: Optional[float] = typer.Option(None, help="Seconds to wait for readiness (default 30 + 3 per node)."),
+       check: bool = typer.Option(False, "--check", help="Only validate the spec; start and write nothing.")) -> None:
     """Bring up a network from a spec; returns once every node is peered and agrees on new blocks."""
     parsed = load_network_spec(spec)
+    if check:
+        out.print(f"ok  {escape(str(spec))}  ({parsed.name}: {parsed.client} {parsed.consensus.engine}, "
+                  f"{len(parsed.organizations)} organizations, {sum(o.node_count for o in parsed.organizations)} nodes)")
+        return
     started = time.monotonic()
     net = Network.create(parsed, source=str(spec), progress=_progress, timeout=timeout)
     _progress(f"network {net.name!r} up in {time.monotonic() - started:.1f}s; state in {net.state.root}")

@@ -19,7 +19,13 @@ class TestbedError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return one_line(f"{self.message} ({self.hint})" if self.hint else self.message)
+
+
+def one_line(text: str) -> str:
+    """Control characters (line breaks above all) shown escaped: an error is always one line, whatever
+    a file or a node put in it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SpecError(TestbedError):

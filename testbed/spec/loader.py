@@ -34,7 +34,7 @@ def _line_index(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
 
 def _describe(error: dict[str, Any]) -> tuple[tuple, str]:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     if error["type"] == "literal_error":
@@ -42,22 +42,40 @@ def _describe(error: dict[str, Any]) -> tuple[tuple, str]:
     return loc, message
 
 
-def format_validation_error(path: Path | str, exc: ValidationError, lines: dict[tuple, int], model: type[BaseModel]) -> str:
-    """One line for the first error, naming file:line, the key path and the fix."""
-    loc, message = _describe(exc.errors()[0])
+MAX_ERRORS_SHOWN = 10  # errors of one file on its one line; past that, a count
+
+
+def _key_text(part: Any) -> str:
+    """A key as written, or quoted with escapes when it holds anything but printable characters
+    (a key with a line break must not break the one-line error)."""
+    text = str(part)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
+def _located(error: dict[str, Any], lines: dict[tuple, int], model: type[BaseModel]) -> tuple[int, str]:
+    """(line, "key: message") of one validation error."""
+    loc, message = _describe(error)
     # walk up to the nearest located key (a missing key is reported at its parent)
     probe = loc
     while probe and probe not in lines:
         probe = probe[:-1]
-    line = lines.get(probe, 1)
-    key = ".".join(str(p) for p in loc) or "(top level)"
-    if exc.errors()[0]["type"] == "extra_forbidden":
+    key = ".".join(_key_text(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         if allowed:
             message += f"; allowed keys: {', '.join(allowed)}"
-    more = len(exc.errors()) - 1
-    suffix = f" (+{more} more)" if more else ""
-    return f"{path}:{line}: {key}: {message}{suffix}"
+    return lines.get(probe, 1), f"{key}: {message}"
+
+
+def format_validation_error(path: Path | str, exc: ValidationError, lines: dict[tuple, int], model: type[BaseModel]) -> str:
+    """Every error of the file on one line, in file order: the first as file:line, the others as
+    `line N`, each naming the key path and the fix."""
+    found = sorted((_located(e, lines, model) for e in exc.errors()), key=lambda item: item[0])
+    shown = found[:MAX_ERRORS_SHOWN]
+    (line, first), rest = shown[0], shown[1:]
+    text = f"{path}:{line}: {first}" + "".join(f" | line {n}: {detail}" for n, detail in rest)
+    more = len(found) - len(shown)
+    return text + (f" (+{more} more)" if more else "")
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:

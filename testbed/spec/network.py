@@ -24,6 +24,12 @@ def engines_by_client() -> dict[str, tuple[str, ...]]:
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,23}$"
 
+# Upper bounds, with the reason: a spec past them is a mistake, not a bigger consortium.
+MAX_ORGANIZATIONS = 128  # QBFT's messages grow with the square of the validators; 100 is already past 1 s blocks
+MAX_NODES = 256  # one process per node on the machines running them; ten ports each from ports.base <= 60000
+MAX_ACCOUNTS_TOTAL = 20_000  # every account is generated, written 0600 and funded in genesis at `up`
+MAX_BALANCE_ETH = 10**15
+
 
 def check_account_count(n: int) -> int:
     """An org's `accounts`: each signing purpose needs its own (no two senders share nonces)."""
@@ -34,7 +40,9 @@ def check_account_count(n: int) -> int:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a value of the wrong type is an error, never coerced ("21000", "yes", 4.0 or true are
+    # not numbers or booleans); unknown keys are errors too
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Consensus(Strict):
@@ -42,7 +50,7 @@ class Consensus(Strict):
                                "goquorum qbft, besu qbft).")
     block_period: int = Field(1, ge=1, le=60, description="Seconds between blocks (at least 1: QBFT/IBFT need a period, "
                               "and a Clique period of 0 seals only with transactions, so an idle network never gets ready).")
-    epoch: int = Field(30000, ge=1, description="Blocks per epoch (vote reset / checkpoint).")
+    epoch: int = Field(30000, ge=1, le=10**9, description="Blocks per epoch (vote reset / checkpoint).")
     gas_limit: int = Field(100_000_000, ge=5_000_000, le=2**63 - 1, description="Block gas limit.")
     request_timeout: int = Field(10, ge=1, le=600, description="QBFT/IBFT round timeout in seconds.")
 
@@ -78,8 +86,11 @@ class NetworkSpec(Strict):
                               "ansible backend for Besu/GoQuorum); default: the client's pinned image.")
     consensus: Consensus = Field(default_factory=Consensus)
     ports: Ports = Field(default_factory=Ports)
-    account_balance_eth: int = Field(1_000_000, ge=1, description="Genesis balance of every funded account, in ether.")
-    organizations: list[Organization] = Field(min_length=1, description="Member organizations.")
+    account_balance_eth: int = Field(1_000_000, ge=1, le=MAX_BALANCE_ETH, description="Genesis balance of every funded "
+                                     "account, in ether (at most 10^15: every balance together must fit the chain's "
+                                     "256-bit words with room to spare).")
+    organizations: list[Organization] = Field(min_length=1, max_length=MAX_ORGANIZATIONS,
+                                              description=f"Member organizations (at most {MAX_ORGANIZATIONS}).")
 
     @model_validator(mode="before")
     @classmethod
@@ -115,9 +126,15 @@ class NetworkSpec(Strict):
             raise ValueError(
                 f"engine {self.consensus.engine!r} is not available on client {self.client!r}; valid client/engine pairs: {pairs}"
             )
-        last_port = self.ports.base + 10 * sum(o.node_count for o in self.organizations)
-        if last_port > 65535:
-            raise ValueError(f"ports.base {self.ports.base} leaves no room for every node's ports; lower it below {65535 - (last_port - self.ports.base)}")
+        nodes = sum(o.node_count for o in self.organizations)
+        if nodes > MAX_NODES:
+            raise ValueError(f"{nodes} nodes are more than the {MAX_NODES} a network may have (ten ports each, one "
+                             "process per node); use fewer validators/members per organization")
+        accounts = sum(o.accounts for o in self.organizations)
+        if accounts > MAX_ACCOUNTS_TOTAL:
+            raise ValueError(f"{accounts} accounts in all are more than {MAX_ACCOUNTS_TOTAL} (each is generated, "
+                             "stored and funded at 'up'); lower organizations[].accounts")
+        # ports.base <= 60000 and at most MAX_NODES nodes: the last port is at most 62,560
         return self
 
     @property

@@ -52,7 +52,9 @@ Alias = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: no coercion of "21000", "yes", 4.0 or true into numbers and booleans (durations keep
+    # their own parser: 30s, 500ms, 2m or plain seconds)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 # ---- CTI actions -----------------------------------------------------------------------------

@@ -66,7 +66,14 @@ BAD = [
     ("- just\n- a list\n", 1, ["expected a mapping"]),
     ("", 1, ["empty"]),
     ("name: t\nports: {base: 65000}\norganizations:\n  - name: a\n", 2, ["ports.base", "less than or equal to 60000"]),
-    ("name: t\nports: {base: 60000}\norganizations:\n" + "".join(f"  - {{name: o{i}, validators: 8, members: 8}}\n" for i in range(40)), 1, ["ports.base 60000 leaves no room"]),
+    ("name: t\norganizations:\n" + "".join(f"  - {{name: o{i}, validators: 8, members: 8}}\n" for i in range(40)), 1, ["640 nodes are more than the 256"]),
+    ("name: t\norganizations:\n" + "".join(f"  - {{name: o{i}, accounts: 1000}}\n" for i in range(21)), 1, ["21000 accounts in all are more than 20000"]),
+    ("name: t\norganizations:\n" + "".join(f"  - {{name: o{i}}}\n" for i in range(129)), 2, ["at most 128 items"]),
+    ("name: t\naccount_balance_eth: 1000000000000000000000000000000000000000000000000000000000000000000000\norganizations: [{name: a}]\n", 2, ["account_balance_eth", "less than or equal to 1000000000000000"]),
+    ("name: t\nchain_id: '21000'\norganizations: [{name: a}]\n", 2, ["chain_id", "valid integer"]),
+    ("name: t\nchain_id: 4.0\norganizations: [{name: a}]\n", 2, ["chain_id", "valid integer"]),
+    ("name: t\nchain_id: true\norganizations: [{name: a}]\n", 2, ["chain_id", "valid integer"]),
+    ("name: t\norganizations: [{name: a, solver: 'yes'}]\n", 2, ["solver", "valid boolean"]),
 ]
 
 
