@@ -4,8 +4,10 @@ The consumer does not put its account key to a second use: its delivery key is d
 from the account key (keccak of a domain tag and the key), so it needs no storage and a
 different account derives a different key. The public half goes on-chain with the request.
 
-A fetch is authorized by an EIP-191 signature of the consumer's account over the task id
-(with chain id and Tasks address for domain separation).
+A fetch is authorized by an EIP-191 signature of the consumer's account over the task id, the
+time and a random nonce (with chain id and Tasks address for domain separation): the server
+accepts it within FETCH_WINDOW_S of its clock and only once, so a captured request cannot be
+replayed.
 """
 
 from __future__ import annotations
@@ -66,20 +68,26 @@ def result_hash(ciphertext: bytes) -> bytes:
     return keccak(ciphertext)
 
 
-def fetch_message(chain_id: int, tasks_address: str, task_id: int) -> str:
-    return f"CTI delivery request\nchain {chain_id}\ntasks {tasks_address.lower()}\ntask {task_id}"
+FETCH_WINDOW_S = 60  # a signed fetch is good this long either side of the server's clock, and once
 
 
-def sign_fetch(account_private_key: str | bytes, chain_id: int, tasks_address: str, task_id: int) -> str:
-    signed = Account.sign_message(encode_defunct(text=fetch_message(chain_id, tasks_address, task_id)),
+def fetch_message(chain_id: int, tasks_address: str, task_id: int, timestamp: int, nonce: str) -> str:
+    return (f"CTI delivery request\nchain {chain_id}\ntasks {tasks_address.lower()}\ntask {task_id}\n"
+            f"time {timestamp}\nnonce {nonce}")
+
+
+def sign_fetch(account_private_key: str | bytes, chain_id: int, tasks_address: str, task_id: int,
+               timestamp: int, nonce: str) -> str:
+    signed = Account.sign_message(encode_defunct(text=fetch_message(chain_id, tasks_address, task_id, timestamp, nonce)),
                                   _key_bytes(account_private_key))
     return "0x" + bytes(signed.signature).hex()
 
 
-def fetch_signer(signature: str, chain_id: int, tasks_address: str, task_id: int) -> str | None:
-    """The address that signed a fetch request for this task, or None if the signature is malformed."""
+def fetch_signer(signature: str, chain_id: int, tasks_address: str, task_id: int, timestamp: int,
+                 nonce: str) -> str | None:
+    """The address that signed a fetch request for this task, time and nonce; None if malformed."""
     try:
-        return Account.recover_message(encode_defunct(text=fetch_message(chain_id, tasks_address, task_id)),
-                                       signature=signature)
-    except Exception:
+        return Account.recover_message(
+            encode_defunct(text=fetch_message(chain_id, tasks_address, task_id, timestamp, nonce)), signature=signature)
+    except Exception:  # eth-account raises several types for a malformed signature
         return None

@@ -29,7 +29,7 @@ from hexbytes import HexBytes
 from solver import journal as J
 from solver import records
 from solver.crypto import encrypt, normalize_public_key, result_hash
-from solver.delivery import DeliveryServer, outbox_path
+from solver.delivery import DeliveryServer, fsync_dir, outbox_path
 from solver.errors import IntelError, SolverError
 from solver.intel import IntelStore
 from solver.journal import Journal, TaskRow
@@ -403,6 +403,7 @@ class Solver:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself must survive a crash before `finish` is sent
         digest = "0x" + result_hash(ciphertext).hex()
         self.journal.update(row.task_id, step=J.ENCRYPTED, ct_hash=digest, uri=self._uri(row.task_id),
                             encrypted_at=time.time())

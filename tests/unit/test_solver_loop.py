@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from contextlib import nullcontext
 
 import pytest
@@ -13,7 +14,7 @@ from solver import journal as J
 from solver.consumer import Consumer
 from solver.crypto import decrypt, delivery_public_key, sign_fetch
 from solver.daemon import Solver, SolverConfig
-from solver.delivery import SIGNATURE_HEADER, fetch
+from solver.delivery import SIGNATURE_HEADER, fetch, fetch_headers
 from solver.errors import DeliveryError
 from solver.intel import DirectoryStore
 from solver.records import load_tasks
@@ -158,14 +159,17 @@ def test_wrong_account_cannot_fetch_or_decrypt(rig):
     url = task.result_uri
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={SIGNATURE_HEADER: "0xdead"}, timeout=5).status_code == 401
+    bad = fetch_headers(key_for("bravo.con"), chain_id, tasks, task_id)
+    assert requests.get(url, headers={**bad, SIGNATURE_HEADER: "0xdead"}, timeout=5).status_code == 401
     other = key_for("cyber.con")
     with pytest.raises(DeliveryError) as info:
         fetch(url, task_id, other, chain_id, tasks)
     assert info.value.status == 403
     # a signature over another task id does not open this one either
-    wrong_task = requests.get(url, headers={SIGNATURE_HEADER: sign_fetch(key_for("bravo.con"), chain_id, tasks, task_id + 1)},
-                              timeout=5)
-    assert wrong_task.status_code == 403
+    stamp, nonce = int(time.time()), "ab" * 16
+    other_task = {**fetch_headers(key_for("bravo.con"), chain_id, tasks, task_id, stamp, nonce),
+                  SIGNATURE_HEADER: sign_fetch(key_for("bravo.con"), chain_id, tasks, task_id + 1, stamp, nonce)}
+    assert requests.get(url, headers=other_task, timeout=5).status_code == 403
     ciphertext = fetch(url, task_id, key_for("bravo.con"), chain_id, tasks, expected_hash=task.result_hash)
     with pytest.raises(DeliveryError, match="cannot decrypt"):
         decrypt(other, ciphertext)
