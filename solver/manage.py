@@ -43,7 +43,7 @@ def role_accounts(net, org: str):
 
 
 def solver_orgs(net) -> list[str]:
-    return [o.name for o in net.spec.organizations if o.solver]
+    return [o.name for o in net.members if o.solver]
 
 
 def solver_dir(net, org: str) -> Path:
@@ -220,7 +220,7 @@ def solver_status(net) -> list[SolverStatus]:
 
     out = []
     enabled = set(solver_orgs(net))
-    for org in [o.name for o in net.spec.organizations]:
+    for org in [o.name for o in net.members]:
         proc = read_proc(net, org)
         workdir = solver_dir(net, org)
         endpoint = None

@@ -272,7 +272,8 @@ def deploy(network: Optional[str] = NetworkOpt,
 @app.command()
 def join(org: str = typer.Argument(..., help="Name of the joining organization."), network: Optional[str] = NetworkOpt,
          validators_count: int = typer.Option(1, "--validators", help="Validator nodes of the newcomer."),
-         accounts: int = typer.Option(4, help="Funded accounts of the newcomer.")) -> None:
+         accounts: int = typer.Option(8, help="Funded accounts of the newcomer (one per signing purpose, the rest "
+                                      "send load; at least 6).")) -> None:
     """Onboard an organization: keys, node started, funded, voted in as validator and as CTI member."""
     from testbed.membership import join as join_org
 

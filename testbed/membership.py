@@ -41,7 +41,7 @@ def join(net: Network, org: str, *, validators_count: int = 1, members: int = 0,
         spec = NetworkSpec.model_validate(data)
     except ValueError as exc:
         first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc), "loc": ()}
-        raise SpecError(f"cannot add organization {org!r}: {'.'.join(map(str, first['loc'][-2:]))} {first['msg']}") from None
+        raise SpecError(f"cannot add organization {org!r}: {'.'.join(map(str, first['loc'][-2:]))} {first['msg'].removeprefix('Value error, ')}") from None
     if net.running_nodes() != [n.name for n in net.nodes]:
         raise StateError("every node must be running before an organization joins", hint="'testbed start' starts the stopped ones")
     new_names = node_names(spec)[org]

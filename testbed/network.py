@@ -153,9 +153,14 @@ class Network:
             return []
 
     @property
+    def members(self) -> list:
+        """The spec's organizations still in the network (not those that left)."""
+        return [o for o in self.spec.organizations if o.name not in self.departed]
+
+    @property
     def organizations(self) -> list[str]:
         """Names of the member organizations currently in the network."""
-        return [o.name for o in self.spec.organizations if o.name not in self.departed]
+        return [o.name for o in self.members]
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

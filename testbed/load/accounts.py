@@ -76,7 +76,7 @@ def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
     """`per_org` fresh accounts per organization, bound to that organization's first node."""
     accounts: dict[str, list[LoadAccount]] = {}
     fees = fee_rules(net.spec)
-    for org in net.spec.organizations:
+    for org in net.members:
         node = net.first_node(org.name)
         accounts[org.name] = [new_account(org.name, node.name, node.rpc_url, net.spec.chain_id, fees)
                               for _ in range(per_org)]

@@ -211,7 +211,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     from testbed.cti.deploy import connect
 
     deployment = deployment_of(net)
-    orgs = [o.name for o in net.spec.organizations]
+    orgs = [o.name for o in net.members]
     if len(orgs) < 2:
         raise ValueError("CTI consumers buy another org's listing: at least 2 organizations are needed")
     load = CtiLoad(net=net, users=users, batch_size=batch_size)

@@ -67,7 +67,7 @@ def _init(environment, **_) -> None:
     if options.rate_profile:
         profile = parse_profile(options.rate_profile)
         top = max(top, max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1)))
-    per_org = -(-users_for_rate(top, options.per_user_rate, 10**6) // len(net.spec.organizations))
+    per_org = -(-users_for_rate(top, options.per_user_rate, 10**6) // len(net.members))
     accounts = make_accounts(net, per_org)
     fund_accounts(net, accounts, progress=print)
     ctx = LoadContext.attach(environment, net, accounts, batch_size=options.batch, per_user_rate=options.per_user_rate)

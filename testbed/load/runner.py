@@ -85,11 +85,11 @@ def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Envi
         return _setup_distributed(net, run, opts, classes, shape, progress)
     if needs_transfers(opts.users):
         users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
-        per_org = -(-users // len(net.spec.organizations))
+        per_org = -(-users // len(net.members))
         accounts = make_accounts(net, per_org)
         fund_accounts(net, accounts, progress=progress)
     else:
-        accounts = {org.name: [] for org in net.spec.organizations}
+        accounts = {org.name: [] for org in net.members}
     cti = None if classes == [TransferUser] else prepare_cti(net, opts.users, opts.batch_size, progress)
     env = Environment(user_classes=classes, shape_class=shape, stop_timeout=10)
     ctx = LoadContext.attach(env, net, accounts, batch_size=opts.batch_size, per_user_rate=opts.per_user_rate,
@@ -113,11 +113,11 @@ def _setup_distributed(net, run, opts: LoadOptions, classes, shape, progress: Pr
     expect = opts.workers + opts.remote_workers
     users = users_for_rate(opts.max_rate, opts.per_user_rate, 10**6)
     per_worker = -(-users // expect) + 1  # Locust's dispatcher may give a worker one user more than its share
-    per_org = -(-per_worker // len(net.spec.organizations))
+    per_org = -(-per_worker // len(net.members))
     # stop_timeout: a stopped worker sleeps this long before it reports ready again (users stop at
     # once anyway: a batch on its way is finished by its own greenlet)
     env = Environment(user_classes=classes, shape_class=shape, stop_timeout=2)
-    ctx = LoadContext.attach(env, net, {org.name: [] for org in net.spec.organizations}, batch_size=opts.batch_size,
+    ctx = LoadContext.attach(env, net, {org.name: [] for org in net.members}, batch_size=opts.batch_size,
                              per_user_rate=opts.per_user_rate, poll_interval=opts.poll_interval)
     launcher, bind = _launcher(net, run, opts)
     pool = WorkerPool(env, ctx, net, run.root, expect=expect, launcher=launcher, bind_host=bind,

@@ -60,7 +60,7 @@ class CtiActions:
 
     def org_ids(self) -> dict[str, int]:
         """Organization name -> on-chain org id (founding orgs are numbered in spec order)."""
-        orgs = self.client(self.net.spec.organizations[0].name).orgs()
+        orgs = self.client(self.net.members[0].name).orgs()
         return {o.name: o.org_id for o in orgs}
 
     def publish(self, step) -> None:

@@ -502,7 +502,7 @@ def _deploy(ctx: ScenarioRun, progress: Progress) -> None:
     ctx.views = StateViews(deployment, ctx.cti.org_ids())
     ctx.cti.views = ctx.views
     if ctx.solvers.available:
-        for org in net.spec.organizations:
+        for org in net.members:
             if org.solver:
                 try:
                     ctx.solvers.start(org.name)

@@ -83,8 +83,8 @@ class TransferLoad:
         return [self._url(n) for n in order]
 
     def _senders(self) -> list[_Sender]:
-        orgs = self.phase.orgs or [o.name for o in self.net.spec.organizations]
-        all_orgs = [o.name for o in self.net.spec.organizations]
+        orgs = self.phase.orgs or [o.name for o in self.net.members]
+        all_orgs = [o.name for o in self.net.members]
         senders: list[_Sender] = []
         fees = fee_rules(self.net.spec)
         for org in orgs:

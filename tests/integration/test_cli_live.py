@@ -1,0 +1,147 @@
+"""The `testbed` commands themselves, run as a user runs them (the installed script, a real GoQuorum
+QBFT network): ls, status, schema, toolchain, deploy, solvers, validators, join, leave, bench
+(a low rate that passes, a limit that must stop it), report, and their exit codes.
+
+One network for the module (brought up and taken down through the CLI). Each test stands on its
+own: it needs only that network (and, where it says so, the deployed contracts), so the tests
+pass in any order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed.network import Network
+
+from .conftest import NETWORKS, assert_no_process, node_pids
+
+pytestmark = pytest.mark.integration
+
+TESTBED = str(Path(sys.executable).with_name("testbed"))
+NAME = "it-cli"
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([TESTBED, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def ok(*args: str, timeout: float = 600) -> str:
+    proc = run_cli(*args, timeout=timeout)
+    assert proc.returncode == 0, f"testbed {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def validator_table(text: str) -> dict[str, set[str]]:
+    """`testbed validators`' table: node -> the validators it reports."""
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if line.count("│") == 3]
+    assert text.rstrip().endswith("agreed") and "NOT" not in text, text
+    return {node: {v.strip() for v in listed.split(",")} for node, listed in rows if node != "node"}
+
+
+@pytest.fixture(scope="module")
+def cli_net(testbed_home, tmp_path_factory):
+    """four-orgs (GoQuorum QBFT) plus one member node of the first org, up through `testbed up`."""
+    data = yaml.safe_load((NETWORKS / "four-orgs.yaml").read_text())
+    data.update(name=NAME, ports={"base": 27400})
+    data["organizations"][0]["members"] = 1
+    spec = tmp_path_factory.mktemp("cli") / "net.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    up = run_cli("up", str(spec), timeout=300)
+    pids = node_pids(Network.load(NAME)) if up.returncode == 0 else []
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield Network.load(NAME)
+    finally:
+        down = run_cli("down", NAME, "--purge", timeout=300)
+        assert down.returncode == 0, down.stderr[-2000:]
+        assert_no_process(pids)
+
+
+@pytest.fixture(scope="module")
+def deployed(cli_net):
+    out = ok("deploy", "--network", NAME)
+    assert "Tasks" in out and "Listings" in out or "CTI contracts" in out, out
+    return cli_net
+
+
+def test_ls_status_schema_and_toolchain(cli_net):
+    assert NAME in ok("ls")
+    status = ok("status", NAME)
+    assert all(n.name in status for n in cli_net.nodes), status
+    schema = json.loads(ok("schema", "network"))
+    assert {"organizations", "consensus", "client"} <= set(schema["properties"])
+    assert "goquorum" in ok("toolchain", "--check")
+
+
+def test_solvers_stop_status_start(deployed):
+    ok("solvers", "start", "--network", NAME)
+    running = json.loads(ok("solvers", "status", "--network", NAME, "--json"))
+    assert {r["org"] for r in running if r["alive"]} == set(deployed.organizations), running
+    ok("solvers", "stop", "--network", NAME, "--org", deployed.organizations[0])
+    after = {r["org"]: r["alive"] for r in json.loads(ok("solvers", "status", "--network", NAME, "--json"))}
+    assert after[deployed.organizations[0]] is False and all(after[o] for o in deployed.organizations[1:]), after
+    ok("solvers", "start", "--network", NAME)
+    again = json.loads(ok("solvers", "status", "--network", NAME, "--json"))
+    assert all(r["alive"] for r in again), again
+
+
+def test_validators_list_add_and_remove(cli_net):
+    member = next(n.name for n in cli_net.nodes if n.role == "member")
+    before = validator_table(ok("validators", "--network", NAME))
+    assert set(before) == {n.name for n in cli_net.nodes} and all(member not in v for v in before.values()), before
+    ok("validators", "add", member, "--network", NAME, timeout=300)
+    assert all(member in v for v in validator_table(ok("validators", "--network", NAME)).values())
+    ok("validators", "remove", member, "--network", NAME, timeout=300)
+    assert all(member not in v for v in validator_table(ok("validators", "--network", NAME)).values())
+    refused = run_cli("validators", "remove", member, "--network", NAME)
+    assert refused.returncode == 2 and "is not a validator" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_join_then_leave(deployed):
+    joined = ok("join", "newco-csirt", "--network", NAME, timeout=600)
+    assert "newco-csirt" in joined
+    assert "newco-csirt" in Network.load(NAME).organizations
+    ok("leave", "newco-csirt", "--network", NAME, timeout=600)
+    assert "newco-csirt" not in Network.load(NAME).organizations
+    again = run_cli("leave", "newco-csirt", "--network", NAME)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+
+
+def _bench(*args: str) -> tuple[int, dict, Path]:
+    proc = run_cli("bench", "--network", NAME, "--step-seconds", "6", *args, timeout=600)
+    match = re.search(r"report: (\S+)/report\.html", proc.stdout)
+    assert match, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    run_dir = Path(match.group(1))
+    return proc.returncode, json.loads((run_dir / "bench.json").read_text()), run_dir
+
+
+def test_bench_a_rate_that_holds_and_a_limit_that_must_stop_it(cli_net):
+    code, held, run_dir = _bench("--rates", "40")
+    assert code == 0
+    assert len(held["steps"]) == 1 and held["stop_reason"].startswith("reached the last step"), held["stop_reason"]
+    assert 30 <= held["max_sustainable_included_tps"] <= 44, held["max_sustainable_included_tps"]
+    # submit -> inclusion takes most of a 1 s block: a 0.2 s p95 limit must stop the very first step
+    code, stopped, _ = _bench("--rates", "40,80,120", "--p95-limit", "0.2")
+    assert code == 0  # the nodes agreed; the stop is the bench's finding, not a failure
+    assert len(stopped["steps"]) == 1 and "p95 latency" in stopped["stop_reason"], stopped["stop_reason"]
+    assert stopped["max_sustainable_included_tps"] is None
+    # the report comes back from the run directory alone
+    (run_dir / "report.html").unlink()
+    assert "report:" in ok("report", str(run_dir))
+    assert "max sustainable included TPS" in (run_dir / "report.html").read_text()
+
+
+def test_bad_names_get_one_line_and_exit_2(cli_net):
+    for args in (["validators", "add", "nosuch-v9", "--network", NAME], ["status", "no-such-net"],
+                 ["down", "../victim", "--purge"], ["report", "/no/such/run"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
