@@ -18,7 +18,9 @@ from testbed import toolchain
 from testbed.errors import ToolchainError
 
 PINNED = "0f342ffe4ec5b12646423a18528e5189635482ab8a61cbc76d251fa2cceee8fa"
-VENDORED = Path(__file__).resolve().parents[2].parent / "shared" / "vendor" / "goquorum-v24.4.1-src.tar.xz"
+# the archive .ci/run and the Makefile point the toolchain at; else where it sits beside a checkout
+VENDORED = Path(os.environ.get("TESTBED_GOQUORUM_SOURCE") or
+                Path(__file__).resolve().parents[2].parent / "shared" / "vendor" / "goquorum-v24.4.1-src.tar.xz")
 
 
 @pytest.fixture(autouse=True)
