@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from testbed.cli import app, run_app
 
+from .helpers_yaml import key_paths
+
 ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ROOT / "scenarios" / "networks"
 SHIPPED_SPECS = [yaml.safe_load(p.read_text()) for p in sorted(NETWORKS.glob("*.yaml"))]
@@ -76,22 +78,12 @@ yaml_text = st.text(alphabet=st.sampled_from(list("name:organizations- {}[]\n\t'
                     max_size=300)
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, prefix + (i,))
-
-
 @st.composite
 def mutated(draw, shipped):
     """A shipped file with 1-3 of its values replaced, deleted or duplicated under a new key."""
     doc = copy.deepcopy(draw(st.sampled_from(shipped)))
     for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from([p for p in _paths(doc) if p]))
+        path = draw(st.sampled_from([p for p in key_paths(doc) if p]))
         parent = doc
         for part in path[:-1]:
             parent = parent[part]

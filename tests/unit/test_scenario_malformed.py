@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testbed.errors import SpecError
+
+from .helpers_yaml import key_paths
 from testbed.scenario.resolve import scenario_from_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,21 +52,11 @@ def test_random_documents(doc):
     check(yaml.safe_dump(doc, allow_unicode=True))
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, prefix + (i,))
-
-
 @st.composite
 def mutated(draw):
     doc = copy.deepcopy(draw(st.sampled_from(SHIPPED)))
     for _ in range(draw(st.integers(1, 3))):
-        paths = [p for p in _paths(doc) if p]
+        paths = [p for p in key_paths(doc) if p]
         path = draw(st.sampled_from(paths))
         parent = doc
         for part in path[:-1]:
