@@ -132,6 +132,8 @@ def _lost_txs(spec, facts: RunFacts) -> AssertionResult:
         detail += f"; {len(rejected)} refused at submission (never accepted, not lost: {rejected[0].error})"
     evidence = [{"hash": t.hash, "sender": t.sender, "nonce": t.nonce, "node": t.node, "status": t.status,
                  "error": t.error} for t in lost[:10]]
+    if not included:
+        return _r(False, "nothing was included: " + detail, evidence)
     return _r(not lost, (f"{len(lost)} LOST; " if lost else "") + detail, evidence)
 
 

@@ -117,13 +117,17 @@ class TransferLoad:
             finally:
                 rpc.close()
         now = time.time()
-        for (sender, record, _), result in zip(batch, results or [RpcError("no live node answered")] * len(batch)):
+        for (sender, record, _), result in zip(batch, results or [None] * len(batch)):
             record.submit_time = now
-            if isinstance(result, RpcError) and "already known" not in str(result):
+            if results is None:
+                # no answer (down, or a timeout after the node took it): pending, not refused. The
+                # nonce stays used; the drain resends the same bytes, and receipts decide in the end
+                record.status, record.error = "submitted", "no node answered the submission"
+            elif isinstance(result, RpcError) and "already known" not in str(result):
                 record.status, record.error = "rejected", str(result).split(": ", 2)[-1]
                 sender.nonce = min(sender.nonce, record.nonce)  # reuse the nonce: no gap behind a refused tx
             else:
-                record.status, record.node = "submitted", node if results is not None else record.node
+                record.status, record.node = "submitted", node
 
     def run(self) -> LoadResult:
         engine = self.phase.engine

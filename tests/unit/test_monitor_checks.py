@@ -105,3 +105,56 @@ def test_liveness_window_and_per_node_growth_during_a_partition():
 def test_liveness_ignores_unanswered_samples():
     series = points("a", [(0, 5), (1, None), (2, 7)])
     assert liveness(series, 0, 2).blocks == 2
+
+
+# ---- no_lost_transactions: what counts as lost, refused and included --------------------------
+
+def _lost_verdict(statuses: dict[str, int]):
+    from types import SimpleNamespace
+
+    from testbed.chain.txs import TxRecord
+    from testbed.scenario.assertions import RunFacts, _lost_txs
+
+    txs = [TxRecord(hash=f"0x{status}{i}", org="a", node="a-v1", sender="0xs", nonce=i, status=status,
+                    error=None if status == "included" else "nonce too low")
+           for status, n in statuses.items() for i in range(n)]
+    facts = RunFacts(t0=0, end=1, verdict=None, heads=[], periods={}, txs=txs, blocks=[], tasks={})
+    return _lost_txs(SimpleNamespace(), facts)
+
+
+def test_all_refused_and_nothing_included_fails():
+    result = _lost_verdict({"rejected": 100})
+    assert not result.passed and "nothing was included" in result.detail and "100 refused" in result.detail
+
+
+def test_refusals_are_reported_apart_from_losses():
+    result = _lost_verdict({"included": 90, "rejected": 10})
+    assert result.passed and "90 of 90 accepted" in result.detail and "10 refused" in result.detail
+
+
+def test_an_accepted_transaction_missing_at_the_end_fails_with_evidence():
+    result = _lost_verdict({"included": 90, "submitted": 3})
+    assert not result.passed and result.detail.startswith("3 LOST") and len(result.evidence) == 3
+
+
+def test_a_submission_no_node_answered_stays_pending_and_keeps_its_nonce():
+    """'No answer' (a node down, or a timeout after it took the transaction) is not a refusal: the
+    transaction stays pending for the drain to resend and receipts to decide, and its nonce is
+    not handed out again."""
+    import socket
+    from types import SimpleNamespace
+
+    from testbed.chain.txs import TxRecord
+    from testbed.scenario.load import TransferLoad, _Sender
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening: refuses at once
+        net = SimpleNamespace(node=lambda name: SimpleNamespace(rpc_url=url), nodes=[])
+        load = TransferLoad(net, SimpleNamespace(), alive=lambda: ["a-v1"], emit=lambda *a, **k: None)
+        sender = _Sender("a", "a-v1", url, signer=None, nonce=8, to="0xto")
+        records = [TxRecord(hash=f"0x{i}", org="a", node="a-v1", sender="0xs", nonce=6 + i) for i in range(2)]
+        load._send([(sender, r, "0xraw") for r in records])
+    assert [r.status for r in records] == ["submitted", "submitted"]
+    assert all(r.error == "no node answered the submission" for r in records)
+    assert sender.nonce == 8
