@@ -23,7 +23,8 @@ from testbed.backends import NodeProcess, get_backend
 from testbed.chain.rpc import RpcClient, ipc_url
 from testbed.chain.sample import snapshot_all
 from testbed.clients import get_client
-from testbed.clients.base import NodePlan, NodePorts
+from testbed.backends.images import IMAGE_ENTRYPOINT
+from testbed.clients.base import NodePlan, NodePorts, ValidatorRpc
 from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, choose_branch, rewind_points, stall_limit_s
 from testbed.engines import engine_of
 from testbed.errors import NotSupportedError, ReadinessError, StateError, TestbedError
@@ -46,6 +47,14 @@ def node_names(spec: NetworkSpec) -> dict[str, list[str]]:
         + [f"{org.name}-m{i}" for i in range(1, org.members + 1)]
         for org in spec.organizations
     }
+
+
+def client_binary(backend, client: str, log: Progress = _quiet) -> Path:
+    """The program a backend runs for `client`: a toolchain build for processes (and hosts the
+    binary is shipped to), or, where the backend runs the client's pinned image, its entrypoint."""
+    if backend.runs_image_of(client):
+        return Path(IMAGE_ENTRYPOINT[client])
+    return toolchain.ensure(get_client(client).binary, log=log)
 
 
 def plan_nodes(spec: NetworkSpec, keys: NetworkKeys, backend) -> list[NodePlan]:
@@ -193,7 +202,7 @@ class Network:
         client = get_client(spec.client)
         keys = NetworkKeys.generate(node_names(spec), {o.name: o.accounts for o in spec.organizations})
         check_ports_free(plan_nodes(spec, keys, backend), source)
-        binary = toolchain.ensure(client.binary, log=progress)
+        binaries = {name: client_binary(backend, name, progress) for name in spec.clients}
         if state.root.exists():
             shutil.rmtree(state.root)
         network = cls.__new__(cls)
@@ -203,7 +212,7 @@ class Network:
         network.nodes = plan_nodes(spec, keys, backend)
         network.validator_rpc = client.validator_rpc(spec.consensus.engine)
         try:
-            network._write_state(binary, progress)
+            network._write_state(binaries, progress)
             network.start_all(progress)
             network.wait_ready(progress=progress, timeout=timeout, new_blocks=ready_blocks)
         except BaseException as exc:
@@ -213,21 +222,23 @@ class Network:
             raise
         return network
 
-    def _write_state(self, binary: Path, progress: Progress) -> None:
+    def _write_state(self, binaries: dict[str, Path], progress: Progress) -> None:
         progress(f"writing keys, genesis and node configuration to {self.state.root}")
         self.state.root.mkdir(parents=True, mode=0o700)
         self.keys.save(self.state.keys_dir)
         write_json_atomic(self.state.spec_file, json.loads(self.spec.model_dump_json()))
         validators = [n.address for n in self.nodes if n.is_validator]
         alloc = {addr: self.spec.account_balance_eth * WEI_PER_ETH for addr in self.keys.funded_addresses()}
-        genesis = self.client.genesis(self.spec, validators, alloc)
         delay = engine_of(self.spec).genesis_delay_s(len(self.nodes))
-        if delay:
-            genesis["timestamp"] = hex(int(time.time() + delay))
-        write_json_atomic(self.state.genesis_file, genesis)
+        timestamp = hex(int(time.time() + delay)) if delay else None
+        for name in self.spec.clients:  # one genesis block; in a mixed network, in each client's format
+            genesis = get_client(name).genesis(self.spec, validators, alloc)
+            if timestamp:
+                genesis["timestamp"] = timestamp
+            write_json_atomic(self.state.genesis_file_of(name, self.spec.client), genesis)
         for node in self.nodes:
             self.render_node_files(node)
-        self.write_network_record(binary)
+        self.write_network_record(binaries[self.spec.client], binaries={k: str(v) for k, v in binaries.items()})
         progress(f"initialising {len(self.nodes)} node databases")
         self.backend.prepare([o.name for o in self.spec.organizations])
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -237,7 +248,7 @@ class Network:
         """Write a node's files; with peers_only, only its non-secret files (config, peer lists)."""
         node_dir = self.state.node_dir(node.name)
         node_dir.mkdir(parents=True, exist_ok=True)
-        for rendered in self.client.node_files(self.spec, node, self.peers_of(node)):
+        for rendered in self.adapter_of(node).node_files(self.spec, node, self.peers_of(node)):
             target = node_dir / rendered.path
             if rendered.secret:
                 if not peers_only:
@@ -263,9 +274,11 @@ class Network:
         self._init_node(node)
 
     def _init_node(self, node: NodePlan) -> None:
-        argv = self.client.init_command(self.binary, self.spec, node, self.state.node_dir(node.name), self.state.genesis_file)
+        adapter = self.adapter_of(node)
+        genesis = self.state.genesis_file_of(adapter.name, self.spec.client)
+        argv = adapter.init_command(self.binary_of(adapter.name), self.spec, node, self.state.node_dir(node.name), genesis)
         if argv:
-            self.backend.run(node, argv, self.client.environment(self.spec, node), self.state.log_file(node.name), timeout=60)
+            self.backend.run(node, argv, adapter.environment(self.spec, node), self.state.log_file(node.name), timeout=60)
 
     def _abandon(self) -> Path | None:
         """After a failed `up`: end every process, remove all state, keep only the node logs."""
@@ -291,6 +304,20 @@ class Network:
     def binary(self) -> Path:
         data = json.loads(self.state.network_file.read_text())
         return Path(data["binary"])
+
+    def binary_of(self, client: str) -> Path:
+        """The program that runs `client`'s nodes (the network's client: `binary`)."""
+        data = json.loads(self.state.network_file.read_text())
+        return Path(data.get("binaries", {}).get(client) or data["binary"])
+
+    def adapter_of(self, node: NodePlan):
+        """The client adapter of a node: its organization's client (a mixed network), else the network's."""
+        name = self.spec.client_of(node.org)
+        return self.client if name == self.client.name else get_client(name)
+
+    def validator_rpc_of(self, name: str) -> ValidatorRpc:
+        """The validator-set methods node `name`'s client answers."""
+        return self.adapter_of(self.node(name)).validator_rpc(self.spec.consensus.engine)
 
     @property
     def name(self) -> str:
@@ -344,12 +371,13 @@ class Network:
 
     def _spawn(self, node: NodePlan) -> NodeProcess:
         node_dir = self.state.node_dir(node.name)
+        adapter = self.adapter_of(node)
         ipc = None
-        if self.client.admin_over_ipc:
+        if adapter.admin_over_ipc:
             ipc = self.state.admin_socket(node.name)
             self.state.make_admin_dir()
-        argv = self.client.command(self.binary, self.spec, node, node_dir, self.peers_of(node), ipc=ipc)
-        proc = self.backend.start(node, argv, self.client.environment(self.spec, node),
+        argv = adapter.command(self.binary_of(adapter.name), self.spec, node, node_dir, self.peers_of(node), ipc=ipc)
+        proc = self.backend.start(node, argv, adapter.environment(self.spec, node),
                                   self.state.log_file(node.name), self.state.marker(node.name))
         self.state.write_pid(proc)
         return proc
@@ -469,7 +497,7 @@ class Network:
         """Where node `name` serves validator votes, sealing control and rewinds: its IPC socket
         (geth, GoQuorum), reachable only from this machine's filesystem; Besu: its own RPC."""
         node = self.node(name)
-        if not self.client.admin_over_ipc:
+        if not self.adapter_of(node).admin_over_ipc:
             return node.rpc_url
         if not self.backend.shares_filesystem:
             raise NotSupportedError(
@@ -489,7 +517,8 @@ class Network:
 
     # ---- observation ------------------------------------------------------------------------
     def snapshots(self, heights: list[int] | None = None, only: list[str] | None = None) -> list[NodeSnapshot]:
-        return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights, admin=self.admin_urls(only))
+        methods = {n.name: self.validator_rpc_of(n.name).list_method for n in self.nodes if only is None or n.name in only}
+        return snapshot_all(self.endpoints(only), methods, heights, admin=self.admin_urls(only))
 
     def agreement(self, *, full: bool = False, only: list[str] | None = None, settle: float = 0.0) -> AgreementResult:
         """Agreement on the latest common block (or, with full, on every height up to it).

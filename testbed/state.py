@@ -102,6 +102,11 @@ class StateDir:
     def genesis_file(self) -> Path:
         return self.root / "genesis.json"
 
+    def genesis_file_of(self, client: str, network_client: str) -> Path:
+        """The genesis a client's nodes initialise from: genesis.json for the network's client, and
+        genesis-<client>.json (the same block in that client's format) in a mixed network."""
+        return self.genesis_file if client == network_client else self.root / f"genesis-{client}.json"
+
     @property
     def keys_dir(self) -> Path:
         return self.root / "keys"

@@ -38,7 +38,7 @@ def view(net: Network, only: list[str] | None = None) -> ValidatorView:
     for name in names:
         rpc = RpcClient(net.admin_url(name))
         try:
-            result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc.list_method, "latest")))
+            result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc_of(name).list_method, "latest")))
         except RpcError:
             result[name] = None
         finally:
@@ -62,14 +62,14 @@ def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, prog
         raise StateError("cannot remove the last validator")
     if add and not net.process(node_name):
         raise StateError(f"{node_name} is not running; start it before voting it in")
-    rpc_names = net.validator_rpc
+    rpc_names = net.validator_rpc_of(node_name)
     voters = [n for n in net.nodes if n.address.lower() in current and net.process(n.name)]
     progress(f"{len(voters)} validators vote to {'add' if add else 'remove'} {node_name} ({target.address})")
     if add and rpc_names.start_sealing_method:
         # start sealing first: the new signer's first in-turn slot comes soon after the vote passes
         net.admin_call(target.name, rpc_names.start_sealing_method)
-    for voter in voters:
-        net.admin_call(voter.name, rpc_names.propose_method, target.address, add)
+    for voter in voters:  # each in its own client's voting method (a mixed network has two)
+        net.admin_call(voter.name, net.validator_rpc_of(voter.name).propose_method, target.address, add)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = view(net)
@@ -80,9 +80,9 @@ def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, prog
         now = view(net)
         raise ChainError(f"validator vote for {node_name} not agreed after {timeout:.0f}s: "
                          + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
-    if rpc_names.discard_method:
-        for voter in voters:
-            net.admin_call(voter.name, rpc_names.discard_method, target.address)
+    for voter in voters:
+        if (discard := net.validator_rpc_of(voter.name).discard_method):
+            net.admin_call(voter.name, discard, target.address)
     if not add and rpc_names.stop_sealing_method and net.process(node_name):
         net.admin_call(target.name, rpc_names.stop_sealing_method)
     progress(f"agreed by {len(now.per_node)} nodes: {len(now.validators)} validators")
@@ -93,7 +93,7 @@ def block_signers(net: Network, first: int, last: int, node_name: str | None = N
     """Who sealed each block in [first, last]: the client's signer RPC (Clique: clique_getSigner), or
     the block's `miner` (QBFT puts the proposer there)."""
     node = net.node(node_name) if node_name else net.nodes[0]
-    method = net.validator_rpc.signer_method
+    method = net.validator_rpc_of(node.name).signer_method
     rpc, admin = RpcClient(node.rpc_url), RpcClient(net.admin_url(node.name))
     try:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])

@@ -104,6 +104,9 @@ class AnsibleBackend:
         return f"{host.root.rstrip('/')}/nodes/{node}"
 
     # ---- Backend protocol ---------------------------------------------------------------------
+    def runs_image_of(self, client: str) -> bool:
+        return runtime_of(client) == "container"  # geth and GoQuorum ship as the toolchain's binary
+
     def host_for(self, org_index: int, node_index: int) -> str:
         """Every node of an organization runs on the organization's one member host."""
         if self.lab is not None:

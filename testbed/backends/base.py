@@ -33,6 +33,10 @@ class Backend(Protocol):
         """The address a node binds to and peers dial."""
         ...
 
+    def runs_image_of(self, client: str) -> bool:
+        """Whether this backend runs `client` from its pinned container image (no local build)."""
+        ...
+
     def prepare(self, org_names: list[str]) -> None:
         """Create whatever the nodes need before they start (namespaces, links)."""
         ...

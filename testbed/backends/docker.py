@@ -228,6 +228,9 @@ class DockerBackend:
     name = "docker"
     shares_filesystem = True
 
+    def runs_image_of(self, client: str) -> bool:
+        return True  # every client from its pinned image (images.py)
+
     def __init__(self, network: str = "", state_dir: Path | None = None, *, engine: DockerEngine | None = None,
                  user: str | None = None) -> None:
         self.network = network
@@ -258,9 +261,13 @@ class DockerBackend:
 
     def _specs_for(self, node: NodePlan, argv: list[str], env: dict[str, str]) -> dict:
         spec = self._spec()
-        return {"network": self.network, "client": spec["client"], "image": image_for(spec["client"], spec.get("image")),
+        # the node's organization may run another client than the network's (a mixed network);
+        # the spec's `image` overrides the network client's image only
+        client = next((o.get("client") for o in spec["organizations"] if o["name"] == node.org), None) or spec["client"]
+        image = image_for(client, spec.get("image") if client == spec["client"] else None)
+        return {"network": self.network, "client": client, "image": image,
                 "node": node, "argv": argv, "env": env, "node_dir": self.state_dir / "nodes" / node.name,
-                "genesis": self.state_dir / "genesis.json", "user": self.user}
+                "genesis": StateDir(self.state_dir).genesis_file_of(client, spec["client"]), "user": self.user}
 
     # ---- Backend protocol -----------------------------------------------------------------------
     def host_for(self, org_index: int, node_index: int) -> str:

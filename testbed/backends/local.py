@@ -15,6 +15,9 @@ class LocalBackend:
     name = "local"
     shares_filesystem = True
 
+    def runs_image_of(self, client: str) -> bool:
+        return False  # processes of the toolchain's builds
+
     def __init__(self, network: str = "", state_dir: Path | None = None) -> None:
         self.network = network
 

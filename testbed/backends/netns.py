@@ -77,6 +77,9 @@ class NetnsBackend:
     name = "netns"
     shares_filesystem = True
 
+    def runs_image_of(self, client: str) -> bool:
+        return False  # processes of the toolchain's builds, in namespaces
+
     def __init__(self, network: str = "", state_dir: Path | None = None) -> None:
         self.network = network
         self.state_file = Path(state_dir) / STATE_FILE if state_dir else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.consensus import NodeSnapshot
@@ -12,6 +13,18 @@ MAX_BATCH = 500
 
 def _to_int(value: str | None) -> int | None:
     return int(value, 16) if isinstance(value, str) else None
+
+
+ValidatorMethod = str | dict[str, str] | Callable[[str], str] | None  # one method for all nodes, or per node
+
+
+def method_of(validator_method, node: str) -> str | None:
+    """The validator-list method node `node` answers: one for all, a map, or a function of the node."""
+    if callable(validator_method):
+        return validator_method(node)
+    if isinstance(validator_method, dict):
+        return validator_method.get(node)
+    return validator_method
 
 
 def validator_set(admin_url: str | None, validator_method: str | None, timeout: float = 5.0) -> tuple[str, ...] | None:
@@ -61,7 +74,7 @@ def snapshot_node(name: str, url: str, validator_method: str | None, heights: li
         rpc.close()
 
 
-def snapshot_all(endpoints: dict[str, str], validator_method: str | None, heights: list[int] | None = None,
+def snapshot_all(endpoints: dict[str, str], validator_method: ValidatorMethod, heights: list[int] | None = None,
                  timeout: float = 5.0, admin: dict[str, str] | None = None) -> list[NodeSnapshot]:
     """Snapshot every node concurrently; order follows `endpoints`. `admin`: each node's admin
     endpoint, where its validator set is read (without it, no validator sets)."""
@@ -69,7 +82,7 @@ def snapshot_all(endpoints: dict[str, str], validator_method: str | None, height
         return []
     admin = admin or {}
     with ThreadPoolExecutor(max_workers=min(16, len(endpoints))) as pool:
-        futures = [pool.submit(snapshot_node, n, u, validator_method, heights, timeout, admin.get(n))
+        futures = [pool.submit(snapshot_node, n, u, method_of(validator_method, n), heights, timeout, admin.get(n))
                    for n, u in endpoints.items()]
         return [f.result() for f in futures]
 

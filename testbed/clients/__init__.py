@@ -17,8 +17,10 @@ def _registry() -> dict[str, ClientAdapter]:
 
 
 def fee_rules(spec) -> FeeRules:
-    """How transactions pay on a network of this spec (its client's genesis decides)."""
-    return get_client(spec.client).fee_rules
+    """How transactions pay on a network of this spec (its genesis decides: in a mixed network,
+    the pre-London genesis every client then shares)."""
+    rules = [get_client(name).fee_rules for name in spec.clients]
+    return next((r for r in rules if not r.london), rules[0])
 
 
 def all_clients() -> list[ClientAdapter]:

@@ -47,7 +47,11 @@ def besu_genesis(spec: NetworkSpec, validators: list[str], alloc: dict[str, int]
     engine = spec.consensus.engine
     config: dict = {"chainId": spec.chain_id}
     config.update({fork: 0 for fork in FORKS_TO_ISTANBUL})
-    config.update({"berlinBlock": 0, "londonBlock": 0, "zeroBaseFee": True})
+    config["berlinBlock"] = 0
+    if "goquorum" not in spec.clients:
+        config.update({"londonBlock": 0, "zeroBaseFee": True})
+    # else: a network shared with GoQuorum nodes has GoQuorum's genesis block, which stops before
+    # London (no base fee; gas price 0, which `min-gas-price 0` accepts): the same header, the same hash
     if engine in ("qbft", "ibft2"):
         config[engine] = {
             "blockperiodseconds": require_block_period(spec),

@@ -399,7 +399,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         ctx.solvers = solver_control(ctx.net)
         if scenario.deploy:
             _deploy(ctx, progress)
-        monitor = AgreementMonitor(ctx.endpoints, validator_method=ctx.net.validator_rpc.list_method,
+        monitor = AgreementMonitor(ctx.endpoints, validator_method=lambda node: ctx.net.validator_rpc_of(node).list_method,
                                    admin=lambda: ctx.net.admin_urls() or {}, out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
                                    views=ctx.views, emit=bus.emit).start()

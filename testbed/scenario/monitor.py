@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
-from testbed.chain.sample import validator_set
+from testbed.chain.sample import ValidatorMethod, method_of, validator_set
 from testbed.consensus import (HeadPoint, NodeSnapshot, Reorg, apply_hashes, find_divergences, find_reorgs,
                                find_stalls, find_state_mismatches, liveness)
 
@@ -80,7 +80,7 @@ class MonitorVerdict:
 
 
 class AgreementMonitor:
-    def __init__(self, endpoints: Endpoints, *, validator_method: str | None, out_dir: Path,
+    def __init__(self, endpoints: Endpoints, *, validator_method: ValidatorMethod, out_dir: Path,
                  interval: float = 0.5, recheck: int = 12, stall_after: float = 5.0, views=None,
                  views_every: int = 4, emit: Emit = _quiet, timeout: float = 3.0, admin: Endpoints | None = None) -> None:
         self.endpoints = endpoints
@@ -202,7 +202,7 @@ class AgreementMonitor:
                 except RpcError:
                     break
                 hashes.update({h: b["hash"] for h, b in zip(chunk, blocks) if isinstance(b, dict)})
-        answer = validator_set(self.admin().get(name), self.validator_method, self.timeout)
+        answer = validator_set(self.admin().get(name), method_of(self.validator_method, name), self.timeout)
         validators = tuple(sorted(a.lower() for a in answer)) if answer is not None else None
         peers = results[1] if isinstance(results[1], str) else None
         return NodeSnapshot(node=name, reachable=True, head_number=number, head_hash=head["hash"],

@@ -24,6 +24,10 @@ def engines_by_client() -> dict[str, tuple[str, ...]]:
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,23}$"
 
+# Clients that can share one network: the same QBFT protocol and one genesis block (GoQuorum's
+# fork schedule: pre-London, gas price 0). Where they run side by side: containers (docker).
+MIXABLE = {"engine": "qbft", "clients": frozenset({"goquorum", "besu"}), "backends": ("docker",)}
+
 # Upper bounds, with the reason: a spec past them is a mistake, not a bigger consortium.
 MAX_ORGANIZATIONS = 128  # QBFT's messages grow with the square of the validators; 100 is already past 1 s blocks
 MAX_NODES = 256  # one process per node on the machines running them; ten ports each from ports.base <= 60000
@@ -60,6 +64,8 @@ class Organization(Strict):
     validators: int = Field(1, ge=0, le=8, description="Validator (sealing) nodes of this organization.")
     members: int = Field(0, ge=0, le=8, description="Non-validating member nodes.")
     solver: bool = Field(True, description="Whether this organization runs a Solver.")
+    client: ClientName | None = Field(None, description="This organization's node client, where it differs from the "
+                                      "network's: a mixed GoQuorum + Besu QBFT network (docker backend).")
     accounts: int = Field(8, le=1000, description="Funded accounts generated for this organization: one per signing "
                           f"purpose ({', '.join(PURPOSES)}), the rest send load; at least {MIN_ACCOUNTS}.")
 
@@ -118,6 +124,16 @@ class NetworkSpec(Strict):
             raise ValueError("the network has zero validators; give at least one organization validators >= 1")
         return orgs
 
+    def _check_mix(self, table: dict[str, tuple[str, ...]]) -> None:
+        if len(self.clients) == 1:
+            return
+        mixed = ", ".join(f"{o.name}: {o.client}" for o in self.organizations if o.client and o.client != self.client)
+        if (set(self.clients) - MIXABLE["clients"] or self.consensus.engine != MIXABLE["engine"]
+                or self.backend not in MIXABLE["backends"]):
+            raise ValueError(f"organizations run another client than the network's {self.client!r} ({mixed}); clients "
+                             f"mix only as {' + '.join(sorted(MIXABLE['clients']))} on engine {MIXABLE['engine']} with "
+                             f"backend {' or '.join(MIXABLE['backends'])}; remove organizations[].client or change those")
+
     @model_validator(mode="after")
     def _check(self) -> "NetworkSpec":
         table = engines_by_client()
@@ -126,6 +142,7 @@ class NetworkSpec(Strict):
             raise ValueError(
                 f"engine {self.consensus.engine!r} is not available on client {self.client!r}; valid client/engine pairs: {pairs}"
             )
+        self._check_mix(table)
         nodes = sum(o.node_count for o in self.organizations)
         if nodes > MAX_NODES:
             raise ValueError(f"{nodes} nodes are more than the {MAX_NODES} a network may have (ten ports each, one "
@@ -136,6 +153,15 @@ class NetworkSpec(Strict):
                              "stored and funded at 'up'); lower organizations[].accounts")
         # ports.base <= 60000 and at most MAX_NODES nodes: the last port is at most 62,560
         return self
+
+    def client_of(self, org: str) -> str:
+        """The node client of organization `org` (its own, else the network's)."""
+        return next((o.client or self.client for o in self.organizations if o.name == org), self.client)
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """Every node client in the network, the network's first."""
+        return tuple(dict.fromkeys([self.client, *(o.client or self.client for o in self.organizations)]))
 
     @property
     def validator_count(self) -> int:

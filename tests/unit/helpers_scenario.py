@@ -75,6 +75,9 @@ class FakeNet:
     def snapshots(self, heights=None, only=None):
         return snapshot_all(self.endpoints(only), self.validator_rpc.list_method, heights, admin=self.admin_urls(only))
 
+    def validator_rpc_of(self, name):
+        return self.validator_rpc
+
     def admin_urls(self, only=None):
         return self.endpoints(only)  # the fake nodes answer the vote namespaces on their one endpoint
 

@@ -46,6 +46,7 @@ class FakeEngine:
         self.containers_: dict[str, dict] = {}
         self.networks: dict[str, dict] = {}
         self.oneoff_exit = 0
+        self.oneoffs: dict[str, dict] = {}
 
     def ensure_network(self, spec):
         self.calls.append(("ensure_network", spec["name"]))
@@ -63,6 +64,7 @@ class FakeEngine:
 
     def run_once(self, spec, timeout):
         self.calls.append(("run_once", spec["name"], tuple(spec["entrypoint"] + spec["command"])))
+        self.oneoffs[spec["name"]] = spec
         return self.oneoff_exit, b"init output\n"
 
     def state(self, name):
