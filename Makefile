@@ -12,7 +12,7 @@ export TESTBED_GOQUORUM_SOURCE := $(GOQUORUM_VENDORED)
 endif
 endif
 
-.PHONY: demo test toolchain clean
+.PHONY: demo test toolchain schemas clean
 
 $(BIN)/testbed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: toolchain
 
 test: $(BIN)/testbed
 	$(BIN)/tox
+
+schemas: $(BIN)/testbed
+	$(BIN)/testbed schema network --file schemas/network.schema.json
+	$(BIN)/testbed schema scenario --file schemas/scenario.schema.json
 
 clean:
 	rm -rf $(VENV) .tox

@@ -26,6 +26,20 @@ DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "scenarios" / "networks"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Consortium CTI testbed: permissioned Ethereum networks, CTI contracts, scenarios and load.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"testbed {version('cti-testbed')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit.")) -> None:
+    """Consortium CTI testbed: permissioned Ethereum networks, CTI contracts, scenarios and load."""
 # Wide when not on a terminal, so piped output keeps URLs and hashes whole.
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -121,14 +135,22 @@ def render_status(st: NetworkStatus) -> None:
 
 
 @app.command()
-def ls() -> None:
+def ls(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the networks in the state directory and how many of their nodes run."""
+    rows = []
+    for state in list_networks():
+        net = Network.load(state.name)
+        rows.append({"network": net.name, "client": net.spec.client, "clients": list(net.spec.clients),
+                     "engine": net.spec.consensus.engine, "backend": net.spec.backend, "nodes": len(net.nodes),
+                     "running": len(net.running_nodes()), "state": str(net.state.root)})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
     table = Table(title=f"networks in {state_root()}")
     for column in ("network", "client", "engine", "nodes", "running"):
         table.add_column(column)
-    for state in list_networks():
-        net = Network.load(state.name)
-        table.add_row(net.name, net.spec.client, net.spec.consensus.engine, str(len(net.nodes)), str(len(net.running_nodes())))
+    for row in rows:
+        table.add_row(row["network"], " + ".join(row["clients"]), row["engine"], str(row["nodes"]), str(row["running"]))
     out.print(table)
 
 
@@ -228,11 +250,19 @@ def logs(node: str = typer.Argument(..., help="Node name."), network: Optional[s
 
 
 @app.command()
-def schema(kind: str = typer.Argument("network", help="Which schema: network.")) -> None:
-    """Print the JSON Schema of network spec files."""
-    if kind != "network":
-        raise StateError(f"unknown schema {kind!r}; available: network")
-    out.print_json(json.dumps(json_schema()))
+def schema(kind: str = typer.Argument("network", help="Which schema: network | scenario."),
+           file: Optional[Path] = typer.Option(None, "--file", help="Write it to this file instead.")) -> None:
+    """Print the JSON Schema of network spec files or of scenario files (editors validate with it:
+    the shipped files name schemas/*.schema.json in a yaml-language-server modeline)."""
+    from testbed.spec.scenario import json_schema as scenario_schema
+
+    schemas = {"network": json_schema, "scenario": scenario_schema}
+    if kind not in schemas:
+        raise StateError(f"unknown schema {kind!r}; available: {', '.join(schemas)}")
+    if file is not None:
+        file.write_text(json.dumps(schemas[kind](), indent=2, sort_keys=True) + "\n")
+        return
+    out.print_json(json.dumps(schemas[kind]()))
 
 
 @app.command(name="toolchain")
@@ -295,7 +325,8 @@ app.add_typer(validators_app, name="validators")
 
 
 @validators_app.callback(invoke_without_command=True)
-def validators_list(ctx: typer.Context, network: Optional[str] = NetworkOpt) -> None:
+def validators_list(ctx: typer.Context, network: Optional[str] = NetworkOpt,
+                    as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the validator set each running node reports, and whether they agree."""
     if ctx.invoked_subcommand is not None:
         return
@@ -304,6 +335,13 @@ def validators_list(ctx: typer.Context, network: Optional[str] = NetworkOpt) -> 
     net = resolve_network(network)
     current = validators.view(net)
     names = {n.address.lower(): n.name for n in net.nodes}
+    if as_json:
+        out.print_json(json.dumps({
+            "network": net.name, "agreed": current.agreed,
+            "validators": [{"address": a, "node": names.get(a)} for a in current.validators],
+            "per_node": {node: ([names.get(a, a) for a in answer] if answer is not None else None)
+                         for node, answer in current.per_node.items()}}))
+        raise typer.Exit(0 if current.agreed else 1)
     table = Table(title=f"validators of {net.name} ({net.validator_rpc.list_method})")
     table.add_column("node")
     table.add_column("validators")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from testbed.spec.network import NAME_PATTERN, NetworkSpec, check_account_count
 
@@ -46,7 +46,10 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema({
+    "anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+              {"type": "string", "pattern": _DURATION.pattern}],
+    "description": "seconds, or a string like 30s, 500ms, 2m, 1h"})]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Alias = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
 
@@ -314,4 +317,10 @@ Step.model_rebuild()
 
 
 def json_schema() -> dict:
-    return ScenarioSpec.model_json_schema()
+    schema = ScenarioSpec.model_json_schema()
+    # a parallel branch is a step or a list of steps (see _branches): say so to editors too
+    step = {"$ref": "#/$defs/Step"}
+    for option in schema["$defs"]["Step"]["properties"]["parallel"]["anyOf"]:
+        if option.get("type") == "array":
+            option["items"] = {"anyOf": [step, {"type": "array", "items": step}]}
+    return schema

@@ -73,6 +73,10 @@ def deployed(cli_net):
 
 def test_ls_status_schema_and_toolchain(cli_net):
     assert NAME in ok("ls")
+    listed = {row["network"]: row for row in json.loads(ok("ls", "--json"))}
+    assert listed[NAME]["running"] == listed[NAME]["nodes"] == len(cli_net.nodes)
+    assert listed[NAME]["clients"] == ["goquorum"] and listed[NAME]["engine"] == "qbft"
+    assert ok("--version").startswith("testbed ")
     status = ok("status", NAME)
     assert all(n.name in status for n in cli_net.nodes), status
     schema = json.loads(ok("schema", "network"))
@@ -100,6 +104,10 @@ def test_validators_list_add_and_remove(cli_net):
     assert all(member in v for v in validator_table(ok("validators", "--network", NAME)).values())
     ok("validators", "remove", member, "--network", NAME, timeout=300)
     assert all(member not in v for v in validator_table(ok("validators", "--network", NAME)).values())
+    as_json = json.loads(ok("validators", "--network", NAME, "--json"))
+    assert as_json["agreed"] and sorted(v["node"] for v in as_json["validators"]) == sorted(
+        n.name for n in cli_net.nodes if n.role == "validator")
+    assert set(as_json["per_node"]) == {n.name for n in cli_net.nodes}
     refused = run_cli("validators", "remove", member, "--network", NAME)
     assert refused.returncode == 2 and "is not a validator" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
