@@ -29,10 +29,12 @@ OrgOpt = typer.Option(..., "--org", "-o", help="Organization name.")
 HomeOpt = typer.Option(None, "--home", help="State root (default: $TESTBED_HOME or ./.testbed).")
 
 
-def _load(network: str, home: Optional[Path]):
+def _load(network: str, home: Optional[Path], org: str):
+    """The network as organization `org` sees it: its own account keys only (no other org's, no
+    node's, not the operator's), every node by its public key."""
     from testbed.network import Network
 
-    return Network.load(network, home)
+    return Network.load(network, home, org_keys_only=org)
 
 
 def _parse_crash(values: list[str]) -> dict[str, int]:
@@ -67,7 +69,7 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("web3", "urllib3", "pymisp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    net = _load(network, home)
+    net = _load(network, home, org)
     node = node_of(net, org)
     workdir = Path(dir) if dir else solver_dir(net, org)
     config = SolverConfig(workdir=workdir, intel=open_store(intel or intel_dir(net, org)), org_name=org,
@@ -91,7 +93,7 @@ def _consumer(network: str, org: str, home: Optional[Path], records: Optional[Pa
     from testbed.contracts import deployment_of
     from testbed.cti.deploy import connect
 
-    net = _load(network, home)
+    net = _load(network, home, org)
     return Consumer(connect(net.org_rpc_urls(org)), deployment_of(net), role_accounts(net, org).consumer.private_key,
                     consumer_dir(net, org), records_dir=records)
 
@@ -102,7 +104,7 @@ def seed(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Ho
     """Write generated MISP events into the org's intelligence store and publish them."""
     from solver.seed import seed_network
 
-    for p in seed_network(_load(network, home), org, count, supply=supply):
+    for p in seed_network(_load(network, home, org), org, count, supply=supply):
         out.print(f"token {p.token_id}  {p.misp_uuid}  {p.title}")
 
 

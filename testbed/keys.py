@@ -24,7 +24,16 @@ from testbed.errors import StateError
 
 @dataclass(frozen=True)
 class KeyPair:
-    private_key: str = field(repr=False)  # 64 hex chars, no 0x
+    private_key: str | None = field(repr=False)  # 64 hex chars, no 0x; None: only the public half is held
+    public: str | None = field(default=None, repr=False)  # 128 hex chars, for a key held by its public half
+
+    @classmethod
+    def public_only(cls, public_key: str) -> "KeyPair":
+        """Another party's key, known by its public half (an enode id): address and enode, no signing."""
+        raw = bytes.fromhex(public_key.removeprefix("0x"))
+        if len(raw) != 64:
+            raise StateError(f"not a 64-byte public key: {public_key[:20]}...")
+        return cls(None, raw.hex())
 
     @classmethod
     def generate(cls) -> "KeyPair":
@@ -36,19 +45,25 @@ class KeyPair:
 
     @property
     def _key(self) -> eth_keys.PrivateKey:
+        if self.private_key is None:
+            raise StateError("this process holds only the public half of this key (it is another party's)")
         return eth_keys.PrivateKey(bytes.fromhex(self.private_key))
 
     @property
+    def _public(self) -> eth_keys.PublicKey:
+        return eth_keys.PublicKey(bytes.fromhex(self.public)) if self.private_key is None else self._key.public_key
+
+    @property
     def address(self) -> str:
-        return self._key.public_key.to_checksum_address()
+        return self._public.to_checksum_address()
 
     @property
     def public_key(self) -> str:
         """Uncompressed public key without the 04 prefix (128 hex chars): the enode id."""
-        return self._key.public_key.to_bytes().hex()
+        return self._public.to_bytes().hex()
 
     def account(self):
-        return Account.from_key(bytes.fromhex(self.private_key))
+        return Account.from_key(self._key.to_bytes())
 
 
 def write_secret(path: Path, content: str | bytes) -> None:
@@ -69,7 +84,7 @@ class NetworkKeys:
 
     nodes: dict[str, KeyPair]
     accounts: dict[str, list[KeyPair]]
-    operator: KeyPair
+    operator: KeyPair | None  # None in a process that holds one organization's keys only
 
     @classmethod
     def generate(cls, node_names_by_org: dict[str, list[str]], accounts_by_org: dict[str, int]) -> "NetworkKeys":
@@ -103,6 +118,21 @@ class NetworkKeys:
                              hint="run 'testbed down' and 'testbed up' to regenerate the network") from None
         return cls(nodes=nodes, accounts=accounts, operator=operator)
 
+    @classmethod
+    def load_org(cls, keys_dir: Path, org: str, node_public_keys: dict[str, str]) -> "NetworkKeys":
+        """One organization's view, for its own processes (its Solver, its consumer side): that
+        org's account keys only; every node by its public key (from the network record's enodes);
+        no operator key. No other file under keys/ is opened."""
+        path = keys_dir / "accounts" / f"{org}.json"
+        try:
+            accounts = {org: [KeyPair(r["private_key"]) for r in json.loads(path.read_text())]}
+        except FileNotFoundError:
+            raise StateError(f"no organization {org!r} in this network", hint=f"no key file {path}") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise StateError(f"{path}: key file is missing or damaged ({exc.__class__.__name__})") from None
+        nodes = {name: KeyPair.public_only(public) for name, public in node_public_keys.items()}
+        return cls(nodes=nodes, accounts=accounts, operator=None)
+
     def of(self, org: str) -> "OrgAccounts":
         """The org's accounts by signing purpose (see OrgAccounts)."""
         pairs = self.accounts.get(org)
@@ -112,7 +142,8 @@ class NetworkKeys:
         return OrgAccounts.split(org, pairs)
 
     def funded_addresses(self) -> list[str]:
-        return [self.operator.address] + [p.address for pairs in self.accounts.values() for p in pairs]
+        operator = [self.operator.address] if self.operator is not None else []
+        return operator + [p.address for pairs in self.accounts.values() for p in pairs]
 
 
 # Every signing purpose of an organization has an account no other purpose signs with, so two

@@ -57,12 +57,17 @@ def client_binary(backend, client: str, log: Progress = _quiet) -> Path:
     return toolchain.ensure(get_client(client).binary, log=log)
 
 
-def plan_nodes(spec: NetworkSpec, keys: NetworkKeys, backend) -> list[NodePlan]:
+def plan_nodes(spec: NetworkSpec, keys: NetworkKeys, backend, *, departed: list[str] = ()) -> list[NodePlan]:
+    """Every node's plan, in spec order; departed organizations' nodes keep their index (and
+    ports) reserved but are not planned."""
     plans: list[NodePlan] = []
     index = 0
     for org_index, org in enumerate(spec.organizations):
         for local_index, name in enumerate(node_names(spec)[org.name]):
             role = "validator" if name.split("-")[-1].startswith("v") else "member"
+            if org.name in departed:
+                index += 1
+                continue
             plans.append(NodePlan(
                 name=name, org=org.name, role=role, index=index,
                 host=backend.host_for(org_index, local_index),
@@ -150,7 +155,7 @@ class Network:
         self.client = get_client(spec.client)
         self.backend = get_backend(spec.backend, network=spec.name, state_dir=state.root)
         self.departed = self._departed(state)
-        self.nodes = [n for n in plan_nodes(spec, keys, self.backend) if n.org not in self.departed]
+        self.nodes = plan_nodes(spec, keys, self.backend, departed=self.departed)
         self.validator_rpc = self.client.validator_rpc(spec.consensus.engine)
 
     @staticmethod
@@ -173,7 +178,9 @@ class Network:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def load(cls, name: str, base: Path | None = None) -> "Network":
+    def load(cls, name: str, base: Path | None = None, *, org_keys_only: str | None = None) -> "Network":
+        """The network as saved; with `org_keys_only`, as one organization's process sees it: its
+        own account keys, every node by its public key, no other private key loaded."""
         state = StateDir.for_network(name, base)
         if not state.exists():
             raise StateError(f"no network named {name!r} in {state.root.parent}", hint="run 'testbed ls' to list networks, or 'testbed up' to create one")
@@ -181,7 +188,11 @@ class Network:
             spec = NetworkSpec.model_validate_json(state.spec_file.read_text())
         except (OSError, ValueError) as exc:
             raise StateError(f"{state.spec_file}: spec snapshot is missing or damaged ({exc.__class__.__name__})") from None
-        return cls(spec, state, NetworkKeys.load(state.keys_dir))
+        if org_keys_only is None:
+            return cls(spec, state, NetworkKeys.load(state.keys_dir))
+        record = json.loads(state.network_file.read_text())
+        public = {n["name"]: n["enode"].removeprefix("enode://").split("@")[0] for n in record["nodes"]}
+        return cls(spec, state, NetworkKeys.load_org(state.keys_dir, org_keys_only, public))
 
     @classmethod
     def create(cls, spec: NetworkSpec, *, source: str = "the spec", base: Path | None = None,

@@ -3,6 +3,7 @@
 import os
 import stat
 
+import pytest
 from eth_account import Account
 
 from testbed.keys import KeyPair, NetworkKeys
@@ -45,3 +46,25 @@ def test_save_load_roundtrip_with_mode_0600(tmp_path):
     assert [p.address for p in loaded.accounts["b"]] == [p.address for p in keys.accounts["b"]]
     assert loaded.operator.address == keys.operator.address
     assert len(keys.funded_addresses()) == 1 + 2 + 3
+
+
+def test_an_organizations_view_loads_only_its_own_account_keys(tmp_path):
+    """What a Solver or consumer process of one org loads: its accounts; nodes by public key only;
+    no operator; another org's keys cannot be asked for, a node key cannot sign."""
+    from testbed.errors import StateError
+
+
+    full = NetworkKeys.generate({"a": ["a-v1"], "b": ["b-v1"]}, {"a": 6, "b": 6})
+    full.save(tmp_path)
+    public = {name: pair.public_key for name, pair in full.nodes.items()}
+    view = NetworkKeys.load_org(tmp_path, "a", public)
+    assert [p.private_key for p in view.accounts["a"]] == [p.private_key for p in full.accounts["a"]]
+    assert set(view.accounts) == {"a"} and view.operator is None
+    assert {n: p.address for n, p in view.nodes.items()} == {n: p.address for n, p in full.nodes.items()}
+    assert all(p.private_key is None for p in view.nodes.values())
+    with pytest.raises(StateError, match="no organization 'b'"):
+        view.of("b")
+    with pytest.raises(StateError, match="public half"):
+        view.nodes["a-v1"].account()
+    with pytest.raises(StateError, match="not a 64-byte public key"):
+        KeyPair.public_only("00" * 20)

@@ -108,3 +108,19 @@ def test_clients_mix_only_where_they_can(changes, words):
         mixed(**changes)
     assert words in str(info.value)
     assert isinstance(info.value, (ValueError, SpecError))
+
+
+def test_an_organizations_process_sees_the_network_with_its_own_keys_only(network):
+    """What `solver run --org X` loads (solver/cli.py): the same nodes (by public key), X's accounts,
+    nothing else; the Solver's helpers work on that view."""
+    from solver.manage import depth_for, node_of, role_accounts
+
+    net, _ = network
+    view = Network.load(net.name, org_keys_only="globex")
+    assert [(n.name, n.address, n.enode) for n in view.nodes] == [(n.name, n.address, n.enode) for n in net.nodes]
+    assert set(view.keys.accounts) == {"globex"} and view.keys.operator is None
+    assert all(k.private_key is None for k in view.keys.nodes.values())
+    assert role_accounts(view, "globex").solver.private_key == net.keys.of("globex").solver.private_key
+    assert node_of(view, "globex").org == "globex" and depth_for(view) == 0
+    with pytest.raises(Exception, match="acme"):
+        role_accounts(view, "acme")
