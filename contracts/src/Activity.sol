@@ -75,7 +75,10 @@ contract Activity {
     }
 
     function _record(Kind kind, uint32 org, uint256 tokenId, uint256 taskId, address actor, uint64 amount) private {
-        _counts[org][uint256(kind)] += amount;
+        // Saturating: a counter that reached 2^64-1 stays there (the Step event still carries the
+        // amount) instead of reverting, which would block the step it counts (e.g. publishing).
+        uint64 current = _counts[org][uint256(kind)];
+        _counts[org][uint256(kind)] = amount > type(uint64).max - current ? type(uint64).max : current + amount;
         emit Step(org, tokenId, taskId, kind, actor, amount);
     }
 }

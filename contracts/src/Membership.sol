@@ -67,6 +67,7 @@ contract Membership {
     error ProposalNotOpen(uint256 proposal);
     error AlreadyVoted(uint256 proposal, uint32 org);
     error LastMember(uint32 org);
+    error TargetCannotVote(uint256 proposal, uint32 org);
 
     constructor(string[] memory names, address[][] memory accounts, uint8[][] memory roles) {
         if (names.length == 0) revert BadFounding("at least one founding organization is needed");
@@ -134,10 +135,13 @@ contract Membership {
     }
 
     /// Propose removing a member organization; the proposer's org votes yes at once.
+    /// The target organization has no vote on its own removal: the other members decide (so two
+    /// members can part: the proposer's yes is a majority of the one other).
     function proposeRemoval(uint32 target) external returns (uint256 id) {
         uint32 voter = requireRole(msg.sender, 0);
         if (target == 0 || target > orgCount || !_orgs[target].active) revert NoSuchOrg(target);
         if (activeOrgCount == 1) revert LastMember(target);
+        if (voter == target) revert BadProposal("an organization cannot propose its own removal");
         id = _newProposal(Kind.Remove, voter, target, _orgs[target].name);
         _vote(id, voter, true);
     }
@@ -167,15 +171,22 @@ contract Membership {
         Proposal storage p = _proposals[id];
         if (p.status != Status.Open) revert ProposalNotOpen(id);
         if (hasVoted[id][voter]) revert AlreadyVoted(id, voter);
+        if (p.kind == Kind.Remove && voter == p.targetOrg) revert TargetCannotVote(id, voter);
         hasVoted[id][voter] = true;
         if (support) p.yes.push(voter);
         else p.no.push(voter);
         emit Voted(id, voter, support);
-        // Only votes of orgs that are still members count.
+        // Only votes of orgs that are still members count; a removal's target is no voter.
         uint256 members = activeOrgCount;
+        if (p.kind == Kind.Remove && _orgs[p.targetOrg].active) members--;
         uint256 yes = _countActive(p.yes);
         uint256 no = _countActive(p.no);
-        if (yes * 2 > members) {
+        if (yes * 2 > members && !_executable(p)) {
+            // an admitted account joined another organization meanwhile, or the organization to
+            // remove is gone or the last one: the proposal closes instead of staying open forever
+            p.status = Status.Rejected;
+            emit ProposalClosed(id, Status.Rejected);
+        } else if (yes * 2 > members) {
             p.status = Status.Passed;
             emit ProposalClosed(id, Status.Passed);
             _execute(id, p);
@@ -197,6 +208,15 @@ contract Membership {
             activeOrgCount--;
             emit OrgRemoved(target, id);
         }
+    }
+
+    function _executable(Proposal storage p) private view returns (bool) {
+        if (p.kind == Kind.Remove) return _orgs[p.targetOrg].active && activeOrgCount > 1;
+        for (uint256 i = 0; i < p.accounts.length; i++) {
+            (uint32 current,) = orgOf(p.accounts[i]);
+            if (current != 0) return false;
+        }
+        return true;
     }
 
     function _countActive(uint32[] storage orgs) private view returns (uint256 n) {

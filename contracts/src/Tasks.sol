@@ -9,7 +9,9 @@ import {CtiMarket} from "./CtiMarket.sol";
 /// public key the delivery must be encrypted to. An authorized solver of the publisher
 /// org accepts it and finishes it (result hash + URI) before the deadline; finishing
 /// consumes (burns) the token. The consumer gets the token back when it cancels a pending
-/// task, when an accepted task expires, or when the solver rejects the task.
+/// task, when an accepted task expires, or when the solver rejects the task. Once the
+/// consumer's organization is no longer a member, its open tasks cannot be accepted or
+/// finished, and anyone may cancel them: the escrowed token goes back to the consumer.
 contract Tasks {
     enum State { None, Pending, Accepted, Finished, Cancelled, Expired, Rejected }
 
@@ -49,6 +51,7 @@ contract Tasks {
     error DeadlinePassed(uint256 taskId, uint64 deadline);
     error DeadlineNotPassed(uint256 taskId, uint64 deadline);
     error EmptyResult(uint256 taskId);
+    error ConsumerNotMember(uint256 taskId, uint32 consumerOrg);
 
     constructor(Membership membership_, CtiMarket market_, Activity activity_, uint64 timeout_) {
         membership = membership_;
@@ -93,8 +96,15 @@ contract Tasks {
         activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
     }
 
+    /// The consumer cancels its pending task; anyone cancels an open (pending or accepted) task
+    /// whose consumer organization was removed. The token goes back to the consumer account.
     function cancel(uint256 taskId) external {
-        Task storage t = _asConsumer(taskId, State.Pending);
+        Task storage t = _get(taskId);
+        if (membership.isActive(t.consumerOrg)) {
+            t = _asConsumer(taskId, State.Pending);
+        } else if (t.state != State.Pending && t.state != State.Accepted) {
+            revert BadState(taskId, t.state);
+        }
         _close(taskId, t, State.Cancelled, Activity.Kind.Cancelled, t.consumerOrg);
     }
 
@@ -109,6 +119,7 @@ contract Tasks {
     function accept(uint256 taskId) external {
         Task storage t = _asSolver(taskId);
         if (t.state != State.Pending) revert BadState(taskId, t.state);
+        if (!membership.isActive(t.consumerOrg)) revert ConsumerNotMember(taskId, t.consumerOrg);
         t.state = State.Accepted;
         t.solver = msg.sender;
         t.deadline = uint64(block.timestamp) + timeout;
@@ -122,6 +133,7 @@ contract Tasks {
         if (t.solver != msg.sender) revert NotTaskSolver(msg.sender, taskId);
         if (block.timestamp > t.deadline) revert DeadlinePassed(taskId, t.deadline);
         if (resultHash == bytes32(0)) revert EmptyResult(taskId);
+        if (!membership.isActive(t.consumerOrg)) revert ConsumerNotMember(taskId, t.consumerOrg);
         t.state = State.Finished;
         t.resultHash = resultHash;
         t.resultUri = resultUri;

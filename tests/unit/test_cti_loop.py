@@ -219,29 +219,91 @@ def test_membership_admits_and_removes_by_majority(four):
     assert b.balance(tok) == 1
     d.withdraw_proceeds()
     assert d.proceeds(4) == 0
-    # a proposal that can no longer pass is closed as rejected: 2 no of 4 members
+    # the target of a removal has no vote on it; a proposal that can no longer pass is closed as
+    # rejected: 2 no of the 3 voters (4 members less the target)
     prop = b.propose_removal(1).result
-    a.vote(prop, False)
+    with pytest.raises(ContractRevert) as err:
+        a.vote(prop, False)
+    assert err.value.error == "TargetCannotVote"
     c.vote(prop, False)
+    e.vote(prop, False)
     assert a.proposal(prop)["status"] == 3
     with pytest.raises(ContractRevert) as err:
-        e.vote(prop, True)
-    assert err.value.error == "ProposalNotOpen"
+        c.vote(prop, True)
+    assert err.value.error in ("ProposalNotOpen", "AlreadyVoted")
     # the removed org's listing no longer sells, but it keeps what it earned
     with pytest.raises(ContractRevert) as err:
         b.buy(tok)
     assert err.value.error == "PublisherRemoved"
 
 
-def test_single_org_consortium_admits_alone_and_cannot_remove_itself():
+def test_single_org_consortium_admits_alone_and_two_members_can_part():
     w = build_world(orgs=("solo",))
     solo = w.client("solo.pub")
     newcomer = address_for("newcomer")
     solo.propose_admission("second", [newcomer], [int(Role.CONSUMER)])
     assert solo.org_of(newcomer) == (2, Role.CONSUMER)
-    prop = solo.propose_removal(2).result
-    assert solo.org_of(newcomer) == (2, Role.CONSUMER)  # 1 of 2 is not a majority
-    assert solo.proposal(prop)["status"] == 1
     with pytest.raises(ContractRevert) as err:
         solo.propose_admission("dup", [newcomer], [1])
     assert err.value.error == "AccountTaken"
+    with pytest.raises(ContractRevert) as err:
+        solo.propose_removal(1)
+    assert err.value.error == "BadProposal"  # no organization proposes its own removal
+    # two members: the target has no vote, so the proposer's yes is a majority of the one voter
+    prop = solo.propose_removal(2).result
+    assert solo.proposal(prop)["status"] == 2 and solo.org_of(newcomer) == (0, 0)
+    with pytest.raises(ContractRevert) as err:
+        solo.propose_removal(1)
+    assert err.value.error in ("LastMember", "BadProposal")
+
+
+def test_an_expelled_consumers_open_tasks_are_refunded_not_served(four):
+    """Issue 14: a removed consumer org's tasks were still accepted and delivered, and its escrowed
+    tokens stuck. Now: no accept or finish for them; anyone cancels, the token goes back."""
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b, c, d = clients(chain, dep, "acme.all", "bravo.all", "cyber.all", "delta.all")
+    tok = a.publish("uuid", "t", content_hash("x"), PRICE, 5).result
+    a.set_solver(tok, a.address)
+    b.buy(tok, 2, value=2 * PRICE)
+    pending = b.request(tok, b"k").result
+    accepted = b.request(tok, b"k").result
+    a.accept(accepted)
+    prop = a.propose_removal(2).result  # bravo, the consumer
+    c.vote(prop, True)
+    assert b.org_of() == (0, 0)
+    for call in (lambda: a.accept(pending), lambda: a.finish(accepted, content_hash("r"), "http://x")):
+        with pytest.raises(ContractRevert) as err:
+            call()
+        assert err.value.error == "ConsumerNotMember"
+    d.cancel(pending)  # anyone may close them now
+    b.cancel(accepted)  # the consumer too, though no longer a member
+    assert [a.task(t).state for t in (pending, accepted)] == [TaskState.CANCELLED] * 2
+    assert a.balance(tok, b.address) == 2
+
+
+def test_an_admission_whose_account_was_taken_meanwhile_closes_rejected(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b, c = clients(chain, dep, "acme.all", "bravo.all", "cyber.all")
+    shared = address_for("newcomer")
+    first = a.propose_admission("first", [shared], [int(Role.CONSUMER)]).result
+    second = b.propose_admission("second", [shared], [int(Role.CONSUMER)]).result
+    c.vote(first, True)
+    b.vote(first, True)  # 3 of 4: "first" admitted with the shared account
+    assert a.org_of(shared)[0] == 5
+    a.vote(second, True)
+    c.vote(second, True)  # a majority, but the account is taken: closed as rejected, not open forever
+    assert a.proposal(second)["status"] == 3
+    assert a.org_of(shared)[0] == 5 and [o.name for o in a.orgs()][-1] == "first"
+
+
+def test_activity_counters_saturate_instead_of_blocking_publishing(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    (a,) = clients(chain, dep, "acme.all")
+    top = 2**64 - 1
+    a.publish("uuid-1", "t", content_hash("x"), PRICE, top)
+    a.publish("uuid-2", "t", content_hash("y"), PRICE, top)  # the org's Minted counter would pass 2^64
+    counts = a.activity(1)
+    assert counts["minted"] == top and counts["published"] == 2
