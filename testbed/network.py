@@ -313,11 +313,11 @@ class Network:
     # ---- facts ------------------------------------------------------------------------------
     @property
     def binary(self) -> Path:
-        data = json.loads(self.state.network_file.read_text())
-        return Path(data["binary"])
+        """The program that runs the network client's nodes."""
+        return self.binary_of(self.spec.client)
 
     def binary_of(self, client: str) -> Path:
-        """The program that runs `client`'s nodes (the network's client: `binary`)."""
+        """The program that runs `client`'s nodes (records older than mixed networks: `binary` only)."""
         data = json.loads(self.state.network_file.read_text())
         return Path(data.get("binaries", {}).get(client) or data["binary"])
 

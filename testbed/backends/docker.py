@@ -26,6 +26,7 @@ from testbed.backends.images import IMAGE_ENTRYPOINT, image_for
 from testbed.backends.netns_plan import NetnsPlan, preferred_block
 from testbed.clients.base import NodePlan
 from testbed.errors import BackendError, NotSupportedError
+from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir, write_json_atomic
 
 LABEL = "org.cti-testbed"
@@ -260,14 +261,14 @@ class DockerBackend:
             write_json_atomic(self.state_dir / STATE_FILE, record)
 
     def _specs_for(self, node: NodePlan, argv: list[str], env: dict[str, str]) -> dict:
-        spec = self._spec()
+        spec = NetworkSpec.model_validate(self._spec())
         # the node's organization may run another client than the network's (a mixed network);
         # the spec's `image` overrides the network client's image only
-        client = next((o.get("client") for o in spec["organizations"] if o["name"] == node.org), None) or spec["client"]
-        image = image_for(client, spec.get("image") if client == spec["client"] else None)
+        client = spec.client_of(node.org)
+        image = image_for(client, spec.image if client == spec.client else None)
         return {"network": self.network, "client": client, "image": image,
                 "node": node, "argv": argv, "env": env, "node_dir": self.state_dir / "nodes" / node.name,
-                "genesis": StateDir(self.state_dir).genesis_file_of(client, spec["client"]), "user": self.user}
+                "genesis": StateDir(self.state_dir).genesis_file_of(client, spec.client), "user": self.user}
 
     # ---- Backend protocol -----------------------------------------------------------------------
     def host_for(self, org_index: int, node_index: int) -> str:
@@ -289,7 +290,8 @@ class DockerBackend:
                                hint=f"see {log_path}")
 
     def start(self, node: NodePlan, argv: list[str], env: dict[str, str], log_path: Path, marker: str) -> NodeProcess:
-        admin_dir = StateDir(self.state_dir).admin_dir if "--ipcpath" in argv else None
+        # mount the directory of the IPC socket the command names, if it names one
+        admin_dir = Path(argv[argv.index("--ipcpath") + 1]).parent if "--ipcpath" in argv else None
         spec = container_spec(**self._specs_for(node, argv, env), admin_dir=admin_dir)
         self.engine.remove(spec["name"])  # a stopped container of an earlier start
         container_id, pid = self.engine.create_and_start(spec)

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -153,7 +153,15 @@ class AgreementMonitor:
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     # ---- one sample -----------------------------------------------------------------------
-    def _fetch(self, name: str, url: str) -> NodeSnapshot:
+    def _fetch(self, name: str, url: str, admin_url: str | None) -> NodeSnapshot:
+        """The node's chain view, then (once, if it answered) the validator set on its admin endpoint."""
+        snap = self._chain_view(name, url)
+        if not snap.reachable:
+            return snap
+        answer = validator_set(admin_url, method_of(self.validator_method, name), self.timeout)
+        return replace(snap, validators=tuple(sorted(a.lower() for a in answer)) if answer is not None else None)
+
+    def _chain_view(self, name: str, url: str) -> NodeSnapshot:
         track = self.tracks.get(name) or NodeTrack()
         rpc = RpcClient(url, timeout=self.timeout)
         try:
@@ -202,17 +210,16 @@ class AgreementMonitor:
                 except RpcError:
                     break
                 hashes.update({h: b["hash"] for h, b in zip(chunk, blocks) if isinstance(b, dict)})
-        answer = validator_set(self.admin().get(name), method_of(self.validator_method, name), self.timeout)
-        validators = tuple(sorted(a.lower() for a in answer)) if answer is not None else None
         peers = results[1] if isinstance(results[1], str) else None
         return NodeSnapshot(node=name, reachable=True, head_number=number, head_hash=head["hash"],
                             head_timestamp=int(head["timestamp"], 16), peers=int(peers, 16) if peers else None,
-                            validators=validators, hashes={h: v for h, v in hashes.items() if h <= number})
+                            hashes={h: v for h, v in hashes.items() if h <= number})
 
     def _fetch_all(self, endpoints: dict[str, str]) -> list[NodeSnapshot]:
         """All nodes at once; a node that has not answered by the deadline (paused, overloaded)
         counts as unreachable in this sample, so one frozen node never delays the others' samples."""
-        futures = {name: self._pool.submit(self._fetch, name, url) for name, url in endpoints.items()}
+        admin = self.admin()  # once per sample: node name -> admin endpoint
+        futures = {name: self._pool.submit(self._fetch, name, url, admin.get(name)) for name, url in endpoints.items()}
         wait(futures.values(), timeout=self.deadline)
         snaps = []
         for name, future in futures.items():
