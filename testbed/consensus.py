@@ -98,7 +98,10 @@ def check_agreement(snapshots: list[NodeSnapshot], *, require_all: bool = True) 
     divergences = find_divergences(snapshots)
     validator_sets = {s.node: tuple(sorted(a.lower() for a in s.validators)) for s in reachable if s.validators is not None}
     validators_agree = len(set(validator_sets.values())) <= 1
-    shared = {h for h in set().union(*(s.hashes.keys() for s in reachable))} if reachable else set()
+    # heights compared on every reachable node: at or below the common height (a node's own head
+    # above it is sampled too, and a conflict there still counts as a divergence, but it is no checked height)
+    shared = set.intersection(*(set(s.hashes) for s in reachable)) if reachable else set()
+    shared = {h for h in shared if height is not None and h <= height}
     agreed = bool(reachable) and height is not None and not divergences and validators_agree
     if require_all and unreachable:
         agreed = False

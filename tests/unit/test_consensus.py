@@ -32,6 +32,15 @@ def test_lagging_node_is_not_a_fork():
     assert result.agreed and result.common_height == 1
 
 
+def test_heads_above_the_common_height_are_not_counted_as_checked_heights():
+    # CI saw this: every node asked for 0..3, one node's own head (#4) sampled too -> "5 heights up to #3"
+    chain = {0: "g", 1: "h1", 2: "h2", 3: "h3"}
+    result = check_agreement([snap("n1", 4, {**chain, 4: "h4"}), snap("n2", 3, dict(chain))])
+    assert result.agreed and result.common_height == 3 and result.heights_checked == 4
+    clash = check_agreement([snap("n1", 4, {**chain, 4: "x4"}), snap("n2", 5, {**chain, 4: "y4", 5: "y5"})])
+    assert not clash.agreed and clash.divergences[0].height == 4  # a conflict above the common height still counts
+
+
 def test_unreachable_node_breaks_agreement_only_when_required():
     snaps = [snap("n1", 1, {1: "h"}), NodeSnapshot(node="n2", reachable=False, error="refused")]
     assert not check_agreement(snaps).agreed
