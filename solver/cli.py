@@ -118,7 +118,7 @@ def request(token: int = typer.Argument(..., help="CTI token id."), network: str
 
 @app.command()
 def fetch(task: int = typer.Argument(..., help="Task id."), network: str = NetworkOpt, org: str = OrgOpt,
-          home: Optional[Path] = HomeOpt, rate: bool = typer.Option(True, help="Give feedback once verified.")) -> None:
+          home: Optional[Path] = HomeOpt, rate: bool = typer.Option(True, help="Give feedback once verified (a dispute on-chain when the data is not what was listed).")) -> None:
     """Fetch a finished task's delivery: verify the hash on-chain, decrypt, validate, store (and rate)."""
     consumer = _consumer(network, org, home)
     if rate:

@@ -7,9 +7,12 @@
 
 The request carries the consumer's delivery public key (derived from the account key,
 solver.crypto), so only this account can decrypt. Verification: the ciphertext's keccak
-must equal the result hash recorded on-chain by `finish`; the plaintext must be a valid
-MISP event with the listing's UUID. A delivery that fails verification is retried a few
-times (the Solver may be restarting), then given up with rating 1 and the reason.
+must equal the result hash recorded on-chain by `finish`; the plaintext's keccak must equal
+the listing's contentHash, and it must be a valid MISP event with the listing's UUID. A
+plaintext that hashes to anything else is disputed on-chain (Feedback.dispute, with the hash
+received and the reason) instead of rated: the ciphertext is bound by `finish`, so retrying
+cannot change it. Any other failed verification is retried a few times (the Solver may be
+restarting), then given up with rating 1 and the reason.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from pymisp import MISPEvent
 
 from solver import records
 from solver.crypto import decrypt, delivery_public_key
 from solver.delivery import fetch as http_fetch
-from solver.errors import DeliveryError, IntelError
+from solver.errors import ContentMismatch, DeliveryError, IntelError
 from solver.intel import validate_event
 from testbed.cti import CtiClient, Deployment, TaskState
 
@@ -41,7 +45,7 @@ CREATE TABLE IF NOT EXISTS requests (
     reason TEXT, stored TEXT, rated INTEGER NOT NULL DEFAULT 0
 );
 """
-WAITING, CONSUMED, FAILED, CLOSED = "waiting", "consumed", "failed", "closed"
+WAITING, CONSUMED, FAILED, CLOSED, DISPUTED = "waiting", "consumed", "failed", "closed", "disputed"
 MAX_ATTEMPTS = 20
 
 
@@ -118,16 +122,25 @@ class Consumer:
                                 self.deployment.address("Tasks"), timeout=self.fetch_timeout,
                                 expected_hash=task.result_hash)
         plaintext = decrypt(self._key, ciphertext)
-        uuid = self.cti.listing(task.token_id).misp_uuid
+        listing = self.cti.listing(task.token_id)
+        received = keccak(plaintext)
+        if received != listing.content_hash:
+            raise ContentMismatch(f"task {task_id}: the delivery hashes to 0x{received.hex()}, the listing "
+                                  f"promised 0x{listing.content_hash.hex()}", received_hash=received)
         try:
-            event = validate_event(plaintext, uuid)
+            event = validate_event(plaintext, listing.misp_uuid)
         except IntelError as exc:
             raise DeliveryError(f"task {task_id}: the delivery is not the listed MISP event: {exc.message}", status=200) from None
         return Delivery(task_id, task.token_id, event, plaintext, len(ciphertext))
 
     def consume(self, task_id: int) -> Delivery:
-        """fetch, store the MISP event under received/, rate, and record the timing."""
-        delivery = self.fetch(task_id)
+        """fetch, store the MISP event under received/, rate, and record the timing. A delivery
+        that is not what was listed is disputed on-chain and ContentMismatch raised."""
+        try:
+            delivery = self.fetch(task_id)
+        except ContentMismatch as exc:
+            self._dispute(task_id, exc)
+            raise
         path = self.workdir / "received" / f"{task_id}-{delivery.event.uuid}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -148,6 +161,16 @@ class Consumer:
             self.cti.rate(task_id, rating, comment)
         with self._lock:
             self._db.execute("UPDATE requests SET rated = ? WHERE task_id = ?", (rating, task_id))
+
+    def _dispute(self, task_id: int, exc: ContentMismatch) -> None:
+        log.error("%s: disputed on-chain", exc)
+        if self.cti.dispute_of(task_id) is None and self.cti.c["Feedback"].functions.ratingOf(task_id).call() == 0:
+            self.cti.dispute(task_id, exc.received_hash, str(exc)[:200])
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO requests(task_id, token_id, step) VALUES (?, ?, ?)",
+                             (task_id, self.cti.task(task_id).token_id, WAITING))
+            self._db.execute("UPDATE requests SET step = ?, reason = ? WHERE task_id = ?", (DISPUTED, str(exc), task_id))
+        self._record(task_id)
 
     def _record(self, task_id: int) -> None:
         row = next(r for r in self.rows() if r["task_id"] == task_id)
@@ -179,6 +202,8 @@ class Consumer:
                     self._db.execute("UPDATE requests SET finished_seen_at = ? WHERE task_id = ?", (time.time(), task_id))
             try:
                 self.consume(task_id)
+            except ContentMismatch:
+                continue  # disputed on-chain and recorded: final
             except DeliveryError as exc:
                 with self._lock:
                     self._db.execute("UPDATE requests SET attempts = attempts + 1, reason = ? WHERE task_id = ?",

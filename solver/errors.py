@@ -19,3 +19,12 @@ class DeliveryError(SolverError):
     def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+
+
+class ContentMismatch(DeliveryError):
+    """The delivery decrypts, but its keccak256 is not the listing's contentHash: the publisher
+    committed on-chain (resultHash) to data other than what it listed. Final: never retried."""
+
+    def __init__(self, message: str, *, received_hash: bytes) -> None:
+        super().__init__(message, status=200)
+        self.received_hash = received_hash

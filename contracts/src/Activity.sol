@@ -20,10 +20,12 @@ contract Activity {
         FeedbackGiven, // a rating given by the consumer org
         FeedbackReceived, // a rating received by the publisher org
         LikeGiven,
-        LikeReceived
+        LikeReceived,
+        DisputeRaised, // a delivery disputed by the consumer org (what it received is not what was listed)
+        DisputeReceived // a delivery of the publisher org disputed
     }
 
-    uint256 public constant KINDS = 15;
+    uint256 public constant KINDS = 17;
 
     address public immutable market;
     address public immutable tasks;

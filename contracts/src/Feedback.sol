@@ -6,8 +6,9 @@ import {Activity} from "./Activity.sol";
 import {CtiMarket} from "./CtiMarket.sol";
 import {Tasks} from "./Tasks.sol";
 
-/// Verified feedback: one rating (1..5) per finished task, only by the consumer who used
-/// the token; and at most one like per organization per CTI (never by the publisher org).
+/// Verified feedback: one verdict per finished task, only by the consumer who used the token:
+/// a rating (1..5), or a dispute when the delivered data does not hash to the listing's
+/// contentHash; and at most one like per organization per CTI (never by the publisher org).
 contract Feedback {
     Membership public immutable membership;
     CtiMarket public immutable market;
@@ -19,9 +20,18 @@ contract Feedback {
     mapping(uint256 => uint256) public ratingCount; // token id -> number of ratings
     mapping(uint256 => uint256) public likes; // token id -> likes
     mapping(uint256 => mapping(uint32 => bool)) public liked; // token id -> org -> liked
+    mapping(uint256 => bytes32) public disputeOf; // task id -> keccak of what the consumer received, 0 = none
 
     event Rated(uint256 indexed taskId, uint256 indexed tokenId, uint32 indexed consumerOrg, uint8 rating, string comment);
     event Liked(uint256 indexed tokenId, uint32 indexed org, address account);
+    event Disputed(
+        uint256 indexed taskId,
+        uint256 indexed tokenId,
+        uint32 indexed consumerOrg,
+        bytes32 listedHash,
+        bytes32 receivedHash,
+        string reason
+    );
 
     error BadRating(uint8 rating);
     error NotFinished(uint256 taskId);
@@ -29,6 +39,8 @@ contract Feedback {
     error AlreadyRated(uint256 taskId);
     error AlreadyLiked(uint256 tokenId, uint32 org);
     error OwnListing(uint256 tokenId, uint32 org);
+    error AlreadyDisputed(uint256 taskId);
+    error NotAMismatch(uint256 taskId, bytes32 receivedHash);
 
     constructor(Membership membership_, CtiMarket market_, Tasks tasks_, Activity activity_) {
         membership = membership_;
@@ -45,6 +57,18 @@ contract Feedback {
         ratingCount[tokenId] += 1;
         emit Rated(taskId, tokenId, consumerOrg, rating, comment);
         _count(Activity.Kind.FeedbackGiven, consumerOrg, Activity.Kind.FeedbackReceived, publisherOrg, tokenId, taskId);
+    }
+
+    /// The consumer received data whose keccak256 (`receivedHash`) is not the listing's
+    /// contentHash: recorded instead of a rating, with the reason, and counted for both orgs.
+    function dispute(uint256 taskId, bytes32 receivedHash, string calldata reason) external {
+        membership.requireRole(msg.sender, Roles.CONSUMER);
+        (uint256 tokenId, uint32 consumerOrg, uint32 publisherOrg) = _ratable(taskId, 1);
+        bytes32 listed = market.listing(tokenId).contentHash;
+        if (receivedHash == listed || receivedHash == bytes32(0)) revert NotAMismatch(taskId, receivedHash);
+        disputeOf[taskId] = receivedHash;
+        emit Disputed(taskId, tokenId, consumerOrg, listed, receivedHash, reason);
+        _count(Activity.Kind.DisputeRaised, consumerOrg, Activity.Kind.DisputeReceived, publisherOrg, tokenId, taskId);
     }
 
     function like(uint256 tokenId) external {
@@ -69,6 +93,7 @@ contract Feedback {
         if (consumer != msg.sender) revert NotTaskConsumer(msg.sender, taskId);
         if (state != Tasks.State.Finished) revert NotFinished(taskId);
         if (ratingOf[taskId] != 0) revert AlreadyRated(taskId);
+        if (disputeOf[taskId] != bytes32(0)) revert AlreadyDisputed(taskId);
         if (rating == 0 || rating > 5) revert BadRating(rating);
     }
 

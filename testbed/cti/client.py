@@ -226,6 +226,10 @@ class CtiClient:
     def rate(self, task_id: int, rating: int, comment: str = "") -> Sent:
         return self._send("Feedback", "rate", task_id, rating, comment)
 
+    def dispute(self, task_id: int, received_hash: bytes, reason: str) -> Sent:
+        """Record that the delivery of `task_id` hashed to `received_hash`, not the listed contentHash."""
+        return self._send("Feedback", "dispute", task_id, bytes(received_hash), reason)
+
     def like(self, token_id: int) -> Sent:
         return self._send("Feedback", "like", token_id)
 
@@ -296,6 +300,11 @@ class CtiClient:
     def rating(self, token_id: int) -> tuple[int, int]:
         """(sum of ratings, number of ratings) of a CTI."""
         return self._call("Feedback", "ratingSum", token_id), self._call("Feedback", "ratingCount", token_id)
+
+    def dispute_of(self, task_id: int) -> bytes | None:
+        """The hash a consumer disputed the delivery of `task_id` with, None when not disputed."""
+        value = bytes(self._call("Feedback", "disputeOf", task_id))
+        return value if any(value) else None
 
     def likes(self, token_id: int) -> int:
         return self._call("Feedback", "likes", token_id)

@@ -54,6 +54,8 @@ MESSAGES = {
     "BadRating": "rating {rating} is not 1..5",
     "NotFinished": "task {taskId} is not finished",
     "AlreadyRated": "task {taskId} is already rated",
+    "AlreadyDisputed": "task {taskId} is already disputed",
+    "NotAMismatch": "task {taskId}: {receivedHash} is the listed content hash (or zero): nothing to dispute",
     "AlreadyLiked": "org {org} already liked CTI {tokenId}",
 }
 

@@ -48,6 +48,8 @@ class Kind(IntEnum):
     FEEDBACK_RECEIVED = 12
     LIKE_GIVEN = 13
     LIKE_RECEIVED = 14
+    DISPUTE_RAISED = 15
+    DISPUTE_RECEIVED = 16
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ PUSH0 = 0x5F
 
 
 def _opcodes(code: bytes):
+    """The opcodes of runtime code, without solc's CBOR metadata trailer (data, not code: its
+    last two bytes give its length)."""
+    code = code[: len(code) - 2 - int.from_bytes(code[-2:], "big")]
     i = 0
     while i < len(code):
         op = code[i]

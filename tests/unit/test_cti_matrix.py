@@ -165,6 +165,9 @@ CASES = [
          lambda c, x: c.task(x["task"]).state is TaskState.EXPIRED and c.balance(x["token"]) == 2),
     Case("Feedback.rate", finished, lambda c, x: c.rate(x["task"], 4, "useful"), task_consumer(),
          lambda c, x: c.rating(x["token"]) == (4, 1)),
+    Case("Feedback.dispute", finished, lambda c, x: c.dispute(x["task"], content_hash("other"), "not what was listed"),
+         task_consumer(), lambda c, x: c.dispute_of(x["task"]) == content_hash("other")
+         and c.activity(1)["dispute_received"] == 1),
     Case("Feedback.like", listed, lambda c, x: c.like(x["token"]),
          {"outsider": ("outsider", "NotMember"), "no_role": ("bravo.pub", "MissingRole"),
           "wrong_org": ("acme.con", "OwnListing"), "right": ("bravo.con", None)},
