@@ -1,7 +1,9 @@
 """Random sequences of CTI operations against a model (hypothesis stateful testing).
 
 Every operation is tried whether or not it should succeed; the model says which, and a
-mismatch fails. After every step: ether is conserved (accounts + market + fees paid), the
+mismatch fails. Beside the CTI steps, the sequences expel member organizations (a removal
+proposal and the votes that pass it), transfer tokens between members' accounts (ERC-1155
+safeTransferFrom), and dispute deliveries. After every step: ether is conserved (accounts + market + fees paid), the
 market holds exactly the proceeds it owes, every token's supply is accounted for
 (inventory + holders + escrow = minted - burned), and each org's counters equal the model.
 At the end of a run the counters also equal the Step events the Activity contract emitted,
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -47,7 +49,7 @@ class ModelTask:
     consumer: str  # org name
     state: TaskState = TaskState.PENDING
     overdue: bool = False
-    rated: bool = False
+    rated: bool = False  # a verdict given: a rating or a dispute
     finishes: int = 0
 
 
@@ -68,6 +70,7 @@ class CtiMachine(RuleBasedStateMachine):
         self.holdings: Counter = Counter()  # (org, token) -> tokens held by <org>.con
         self.proceeds: Counter = Counter()
         self.counts: dict[str, Counter] = {o: Counter() for o in ORGS}
+        self.active = set(ORGS)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -85,6 +88,9 @@ class CtiMachine(RuleBasedStateMachine):
         if error is not None:
             assert err.value.error == error, str(err.value)
         return None
+
+    def member(self, *orgs: str) -> bool:
+        return all(o in self.active for o in orgs)
 
     def count(self, org: str, kind: Kind, n: int = 1) -> None:
         self.counts[org][kind] += n
@@ -110,8 +116,10 @@ class CtiMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.model_tokens) < 4)
     @rule(org=orgs, price=st.integers(0, 5000), supply=st.integers(1, 5))
     def publish(self, org, price, supply):
-        sent = self.attempt(True, lambda: self.c(org, "pub").publish(
-            f"uuid-{org}", "t", content_hash(org), price, supply, [address_for(f"{org}.sol")]))
+        sent = self.attempt(self.member(org), lambda: self.c(org, "pub").publish(
+            f"uuid-{org}", "t", content_hash(org), price, supply, [address_for(f"{org}.sol")]), "NotMember")
+        if sent is None:
+            return
         self.model_tokens[sent.result] = ModelToken(org, price, supply)
         self.count(org, Kind.PUBLISHED)
         self.count(org, Kind.MINTED, supply)
@@ -123,11 +131,12 @@ class CtiMachine(RuleBasedStateMachine):
         token = data.draw(st.sampled_from(sorted(self.model_tokens)), label="token")
         t = self.model_tokens[token]
         pub = self.c(t.org, "pub")
+        ok = not t.withdrawn and self.member(t.org)
         if amount == 0:
             stock = self.stock(token)
-            if self.attempt(not t.withdrawn, lambda: pub.withdraw_listing(token), "ListingWithdrawn"):
+            if self.attempt(ok, lambda: pub.withdraw_listing(token)):
                 t.withdrawn, t.burned = True, t.burned + stock
-        elif self.attempt(not t.withdrawn, lambda: pub.mint(token, amount), "ListingWithdrawn"):
+        elif self.attempt(ok, lambda: pub.mint(token, amount)):
             t.minted += amount
             self.count(t.org, Kind.MINTED, amount)
 
@@ -140,7 +149,8 @@ class CtiMachine(RuleBasedStateMachine):
         buyer = self.pick(data, [o for o in ORGS if o != t.org], list(ORGS))
         cost = t.price * amount
         value = max(cost + delta, 0)
-        ok = not t.withdrawn and buyer != t.org and amount <= self.stock(token) and value >= cost
+        ok = (not t.withdrawn and buyer != t.org and amount <= self.stock(token) and value >= cost
+              and self.member(buyer, t.org))
         if self.attempt(ok, lambda: self.c(buyer, "con").buy(token, amount, value=value)):
             self.holdings[(buyer, token)] += amount
             self.proceeds[t.org] += cost
@@ -159,7 +169,7 @@ class CtiMachine(RuleBasedStateMachine):
         pairs = [(k, o) for k, t in sorted(self.model_tokens.items()) for o in ORGS if o != t.org and o not in t.likes]
         token, org = self.pick(data, pairs, [(k, o) for k in sorted(self.model_tokens) for o in ORGS])
         t = self.model_tokens[token]
-        if self.attempt(org != t.org and org not in t.likes, lambda: self.c(org, "con").like(token)):
+        if self.attempt(org != t.org and org not in t.likes and self.member(org), lambda: self.c(org, "con").like(token)):
             t.likes.add(org)
             self.count(org, Kind.LIKE_GIVEN)
             self.count(t.org, Kind.LIKE_RECEIVED)
@@ -172,8 +182,8 @@ class CtiMachine(RuleBasedStateMachine):
         """Request as a holder of a token (mostly), else as anyone."""
         held = sorted(k for k, n in self.holdings.items() if n > 0)
         org, token = self.pick(data, held, [(org, k) for k in sorted(self.model_tokens)])
-        sent = self.attempt(self.holdings[(org, token)] > 0,
-                            lambda: self.c(org, "con").request(token, b"\x02" * 33), "NoToken")
+        sent = self.attempt(self.holdings[(org, token)] > 0 and self.member(org),
+                            lambda: self.c(org, "con").request(token, b"\x02" * 33))
         if sent is not None:
             self.holdings[(org, token)] -= 1
             self.model_tasks[sent.result] = ModelTask(token, org)
@@ -187,8 +197,8 @@ class CtiMachine(RuleBasedStateMachine):
     def accept(self, data):
         task = self.pick(data, self.tasks_in(TaskState.PENDING), sorted(self.model_tasks))
         m = self.model_tasks[task]
-        if self.attempt(m.state is TaskState.PENDING, lambda: self.c(self._publisher(task), "sol").accept(task),
-                        "BadState"):
+        ok = m.state is TaskState.PENDING and self.member(m.consumer, self._publisher(task))
+        if self.attempt(ok, lambda: self.c(self._publisher(task), "sol").accept(task)):
             m.state = TaskState.ACCEPTED
             self.count(self._publisher(task), Kind.ACCEPTED)
 
@@ -197,7 +207,7 @@ class CtiMachine(RuleBasedStateMachine):
     def finish(self, data):
         task = self.pick(data, self.tasks_in(TaskState.ACCEPTED), sorted(self.model_tasks))
         m = self.model_tasks[task]
-        ok = m.state is TaskState.ACCEPTED and not m.overdue
+        ok = m.state is TaskState.ACCEPTED and not m.overdue and self.member(m.consumer, self._publisher(task))
         if self.attempt(ok, lambda: self.c(self._publisher(task), "sol").finish(task, content_hash(str(task)), "u")):
             m.state = TaskState.FINISHED
             m.finishes += 1
@@ -216,19 +226,22 @@ class CtiMachine(RuleBasedStateMachine):
     def give_back(self, data, how):
         """cancel (consumer, Pending), expire (consumer, Accepted and overdue) or reject
         (solver, Pending or Accepted): the consumer gets the token back."""
-        valid = {"cancel": self.tasks_in(TaskState.PENDING),
-                 "expire": [i for i in self.tasks_in(TaskState.ACCEPTED) if self.model_tasks[i].overdue],
-                 "reject": self.tasks_in(TaskState.PENDING, TaskState.ACCEPTED)}[how]
+        open_ = self.tasks_in(TaskState.PENDING, TaskState.ACCEPTED)
+        valid = {"cancel": [i for i in open_ if self.model_tasks[i].state is TaskState.PENDING
+                            or not self.member(self.model_tasks[i].consumer)],  # anyone, once the consumer is expelled
+                 "expire": [i for i in self.tasks_in(TaskState.ACCEPTED) if self.model_tasks[i].overdue
+                            and self.member(self.model_tasks[i].consumer)],
+                 "reject": [i for i in open_ if self.member(self._publisher(i))]}[how]
         task = self.pick(data, valid, sorted(self.model_tasks))
         m = self.model_tasks[task]
+        canceller = m.consumer if self.member(m.consumer) else data.draw(orgs, label="canceller")
         if how == "cancel":
-            if self.attempt(task in valid, lambda: self.c(m.consumer, "con").cancel(task), "BadState"):
+            if self.attempt(task in valid, lambda: self.c(canceller, "con").cancel(task)):
                 self._returned(task, TaskState.CANCELLED, m.consumer, Kind.CANCELLED)
         elif how == "expire":
             if self.attempt(task in valid, lambda: self.c(m.consumer, "con").expire(task)):
                 self._returned(task, TaskState.EXPIRED, m.consumer, Kind.EXPIRED)
-        elif self.attempt(task in valid, lambda: self.c(self._publisher(task), "sol").reject(task, "missing"),
-                          "BadState"):
+        elif self.attempt(task in valid, lambda: self.c(self._publisher(task), "sol").reject(task, "missing")):
             self._returned(task, TaskState.REJECTED, self._publisher(task), Kind.REJECTED)
 
     @precondition(lambda self: self.model_tasks)
@@ -236,11 +249,62 @@ class CtiMachine(RuleBasedStateMachine):
     def rate(self, data, rating):
         task = self.pick(data, self.tasks_in(TaskState.FINISHED), sorted(self.model_tasks))
         m = self.model_tasks[task]
-        ok = m.state is TaskState.FINISHED and not m.rated
+        ok = m.state is TaskState.FINISHED and not m.rated and self.member(m.consumer)
         if self.attempt(ok, lambda: self.c(m.consumer, "con").rate(task, rating)):
             m.rated = True
             self.count(m.consumer, Kind.FEEDBACK_GIVEN)
             self.count(self._publisher(task), Kind.FEEDBACK_RECEIVED)
+
+    @precondition(lambda self: self.model_tasks)
+    @rule(data=st.data(), listed=st.booleans())
+    def dispute(self, data, listed):
+        """Dispute a delivery with another hash than the listed one (or, wrongly, with the listed one)."""
+        task = self.pick(data, self.tasks_in(TaskState.FINISHED), sorted(self.model_tasks))
+        m = self.model_tasks[task]
+        claimed = content_hash(self._publisher(task)) if listed else content_hash(f"other {task}")
+        ok = m.state is TaskState.FINISHED and not m.rated and self.member(m.consumer) and not listed
+        if self.attempt(ok, lambda: self.c(m.consumer, "con").dispute(task, claimed, "not what was listed")):
+            m.rated = True
+            self.count(m.consumer, Kind.DISPUTE_RAISED)
+            self.count(self._publisher(task), Kind.DISPUTE_RECEIVED)
+            event("a delivery disputed")
+
+    # ---- members and holders -------------------------------------------------------------
+
+    @precondition(lambda self: len(self.active) > 1)
+    @rule(proposer=orgs, expelled=orgs, second=orgs)
+    def expel(self, proposer, expelled, second):
+        """`proposer` proposes removing `expelled`; `second` votes yes. The target has no vote; a
+        majority of the other active members removes it (with two members, the proposal alone)."""
+        ids = {o: ORGS.index(o) + 1 for o in ORGS}
+        ok = self.member(proposer, expelled) and proposer != expelled
+        sent = self.attempt(ok, lambda: self.c(proposer, "pub").propose_removal(ids[expelled]))
+        if sent is None:
+            return
+        voters = len(self.active) - 1
+        if voters > 1:  # with more than two members, one more yes is needed
+            ok = self.member(second) and second not in (proposer, expelled)
+            if not self.attempt(ok, lambda: self.c(second, "con").vote(sent.result, True)):
+                return
+        self.active.discard(expelled)
+        event("an organization expelled")
+
+    @precondition(lambda self: any(n > 0 for n in self.holdings.values()))
+    @rule(data=st.data(), to=orgs, amount=st.integers(1, 2))
+    def transfer(self, data, to, amount):
+        """A holder sends tokens to another org's consumer account (ERC-1155 safeTransferFrom)."""
+        held = sorted(k for k, n in self.holdings.items() if n > 0)
+        org, token = self.pick(data, held, [(o, k) for o in ORGS for k in sorted(self.model_tokens)])
+        sender = self.c(org, "con")
+        market = sender.c["CtiMarket"]
+        ok = self.holdings[(org, token)] >= amount
+        call = lambda: sender._send("CtiMarket", "safeTransferFrom", sender.address,  # noqa: E731
+                                    address_for(f"{to}.con"), token, amount, b"")
+        if self.attempt(ok, call):
+            self.holdings[(org, token)] -= amount
+            self.holdings[(to, token)] += amount
+            event("tokens transferred")
+        assert market.functions.balanceOf(address_for(f"{to}.con"), token).call() == self.holdings[(to, token)]
 
     @precondition(lambda self: any(m.state is TaskState.ACCEPTED for m in self.model_tasks.values()))
     @rule()
