@@ -387,7 +387,12 @@ class Network:
         if adapter.admin_over_ipc:
             ipc = self.state.admin_socket(node.name)
             self.state.make_admin_dir()
-        argv = adapter.command(self.binary_of(adapter.name), self.spec, node, node_dir, self.peers_of(node), ipc=ipc)
+        sealer = signer_dir = None
+        if adapter.sealer_tool and self.backend.local_processes:
+            sealer, signer_dir = toolchain.ensure(adapter.sealer_tool), self.state.signer_dir(node.name)
+            self.state.make_admin_dir()
+        argv = adapter.command(self.binary_of(adapter.name), self.spec, node, node_dir, self.peers_of(node), ipc=ipc,
+                               sealer=sealer, signer_dir=signer_dir)
         proc = self.backend.start(node, argv, adapter.environment(self.spec, node),
                                   self.state.log_file(node.name), self.state.marker(node.name))
         self.state.write_pid(proc)

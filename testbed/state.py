@@ -138,6 +138,14 @@ class StateDir:
                              hint="set TESTBED_RUN_DIR to a shorter directory")
         return path
 
+    def signer_dir(self, node: str) -> Path:
+        """The directory of node `node`'s external signer socket (clef), beside its IPC socket."""
+        path = self.admin_dir / f"{node}-signer"
+        if len(os.fsencode(path / "clef.ipc")) > MAX_SOCKET_PATH:
+            raise StateError(f"the signer socket path {path / 'clef.ipc'} is longer than {MAX_SOCKET_PATH} bytes",
+                             hint="set TESTBED_RUN_DIR to a shorter directory")
+        return path
+
     def make_admin_dir(self) -> Path:
         return private_dirs(socket_root(), self.admin_dir)
 

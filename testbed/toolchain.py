@@ -29,14 +29,15 @@ class GoTool:
     name: str
     package: str  # the main package to build
     version: str  # module version
-    version_marker: str  # substring of `<binary> version` output proving the right build
+    version_marker: str  # substring of `<binary> <version_arg>` output proving the right build
     ldflags: str = "-checklinkname=0"
+    version_arg: str = "version"
 
     def cache_dir(self) -> Path:
         return cache_root() / f"{self.name}-{self.version}"
 
     def binary_path(self) -> Path:
-        return self.cache_dir() / "bin" / ("geth" if self.package.endswith("/cmd/geth") else self.name)
+        return self.cache_dir() / "bin" / self.package.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,15 @@ GETH = GoTool(
     version_marker="1.13.15",
 )
 
+# clef of the same release: geth Clique nodes seal through it (testbed/clients/clef.py).
+CLEF = GoTool(
+    name="clef",
+    package="github.com/ethereum/go-ethereum/cmd/clef",
+    version="v1.13.15",
+    version_marker="1.13.15",
+    version_arg="--version",
+)
+
 # GoQuorum v24.4.1 (its last release; tag v24.4.1, commit 8585ac91f198). The Go module proxy
 # refuses every GoQuorum module path, so it is built from the source archive the project's
 # shared files carry (../shared/vendor/goquorum-v24.4.1-src.tar.xz, README beside it); its
@@ -95,7 +105,7 @@ GOQUORUM = VendoredGoTool(
 
 # GO_TOOLS: always built by `testbed toolchain`. VENDORED_TOOLS: built by `testbed toolchain`
 # when a source or binary is named (see available()), and by `testbed up` when a spec needs them.
-GO_TOOLS: dict[str, GoTool] = {GETH.name: GETH}
+GO_TOOLS: dict[str, GoTool] = {GETH.name: GETH, CLEF.name: CLEF}
 VENDORED_TOOLS: dict[str, VendoredGoTool] = {GOQUORUM.name: GOQUORUM}
 
 # The Solidity compiler is the npm package `solc`, pinned in contracts/package-lock.json.
@@ -114,10 +124,10 @@ def _require(tool: str, what: str) -> str:
     return found
 
 
-def _version_output(path: Path) -> str | None:
+def _version_output(path: Path, arg: str = "version") -> str | None:
     """`<path> version`'s stdout (run with PRIVATE_CONFIG=ignore for GoQuorum), or None if it cannot run."""
     try:
-        out = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=30,
+        out = subprocess.run([str(path), arg], capture_output=True, text=True, timeout=30,
                              env={**os.environ, "PRIVATE_CONFIG": "ignore"})
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -127,7 +137,7 @@ def _version_output(path: Path) -> str | None:
 def _binary_ok(tool: GoTool | VendoredGoTool, path: Path) -> bool:
     if not path.is_file():
         return False
-    output = _version_output(path)
+    output = _version_output(path, getattr(tool, "version_arg", "version"))
     return output is not None and tool.version_marker in output
 
 

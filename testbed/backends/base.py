@@ -28,6 +28,9 @@ class Backend(Protocol):
     # the nodes' files (and IPC sockets) are on this machine's filesystem: local processes,
     # namespaces, containers with bind mounts, lab hosts; not an operator's remote hosts
     shares_filesystem: bool
+    # nodes are processes of this machine that run the client's command line as built (local, netns):
+    # companion tools of the toolchain (geth's clef) can run beside them
+    local_processes: bool
 
     def host_for(self, org_index: int, node_index: int) -> str:
         """The address a node binds to and peers dial."""

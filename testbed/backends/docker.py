@@ -228,6 +228,7 @@ class DockerEngine:
 class DockerBackend:
     name = "docker"
     shares_filesystem = True
+    local_processes = False  # containers of pinned images
 
     def runs_image_of(self, client: str) -> bool:
         return True  # every client from its pinned image (images.py)

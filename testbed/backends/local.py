@@ -14,6 +14,7 @@ from testbed.errors import NotSupportedError
 class LocalBackend:
     name = "local"
     shares_filesystem = True
+    local_processes = True
 
     def runs_image_of(self, client: str) -> bool:
         return False  # processes of the toolchain's builds

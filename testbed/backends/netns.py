@@ -76,6 +76,7 @@ def _disable_ipv6(ifname: str) -> None:
 class NetnsBackend:
     name = "netns"
     shares_filesystem = True
+    local_processes = True  # in namespaces, but processes of this machine running the argv as given
 
     def runs_image_of(self, client: str) -> bool:
         return False  # processes of the toolchain's builds, in namespaces

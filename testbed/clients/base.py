@@ -134,6 +134,7 @@ class ClientAdapter(Protocol):
     engines: tuple[str, ...]
     fee_rules: FeeRules  # transaction type and gas price its genesis calls for
     admin_over_ipc: bool  # votes, sealing and rewinds go through the node's IPC socket (else its RPC)
+    sealer_tool: str | None  # a toolchain tool that holds the sealing key outside the node (geth: clef)
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         """Genesis document for this engine. `validators` are addresses, `alloc` address -> wei."""
@@ -148,9 +149,10 @@ class ClientAdapter(Protocol):
         ...
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
-                ipc: Path | None = None) -> list[str]:
+                ipc: Path | None = None, sealer: Path | None = None, signer_dir: Path | None = None) -> list[str]:
         """Command line that runs the node in the foreground; `ipc`: where its admin socket goes
-        (None: no IPC at all)."""
+        (None: no IPC at all); `sealer`: the sealer tool's binary, its socket in `signer_dir`
+        (None: the client seals by itself)."""
         ...
 
     def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:

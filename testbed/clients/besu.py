@@ -131,6 +131,7 @@ class BesuClient:
     fee_rules = LONDON
     # Besu's IPC is an experimental option not verified here (no Besu binary): its vote namespace
     # stays on its RPC, bound to the node's own address (docs/security.md, docs/besu.md)
+    sealer_tool = None  # validators seal with the node key
     admin_over_ipc = False
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
@@ -151,7 +152,7 @@ class BesuClient:
         return ["cp", str(genesis_path), str(node_dir / GENESIS)]
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
-                ipc: Path | None = None) -> list[str]:
+                ipc: Path | None = None, sealer: Path | None = None, signer_dir: Path | None = None) -> list[str]:
         return [
             str(binary),
             f"--config-file={node_dir / CONFIG}",

@@ -1,9 +1,11 @@
 """go-ethereum 1.13 with Clique: genesis, config files and command line (pure functions).
 
-Clique sealing needs the signer's key in the node's keystore, unlocked inside that node
-process (geth has no other way to seal). The signer key is the node key: it holds no
-funds, the `personal` namespace is never exposed, and RPC listens on the node's own
-address only. Every transaction this project sends is signed client-side.
+Clique seals with an account of geth's account manager. Where the backend runs the node as a
+local process (local, netns), that account lives in clef, geth's external signer, whose rules
+sign block seals only (testbed/clients/clef.py): nothing is unlocked in geth, `eth_accounts`
+answers [] and every signing call is refused. Where it runs geth's image or ships the binary to
+hosts (docker, ansible), clef is not there and the key is unlocked inside geth as before (the
+node key: it holds no funds). Every transaction this project sends is signed client-side.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from eth_account import Account
 
 from testbed.chain.txs import LONDON
+from testbed.clients import clef as clef_signer
 from testbed.clients.base import (
     GETH_TXPOOL_FLAGS,
     PUBLIC_APIS,
@@ -72,6 +75,7 @@ class GethClient:
     engines = ("clique",)
     fee_rules = LONDON
     admin_over_ipc = True
+    sealer_tool = "clef"  # the external signer, where the backend runs local processes
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return geth_genesis(spec, validators, alloc)
@@ -91,6 +95,7 @@ class GethClient:
         files += [
             RenderedFile("signer.password", password, secret=True),
             RenderedFile(f"data/keystore/signer-{node.address.lower()[2:]}.json", json.dumps(keystore), secret=True),
+            *clef_signer.clef_files(),
         ]
         return files
 
@@ -98,7 +103,9 @@ class GethClient:
         return [str(binary), "--datadir", str(node_dir / "data"), "--state.scheme", "hash", "init", str(genesis_path)]
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
-                ipc: Path | None = None) -> list[str]:
+                ipc: Path | None = None, sealer: Path | None = None, signer_dir: Path | None = None) -> list[str]:
+        """`sealer`: clef's binary and `signer_dir` the directory of its socket: seal through clef
+        (nothing unlocked); without them, unlock the sealing key inside geth."""
         cmd = [
             str(binary),
             "--config", str(node_dir / "config.toml"),
@@ -116,14 +123,15 @@ class GethClient:
             "--verbosity", "3",
             *GETH_TXPOOL_FLAGS,
         ]
-        cmd += [
-            "--miner.etherbase", node.address,
+        cmd += ["--miner.etherbase", node.address]
+        if node.is_validator:
+            cmd.append("--mine")
+        if sealer is not None and signer_dir is not None:
+            return clef_signer.launch_script(sealer, node_dir, signer_dir, node.address, spec.chain_id, cmd)
+        return cmd + [
             "--unlock", node.address, "--password", str(node_dir / "signer.password"),
             "--allow-insecure-unlock",  # geth requires it to unlock the sealing key while HTTP is on
         ]
-        if node.is_validator:
-            cmd.append("--mine")
-        return cmd
 
     def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
         return {}

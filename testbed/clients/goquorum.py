@@ -71,6 +71,7 @@ class GoQuorumClient:
     binary = "goquorum"
     engines = ("qbft", "ibft")
     fee_rules = FeeRules(london=False, gas_price=0)  # pre-London genesis, gas price fixed at 0
+    sealer_tool = None  # validators seal with the node key
     admin_over_ipc = True
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
@@ -90,7 +91,7 @@ class GoQuorumClient:
         return [str(binary), "--datadir", str(node_dir / "data"), "init", str(genesis_path)]
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
-                ipc: Path | None = None) -> list[str]:
+                ipc: Path | None = None, sealer: Path | None = None, signer_dir: Path | None = None) -> list[str]:
         cmd = [
             str(binary),
             "--datadir", str(node_dir / "data"),

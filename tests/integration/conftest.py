@@ -62,12 +62,32 @@ def spec_with(path: Path, **changes):
 
 
 def node_pids(network: Network) -> list[int]:
-    return [p.pid for p in (network.state.read_pid(n.name) for n in network.nodes) if p]
+    """Every node's pid and its children's (geth's clef)."""
+    pids = [p.pid for p in (network.state.read_pid(n.name) for n in network.nodes) if p]
+    for pid in list(pids):
+        try:
+            pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            pass
+    return pids
 
 
-def assert_no_process(pids: list[int]) -> None:
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"processes still alive: {alive}"
+def assert_no_process(pids: list[int], grace: float = 10.0) -> None:
+    """None of `pids` runs any more (a node's clef ends on its parent's death signal: allow `grace` s)."""
+    def alive() -> list[int]:
+        found = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    found.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(), f"processes still alive: {alive()}"
 
 
 @pytest.fixture(scope="module", params=list(CLIENT_SPECS.values()), ids=list(CLIENT_SPECS))

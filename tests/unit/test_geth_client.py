@@ -1,12 +1,18 @@
 """geth Clique: extraData layout, genesis contents, node files and command line (pure functions)."""
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from testbed.clients import get_client
+import psutil
+
+from testbed.clients import clef, get_client
 from testbed.clients.base import NodePlan, NodePorts
 from testbed.clients.geth import clique_extra_data
-from testbed.keys import KeyPair
+from testbed import toolchain
+from testbed.keys import KeyPair, write_secret
 from testbed.spec.network import NetworkSpec
 
 SPEC = NetworkSpec.model_validate({
@@ -99,3 +105,65 @@ def test_keystore_iv_is_always_16_bytes_and_decrypts(monkeypatch):
     assert len(keystore["crypto"]["cipherparams"]["iv"]) == 32
     password = files["signer.password"].content
     assert Account.decrypt(keystore, password).hex().removeprefix("0x") == me.key.private_key
+
+
+def test_with_clef_nothing_is_unlocked_and_geth_is_execd_with_the_signer(tmp_path):
+    client = get_client("geth")
+    me, peer = plan("a-v1", 0), plan("b-v1", 1)
+    files = {f.path: f for f in client.node_files(SPEC, me, [peer])}
+    assert files["clef-rules.js"].content == clef.RULES_JS and files["clef.master"].secret
+    cmd = client.command(Path("/bin/geth"), SPEC, me, tmp_path, [peer], sealer=Path("/opt/clef"), signer_dir=Path("/run/s"))
+    assert cmd[:2] == ["sh", "-c"] and cmd[4] == "/bin/geth"
+    assert not {"--unlock", "--password", "--allow-insecure-unlock"} & set(cmd)
+    assert cmd[-2:] == ["--signer", "/run/s/clef.ipc"] and "--mine" in cmd
+    script = cmd[2]
+    assert 'exec "$@"' in script and "--pdeathsig INT" in script and clef.RULES_SHA256 in script
+    without = client.command(Path("/bin/geth"), SPEC, me, tmp_path, [peer])  # docker, ansible: no clef there
+    assert without[0] == "/bin/geth" and "--unlock" in without
+
+
+# A stand-in for geth: asks clef's socket what geth would (list twice, sign text, sign a
+# transaction) and prints the answers. Run by the launch script as `STAND_IN ADDRESS --signer SOCKET`.
+STAND_IN = """
+import json, socket, sys
+address, path = sys.argv[1], sys.argv[-1]
+tx = {"from": address, "to": address, "gas": "0x5208", "gasPrice": "0x1", "value": "0x0", "nonce": "0x0",
+      "chainId": "0x1092"}
+calls = [("account_list", []), ("account_list", []), ("account_signData", ["text/plain", address, "0x6869"]),
+         ("account_signTransaction", [tx])]
+answers = []
+with socket.socket(socket.AF_UNIX) as sock:
+    sock.connect(path)
+    reader = sock.makefile("r")
+    for i, (method, params) in enumerate(calls):
+        sock.sendall(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}).encode() + b"\\n")
+        answer = json.loads(reader.readline())
+        answers.append(answer.get("result", answer.get("error", {}).get("message")))
+print(json.dumps(answers))
+"""
+
+
+def _clef_processes(node_dir: Path) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and "clef" in p.info["cmdline"][0] and str(node_dir) in " ".join(p.info["cmdline"])]
+
+
+def test_clef_lists_the_sealing_account_once_then_refuses_every_other_request(tmp_path):
+    """The launch script for real (clef set up, started, waited for), with a stand-in for geth."""
+    me = plan("a-v1", 0)
+    node_dir = tmp_path / "node"
+    for f in get_client("geth").node_files(SPEC, me, []):
+        path = node_dir / f.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_secret(path, f.content) if f.secret else path.write_text(f.content)
+    stand_in = [sys.executable, "-c", STAND_IN, me.address]
+    script = clef.launch_script(toolchain.ensure("clef"), node_dir, tmp_path / "s", me.address, SPEC.chain_id, stand_in)
+    run = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-800:]
+    listed, again, text, tx = json.loads(run.stdout)
+    assert [a.lower() for a in listed] == [me.address.lower()]  # the one listing geth makes to seal
+    assert again == text == tx == "request denied", (again, text, tx)
+    deadline = time.monotonic() + 10
+    while _clef_processes(node_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _clef_processes(node_dir), "clef outlived the process it signs for"
