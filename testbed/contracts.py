@@ -49,3 +49,44 @@ def deploy_to_network(net: Network, *, force: bool = False, progress: Callable[[
     from solver.manage import start_solvers
     start_solvers(net, progress, restart=force)  # solver hook: every org whose spec says `solver: true`
     return deployment
+
+
+def head_block(net: Network) -> int:
+    """The highest block every running node holds (the common head)."""
+    heads = [s.head_number for s in net.snapshots(only=net.running_nodes()) if s.reachable and s.head_number is not None]
+    if not heads:
+        raise StateError(f"no node of {net.name!r} answers", hint=f"'testbed status {net.name}' shows the nodes")
+    return min(heads)
+
+
+def pedometer_of(net: Network, *, since: int = 0, block: int | None = None) -> dict:
+    """Every organization's Activity counters at the common head (and their change since block
+    `since`), checked against the Step events, and the timeline of the tasks since then."""
+    from testbed.cti.deploy import connect
+    from testbed.cti.pedometer import read_pedometer
+
+    block = head_block(net) if block is None else block
+    node = next(n for n in net.nodes if net.process(n.name))
+    return read_pedometer(connect(node.rpc_url, timeout=60), deployment_of(net), block=block, since=since,
+                          names=net.keys.account_labels())
+
+
+def chain_mark(net: Network) -> int:
+    """Where a run starts counting: the common head now (0 when no node answers)."""
+    try:
+        return head_block(net)
+    except StateError:
+        return 0
+
+
+def record_pedometer(net: Network, run, *, since: int) -> None:
+    """activity.json of a run on a network with the CTI contracts: the pedometer at the common
+    head, counted from block `since`. A reading that fails is written as its error, which the
+    report shows, rather than failing the run it describes."""
+    if not net.state.deployment_file.is_file():
+        return
+    try:
+        reading = pedometer_of(net, since=since)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is shown in the report
+        reading = {"error": f"the pedometer could not be read: {exc.__class__.__name__}: {exc}"}
+    run.write_json("activity.json", reading)

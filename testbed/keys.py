@@ -141,6 +141,14 @@ class NetworkKeys:
                              hint=f"organizations: {', '.join(self.accounts) or 'none'}")
         return OrgAccounts.split(org, pairs)
 
+    def account_labels(self) -> dict[str, str]:
+        """Every account's address (lower case) -> "<org> <purpose>" (load senders: "<org> load")."""
+        labels = {self.operator.address.lower(): "operator"} if self.operator is not None else {}
+        for org, pairs in self.accounts.items():
+            for i, pair in enumerate(pairs):
+                labels[pair.address.lower()] = f"{org} {PURPOSES[i] if i < len(PURPOSES) else 'load'}"
+        return labels
+
     def funded_addresses(self) -> list[str]:
         operator = [self.operator.address] if self.operator is not None else []
         return operator + [p.address for pairs in self.accounts.values() for p in pairs]

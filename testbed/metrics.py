@@ -18,8 +18,11 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def latency_summary(latencies: list[float]) -> dict[str, float | None]:
+    """count, min, mean, p50, p95, p99, max (seconds; None without latencies): what Caliper reports per round."""
     return {
         "count": len(latencies),
+        "min_s": min(latencies) if latencies else None,
+        "mean_s": sum(latencies) / len(latencies) if latencies else None,
         "p50_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95),
         "p99_s": percentile(latencies, 99),

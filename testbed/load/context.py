@@ -53,6 +53,8 @@ class SenderContext:
         self.pools: dict[str, dict[str, list[LoadAccount]]] = {"transfer": self.free}  # user kind -> free accounts
         self._pool_of: dict[int, str] = {}
         self._all = [a for group in accounts.values() for a in group]
+        # every organization with load accounts gets a user, so every org's node takes load
+        self.min_users = max(1, sum(1 for group in accounts.values() if group))
         self.cti = None  # a CtiLoad (testbed.load.cti_users) when CTI users run
         self.busy: dict[str, int] = defaultdict(int)
         self.remote_users = 0  # accounts held by the workers of a distributed run (the master has none)

@@ -99,11 +99,12 @@ def parse_profile(text: str) -> Profile:
                      "steps:R1,R2,...:STEP_SECONDS or spike:BASE:PEAK:AT:LENGTH:SECONDS")
 
 
-def users_for_rate(rate: float, per_user_rate: float, max_users: int) -> int:
-    """How many users offer `rate` when no user offers more than `per_user_rate` (capped by accounts)."""
+def users_for_rate(rate: float, per_user_rate: float, max_users: int, min_users: int = 1) -> int:
+    """How many users offer `rate` when no user offers more than `per_user_rate`, and at least
+    `min_users` (one per organization, so every organization's node takes load); capped by accounts."""
     if rate <= 0:
         return 0
-    return min(max_users, max(1, math.ceil(rate / per_user_rate)))
+    return min(max_users, max(min_users, 1, math.ceil(rate / per_user_rate)))
 
 
 def pacing_interval(rate: float, users: int, batch: int) -> float:

@@ -25,6 +25,7 @@ from typing import Callable  # noqa: E402
 import gevent  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
+from testbed.contracts import chain_mark, record_pedometer  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.load.accounts import fund_accounts, make_accounts  # noqa: E402
 from testbed.load.context import LoadContext  # noqa: E402
@@ -158,7 +159,7 @@ def presign(ctx, rate: float, seconds: float) -> float:
     if seconds <= 0 or rate <= 0:
         return 0.0
     started = time.perf_counter()
-    users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users)
+    users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users, ctx.min_users)
     share = int(rate / users * seconds) + ctx.batch_size
     per_org = -(-users // len(ctx.free))  # users are spread evenly; acquire() pops from the end
     for org, group in ctx.free.items():
@@ -185,7 +186,8 @@ def submit_stats(env: Environment) -> dict:
             "p95": max(e.get_response_time_percentile(0.95) or 0 for e in entries)}
 
 
-def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress: Progress) -> int:
+def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress: Progress, since: int) -> int:
+    """Drain and stop; write the records, and the pedometer counted from block `since`."""
     try:
         ctx.generators.flush()
     finally:
@@ -196,6 +198,7 @@ def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress
     if ctx.cti is not None:
         ctx.cti.conclude(ctx.recorder, run)  # reverted contract calls, cti.json
     ctx.recorder.write(run.root)
+    record_pedometer(ctx.net, run, since=since)
     if dropped:
         progress(f"load: {dropped} transactions accepted but not in a block after {opts.drain_timeout:.0f}s")
     return dropped
@@ -212,6 +215,7 @@ def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progres
     """Offer `profile`; write raw records; return figures for the whole run."""
     opts.max_rate = max(opts.max_rate, max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1)))
     shape = ProfileShape(profile)
+    since = chain_mark(net)  # the pedometer of this run counts from here
     env, ctx = _setup(net, run, opts, shape, progress)
     top = max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1))
     try:
@@ -228,7 +232,7 @@ def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progres
         _abort(env, ctx)
         raise
     run.event("load_finished", seconds=round(ended - started, 3))
-    _finish(env, ctx, run, opts, progress)
+    _finish(env, ctx, run, opts, progress, since)
     figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
     run.write_json("load.json", figures)
     return figures
@@ -247,6 +251,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
     """Step the offered rate; stop at the first step that breaks a limit. Returns the bench figures."""
     opts.max_rate = max(rates)
     shape = ControlledShape(0.0)
+    since = chain_mark(net)  # the pedometer of this run counts from here
     env, ctx = _setup(net, run, opts, shape, progress)
     ctx.start()
     env.runner.start_shape()
@@ -256,7 +261,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
         for rate in rates:
             signing = ctx.generators.presign(rate, opts.presign_seconds or limits.step_seconds)
             shape.rate, ctx.target_rate = rate, rate
-            wanted = users_for_rate(rate, ctx.per_user_rate, ctx.max_users)
+            wanted = users_for_rate(rate, ctx.per_user_rate, ctx.max_users, ctx.min_users)
             deadline = time.monotonic() + 5
             while env.runner.user_count != wanted and time.monotonic() < deadline:
                 gevent.sleep(0.05)
@@ -297,7 +302,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
         shape.rate = None
         gevent.sleep(1.5)
         env.runner.stop()
-        _finish(env, ctx, run, opts, progress)
+        _finish(env, ctx, run, opts, progress, since)
     sustained = [s for s in steps if s["included_ratio"] >= limits.min_ratio
                  and (s["latency"]["p95_s"] or 0) <= limits.p95_limit_s and s["agreement"]["agreed"]]
     best = max(sustained, key=lambda s: s["included_tps_steady"] or 0, default=None)

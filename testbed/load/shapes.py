@@ -26,7 +26,7 @@ class RateShape(LoadTestShape):
         if rate is None:
             ctx.target_rate = ctx.target_users = None
             return None
-        users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users) if rate > 0 else 0
+        users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users, ctx.min_users) if rate > 0 else 0
         ctx.target_rate, ctx.target_users = rate, users
         # start and stop users at once (Locust also stops users at the spawn rate): pacing, not
         # ramping users, sets the offered rate

@@ -30,8 +30,13 @@ class RunData:
     bench: dict | None = None  # bench.json: steps and stop reason
     checks: list[dict] = field(default_factory=list)  # report.json (demo) / agreement.json checks
     agreement: dict | None = None  # agreement.json: {"agreed", "summary", ...}
-    activity: object = None  # activity.json: per-organization activity from the CTI contracts
+    activity: dict | None = None  # activity.json: the pedometer read from the chain at the run's end
     spec: dict | None = None
+    kind: str = "run"  # scenario | load | bench | demo, from what the directory holds
+    assertions: list[dict] = field(default_factory=list)  # results.json (scenario): every assertion judged
+    monitor: dict | None = None  # monitor.json (scenario): the agreement monitor's verdict
+    phases: list[dict] = field(default_factory=list)  # load.json: figures per load phase (scenario) or the run
+    error: str | None = None  # results.json / status.json: why the run stopped
 
     @classmethod
     def load(cls, root: Path) -> "RunData":
@@ -41,8 +46,30 @@ class RunData:
         data.status = _read_json(root / "status.json")
         data.bench = _read_json(root / "bench.json")
         data.agreement = _read_json(root / "agreement.json")
-        data.activity = _read_json(root / "activity.json")
+        activity = _read_json(root / "activity.json")
+        data.activity = activity if isinstance(activity, dict) else None
         data.spec = _read_json(root / "spec.json")
+        load = _read_json(root / "load.json")
+        data.phases = load if isinstance(load, list) else [load] if isinstance(load, dict) else []
+        results = _read_json(root / "results.json")
+        if isinstance(results, dict):  # a scenario run (the demo is one)
+            data.kind = "scenario"
+            data.assertions = list(results.get("assertions") or [])
+            data.error = results.get("error")
+            data.checks = [{"name": a["name"], "passed": a["passed"], "detail": a["detail"]} for a in data.assertions]
+        elif data.bench is not None:
+            data.kind = "bench"
+        elif data.txs:
+            data.kind = "load"
+        monitor = _read_json(root / "monitor.json")
+        if isinstance(monitor, dict):
+            data.monitor = monitor
+            if data.agreement is None:
+                data.agreement = {"agreed": monitor.get("agreed"), "summary": _monitor_summary(monitor)}
+        if not data.heads:
+            data.heads = list(_heads_from_samples(root / "samples.jsonl"))
+        if data.error is None and isinstance(data.status, dict):
+            data.error = data.status.get("error")
         report = _read_json(root / "report.json")  # written by `testbed demo`
         if isinstance(report, dict):
             data.checks = list(report.get("checks", []))
@@ -55,6 +82,22 @@ class RunData:
 
     @classmethod
     def from_recorder(cls, recorder) -> "RunData":
+        """The figures of a run in progress (the bench judges each step from these)."""
         return cls(txs=[r.to_json() for r in recorder.rows], blocks=list(recorder.blocks), heads=list(recorder.heads),
                    rates=list(recorder.rates), resources=list(recorder.resources),
                    reorgs=list(recorder.reorgs))
+
+
+def _monitor_summary(m: dict) -> str:
+    text = f"{m.get('heights_checked')} heights up to #{m.get('common_height')} compared on {len(m.get('nodes_at_end') or [])} nodes"
+    if m.get("divergences"):
+        text += f"; {len(m['divergences'])} divergent heights"
+    text += f"; {len(m.get('reorgs') or [])} reorgs (max depth {m.get('max_reorg_depth', 0)}); {len(m.get('stalls') or [])} stalls"
+    return text
+
+
+def _heads_from_samples(path: Path):
+    """samples.jsonl (the scenario monitor's samples) as head rows: time, node, head."""
+    for row in read_jsonl(path):
+        for node, info in (row.get("nodes") or {}).items():
+            yield {"time": row["time"], "node": node, "head": info.get("head")}

@@ -115,3 +115,45 @@ def head_lag(heads: list[dict], faults: list[dict]) -> str:
     ax.set(xlabel="seconds since start", ylabel="blocks behind", title="Head lag per node")
     ax.legend(loc="upper left", fontsize=7, ncol=4)
     return _svg(fig)
+
+
+def pedometer(pedo: dict | None) -> str:
+    """Grouped bars: each organization's main counters at the final head."""
+    if not pedo or pedo.get("error") or not pedo.get("organizations"):
+        return _empty("pedometer")
+    kinds = [k for k in pedo["kinds"] if pedo["totals"].get(k)][:12]
+    if not kinds:
+        return _empty("pedometer (every counter is zero)")
+    plt = _plt()
+    orgs = pedo["organizations"]
+    width = 0.8 / len(orgs)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for i, org in enumerate(orgs):
+        ax.bar([k + i * width for k in range(len(kinds))], [org["counts"].get(kind, 0) for kind in kinds], width,
+               label=org["name"])
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(kinds))], [k.replace("_", " ") for k in kinds],
+                  rotation=30, ha="right")
+    ax.set(ylabel="count", title=f"Activity per organization at block #{pedo['block']}")
+    ax.set_yscale("symlog")
+    ax.legend(fontsize=7, ncol=4)
+    return _svg(fig)
+
+
+def resources(samples: list[dict]) -> str:
+    """CPU % and RSS of every sampled process over time."""
+    if not samples:
+        return _empty("resources")
+    plt = _plt()
+    t0 = min(s["time"] for s in samples)
+    by_proc: dict[str, list[dict]] = defaultdict(list)
+    for s in samples:
+        by_proc[s["process"]].append(s)
+    fig, (cpu, mem) = plt.subplots(1, 2, figsize=(9, 2.8))
+    for name, rows in sorted(by_proc.items()):
+        rows.sort(key=lambda r: r["time"])
+        cpu.plot([r["time"] - t0 for r in rows], [r["cpu_percent"] for r in rows], lw=1, label=name)
+        mem.plot([r["time"] - t0 for r in rows], [r["rss_mb"] for r in rows], lw=1, label=name)
+    cpu.set(xlabel="seconds since start", ylabel="% of one core", title="CPU per process")
+    mem.set(xlabel="seconds since start", ylabel="MB", title="Resident memory per process")
+    cpu.legend(fontsize=6, ncol=2)
+    return _svg(fig)

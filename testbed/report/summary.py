@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from statistics import mean
 
 from testbed.metrics import block_intervals, latency_summary, percentile
+from testbed.report import cti
 from testbed.report.data import RunData
 
 
@@ -130,6 +131,35 @@ def interventions(events: list[dict]) -> list[dict]:
              "rewound": e.get("rewound") or {}} for e in events if e.get("event") == "branches_reconciled"]
 
 
+FAILED = ("rejected", "dropped", "reverted", "lost")
+
+
+def round_figures(name: str, txs: list[dict]) -> dict:
+    """One round as Hyperledger Caliper reports it: succeeded, failed, send rate (submitted per
+    second of submitting), throughput (included per second from the first submission to the
+    last inclusion), latency min/avg/p50/p95/p99/max."""
+    submits = [t["submit_time"] for t in txs if t.get("submit_time") is not None]
+    included = [t for t in txs if t["status"] == "included" and t.get("submit_time") is not None]
+    sending = (max(submits) - min(submits)) if len(submits) > 1 else 0.0
+    span = (max(t["included_time"] for t in included) - min(submits)) if included else 0.0
+    return {"name": name, "succeeded": len(included), "failed": sum(t["status"] in FAILED for t in txs),
+            "send_rate_tps": round(len(submits) / sending, 2) if sending > 0 else None,
+            "throughput_tps": round(len(included) / span, 2) if span > 0 else None,
+            "latency": latency_summary([t["included_time"] - t["submit_time"] for t in included])}
+
+
+def rounds(data: RunData) -> list[dict]:
+    """The run's rounds: a bench's steps, a scenario's load phases, or a load run as one round."""
+    if data.bench and data.bench.get("steps"):
+        return [round_figures(f"step {i + 1} (target {s.get('target_tps')} tx/s)",
+                              [t for t in data.txs if t.get("submit_time") is not None and s["start"] <= t["submit_time"] < s["end"]])
+                for i, s in enumerate(data.bench["steps"]) if "start" in s and "end" in s]
+    phases = sorted({t.get("phase") for t in data.txs if t.get("phase") is not None})
+    if phases:
+        return [round_figures(f"load phase {p}", [t for t in data.txs if t.get("phase") == p]) for p in phases]
+    return [round_figures("load", data.txs)] if data.txs else []
+
+
 def summarize(data: RunData) -> dict:
     submits = [t["submit_time"] for t in data.txs if t.get("submit_time") is not None]
     start, end = (min(submits), max(submits) + 1e-6) if submits else (0.0, 0.0)
@@ -142,7 +172,14 @@ def summarize(data: RunData) -> dict:
     intervals = block_intervals([b["timestamp"] for b in data.blocks])
     return {
         "run": data.root.name if data.root else None,
+        "kind": data.kind,
         "status": (data.status or {}).get("status"),
+        "error": data.error,
+        "assertions": data.assertions,
+        "rounds": rounds(data),
+        "pedometer": cti.pedometer(data.activity),
+        "tasks": cti.tasks(data.activity),
+        "monitor": data.monitor,
         "transactions": dict(statuses), "total": len(data.txs),
         "unaccounted": statuses.get("submitted", 0) + statuses.get("signed", 0),
         "failure_reasons": dict(reasons.most_common(10)),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from testbed.contracts import chain_mark, record_pedometer
 from testbed.engines import engine_of
 from testbed.errors import TestbedError
 from testbed.runs import RunDir
@@ -78,6 +79,7 @@ class ScenarioRun:
         self.periods: dict[str, tuple[float, float]] = {}
         self.step_errors: list[str] = []
         self.load_results: list = []
+        self.chain_start = 0  # the common head when the steps began: the pedometer counts from here
         self.deadline = 0.0
         self.t0 = 0.0
         self.stopping = threading.Event()  # set when the run ends early (Ctrl-C): branches stop, faults stay for heal_all
@@ -399,6 +401,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         ctx.solvers = solver_control(ctx.net)
         if scenario.deploy:
             _deploy(ctx, progress)
+        ctx.chain_start = chain_mark(ctx.net)
         monitor = AgreementMonitor(ctx.endpoints, validator_method=lambda node: ctx.net.validator_rpc_of(node).list_method,
                                    admin=lambda: ctx.net.admin_urls() or {}, out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
@@ -442,6 +445,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         for a in result.assertions:
             bus.emit("check", name=a.name, passed=a.passed, detail=a.detail)
         _write_records(run, ctx, txs, tasks)
+        record_pedometer(ctx.net, run, since=ctx.chain_start)
         result.status = "passed" if all(a.passed for a in result.assertions) else "failed"
     except TestbedError as exc:
         result.error = str(exc)

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from testbed.report import render
 from testbed.scenario.assertions import PERFORMANCE_KINDS
 from testbed.scenario.engine import run_scenario
 from testbed.scenario.resolve import load_scenario
@@ -91,6 +92,16 @@ def test_shipped_scenario_passes(path, testbed_home, tmp_path):
     kinds = [e["event"] for e in _events(result)]
     assert kinds.count("fault_injected") == kinds.count("fault_healed")
     assert _geth_children() <= before, "the scenario left processes behind"
+    # the report, from the run directory alone: the pedometer read at the end agrees with its events
+    _, summary_path = render(result.run_dir)
+    summary = json.loads(summary_path.read_text())
+    if scenario.deploy:
+        pedometer = summary["pedometer"]
+        assert pedometer and not pedometer.get("error") and pedometer["mismatches"] == [], pedometer
+        assert summary["tasks"] is not None
+    if path.stem == "demo":  # its load names no organization: every one of them offers load
+        assert set(summary["per_org_load"]) == {o.name for o in scenario.network.organizations}, summary["per_org_load"]
+        assert summary["tasks"]["rated"] >= 3 and summary["pedometer"]["totals"]["feedback_given"] >= 3
 
 
 FAILING = """

@@ -50,6 +50,8 @@ def test_users_for_rate_caps_and_rounds_up():
     assert users_for_rate(250, 25, 100) == 10
     assert users_for_rate(251, 25, 100) == 11
     assert users_for_rate(10_000, 25, 40) == 40
+    assert users_for_rate(100, 50, 100, min_users=4) == 4  # one user per organization at least
+    assert users_for_rate(100, 50, 3, min_users=4) == 3  # but never more users than accounts
 
 
 def test_pacing_adds_up_to_the_target_rate():
@@ -66,7 +68,7 @@ SHAPE_CHECK = r"""
 import json, types
 from testbed.load.shapes import ProfileShape, ControlledShape
 from testbed.load.profiles import Steps
-ctx = types.SimpleNamespace(per_user_rate=25.0, max_users=40, target_rate=None)
+ctx = types.SimpleNamespace(per_user_rate=25.0, max_users=40, min_users=4, target_rate=None)
 runner = types.SimpleNamespace(environment=types.SimpleNamespace(testbed=ctx))
 out = []
 shape = ProfileShape(Steps([100, 260, 5000], 5)); shape.runner = runner

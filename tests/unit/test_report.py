@@ -46,8 +46,11 @@ def crafted_run(root, *, with_extras=True):
                                             {"time": T0 + 9, "event": "fault_healed", "fault": "pause b-v1"},
                                             {"time": T0 + 15, "event": "branches_reconciled", "stalled_s": 15.2,
                                              "rewound": {"b-v1": 11}, "after": ["stall"]}])
-        (root / "activity.json").write_text(json.dumps({"organizations": [{"org": "a", "published": 3, "consumed": 1},
-                                                                          {"org": "b", "published": 0, "consumed": 4}]}))
+        kinds = ["published", "consumed"]
+        orgs = [{"org_id": i + 1, "name": n, "active": True, "counts": c, "change": c, "from_events": c}
+                for i, (n, c) in enumerate((("a", {"published": 3, "consumed": 1}), ("b", {"published": 0, "consumed": 4})))]
+        (root / "activity.json").write_text(json.dumps({"block": 19, "since": 0, "kinds": kinds, "organizations": orgs,
+                                                        "mismatches": [], "tasks": []}))
         (root / "agreement.json").write_text(json.dumps({"agreed": True, "summary": "agreed on 23 heights"}))
     (root / "status.json").write_text(json.dumps({"status": "passed", "time": T0 + 30}))
     return txs, blocks
@@ -85,10 +88,12 @@ def test_render_is_self_contained_and_matches_summary(tmp_path):
     html_path, json_path = render(tmp_path)
     page = html_path.read_text()
     summary = json.loads(json_path.read_text())
-    assert page.count("<svg") == 5  # throughput, latency, histogram, block intervals, head lag
+    # pedometer, head lag, resources, throughput, latency, histogram, block intervals
+    assert page.count("<svg") == 7
     assert not re.search(r"""(src|href)=["']https?:""", page), "the page must not load anything from outside"
     assert "fault" in page and "pause b-v1" in page
-    assert "published" in page and "consumed" in page  # activity table from activity.json
+    assert "published" in page and "consumed" in page and "#19" in page  # the pedometer from activity.json
+    assert "equals the sum of its Step events" in page
     assert "agreed on 23 heights" in page
     assert summary["interventions"] == [{"time": T0 + 15, "after": ["stall"], "stalled_s": 15.2, "rewound": {"b-v1": 11}}]
     assert "<h2>Interventions</h2>" in page and "b-v1: #11" in page
