@@ -23,11 +23,11 @@ from collections import defaultdict
 
 import gevent
 import gevent.pool
-import psutil
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.load.accounts import LoadAccount
 from testbed.load.records import Recorder, TxRow
+from testbed.resources import ResourceSampler, node_pids
 
 INCLUSION = "inclusion"  # request_type of inclusion events
 SUBMIT = "eth_sendRawTransaction"  # request_type of submission events
@@ -261,23 +261,8 @@ class LoadContext(SenderContext):
                 rpc.close()
 
     def _sample_resources(self) -> None:
-        procs: dict[str, psutil.Process] = {"generator": psutil.Process()}
-        for node in self.net.nodes:
-            pid = self.net.state.read_pid(node.name)
-            if pid:
-                try:
-                    procs[node.name] = psutil.Process(pid.pid)
-                except psutil.Error:
-                    pass
-        for proc in procs.values():
-            proc.cpu_percent(None)
+        sampler = ResourceSampler(lambda: node_pids(self.net))
+        sampler.sample_now()  # starts the CPU measurement of every process
         while True:
             gevent.sleep(1.0)
-            now = time.time()
-            for name, proc in procs.items():
-                try:
-                    with proc.oneshot():
-                        self.recorder.resource(now, name, proc.pid, proc.cpu_percent(None),
-                                               round(proc.memory_info().rss / 2**20, 1))
-                except psutil.Error:
-                    continue
+            self.recorder.resources += sampler.sample_now()

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Callable
 
 import gevent
-import psutil
 
 from testbed.chain.txs import FeeRules
 from testbed.clients import fee_rules
@@ -50,6 +49,7 @@ from testbed.load.accounts import AccountRef, fund_accounts, new_account
 from testbed.load.address import parse_master
 from testbed.load.context import INCLUSION, SenderContext
 from testbed.load.records import TxRow
+from testbed.resources import ResourceSampler
 
 Progress = Callable[[str], None]
 ROW_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "status", "error")
@@ -238,8 +238,7 @@ class WorkerPool:
                      context={"block": row.included_block}, exception=None)
             elif item["status"] == "rejected":
                 recorder.reject(row, item["error"])
-        for sample in data["resources"]:
-            recorder.resource(**sample)
+        recorder.resources += data["resources"]
         self._signed_late[data["index"]] = data["signed_late"]
 
     def _send(self, kind: str, data: dict | None = None) -> None:
@@ -364,14 +363,11 @@ class Worker:
             self.ctx.forward(self.runner)
 
     def _sample(self) -> None:
-        proc = psutil.Process()
-        proc.cpu_percent(None)
+        sampler = ResourceSampler(lambda: {f"generator-w{self.ctx.index}": os.getpid()})
+        sampler.sample_now()  # starts the CPU measurement
         while True:
             gevent.sleep(1.0)
-            with proc.oneshot():
-                self.ctx.samples.append({"t": time.time(), "process": f"generator-w{self.ctx.index}", "pid": proc.pid,
-                                         "cpu_percent": proc.cpu_percent(None),
-                                         "rss_mb": round(proc.memory_info().rss / 2**20, 1)})
+            self.ctx.samples += sampler.sample_now()
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=True, timeout=5)

@@ -10,7 +10,7 @@ run directory as JSON lines, from which every figure of the report is recomputed
 - blocks.jsonl    number, hash, timestamp, tx_count, gas_used, seen_time, load_txs
 - heads.jsonl     time, node, head (null when the node did not answer)
 - rates.jsonl     time, target (tx/s the profile asked for), users
-- resources.jsonl time, process (node name or "generator"), pid, cpu_percent, rss_mb
+- resources.jsonl time, process (node name or "generator"), pid, cpu_percent, rss_mb, disk and network I/O (testbed.resources)
 - reorgs.jsonl    time, from_number, depth: blocks the watcher had read that a reorg replaced
                   (Clique forks between out-of-turn signers); their txs went back to pending
                   and were recorded again from the canonical block that holds them
@@ -146,9 +146,6 @@ class Recorder:
 
     def head(self, t: float, node: str, head: int | None) -> None:
         self.heads.append({"time": t, "node": node, "head": head})
-
-    def resource(self, t: float, process: str, pid: int, cpu_percent: float, rss_mb: float) -> None:
-        self.resources.append({"time": t, "process": process, "pid": pid, "cpu_percent": cpu_percent, "rss_mb": rss_mb})
 
     # ---- output ----------------------------------------------------------------------------
     def write(self, root: Path) -> None:

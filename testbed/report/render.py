@@ -187,8 +187,13 @@ def _load(s: dict) -> str:
 def _resources(s: dict, data: RunData) -> str:
     if not s["cpu"]:
         return _empty("No resource samples in this run (load and bench runs sample the node processes).")
-    return (_table(["process", "CPU % of one core (mean)", "max RSS MB"],
-                   [[name, v["cpu_percent"], v["rss_mb_max"]] for name, v in sorted(s["cpu"]["per_process"].items())])
+    return (_table(["process", "CPU % of one core (mean)", "max RSS MB", "disk read MB", "disk write MB",
+                    "net in MB", "net out MB"],
+                   [[name, v["cpu_percent"], v["rss_mb_max"], v.get("read_mb"), v.get("write_mb"), v.get("rx_mb"),
+                     v.get("tx_mb")] for name, v in sorted(s["cpu"]["per_process"].items())])
+            + "<p><small>Sampled once a second with psutil. Network I/O is that of the process's network namespace "
+              "without loopback: per organization on the netns backend; on the local backend every node shares the "
+              "machine's (nodes talk over loopback, so it stays near zero).</small></p>"
             + plots.resources(data.resources))
 
 

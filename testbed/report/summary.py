@@ -26,6 +26,23 @@ def _load_txs(block: dict) -> int:
     return block.get("load_txs", block.get("tx_count", 0))
 
 
+IO_FIELDS = ("read_mb", "write_mb", "rx_mb", "tx_mb")
+
+
+def _io_during(rows: list[dict]) -> dict:
+    """Disk and network I/O during the window: the counters' growth (a restarted process starts
+    again from zero: its growth is summed per pid)."""
+    out = {}
+    for key in IO_FIELDS:
+        by_pid: dict[int, list[float]] = defaultdict(list)
+        for r in rows:
+            if r.get(key) is not None:
+                by_pid[r["pid"]].append(r[key])
+        if by_pid:
+            out[key] = round(sum(max(v) - min(v) for v in by_pid.values()), 3)
+    return out
+
+
 def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
     """Mean CPU % (100 = one core) of the generator (with its Locust workers, `generator-w<n>`, if any)
     and of all node processes together, and peak RSS."""
@@ -34,7 +51,7 @@ def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
         if start <= sample["time"] <= end + 1:
             by_proc[sample["process"]].append(sample)
     per_process = {name: {"cpu_percent": round(mean(s["cpu_percent"] for s in rows), 1),
-                          "rss_mb_max": max(s["rss_mb"] for s in rows)} for name, rows in by_proc.items()}
+                          "rss_mb_max": max(s["rss_mb"] for s in rows), **_io_during(rows)} for name, rows in by_proc.items()}
     generator = [v["cpu_percent"] for k, v in per_process.items() if k.startswith("generator")]
     nodes = [v["cpu_percent"] for k, v in per_process.items() if not k.startswith("generator")]
     return {"generator_percent": round(sum(generator), 1),

@@ -23,6 +23,7 @@ from typing import Callable
 from testbed.contracts import chain_mark, record_pedometer
 from testbed.engines import engine_of
 from testbed.errors import TestbedError
+from testbed.resources import ResourceSampler, node_pids
 from testbed.runs import RunDir
 from testbed.scenario.assertions import AssertionResult, RunFacts, judge
 from testbed.scenario.events import EventBus
@@ -394,6 +395,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     own_network = network is None
     monitor: AgreementMonitor | None = None
     watchdog: StallWatchdog | None = None
+    sampler: ResourceSampler | None = None
     try:
         ctx.net = network or _network_up(scenario, progress)
         bus.emit("network_ready", network=ctx.net.name, nodes=len(ctx.net.nodes), backend=ctx.net.spec.backend)
@@ -402,6 +404,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         if scenario.deploy:
             _deploy(ctx, progress)
         ctx.chain_start = chain_mark(ctx.net)
+        if ctx.net.backend.local_processes:  # the nodes are processes of this machine: sample what they use
+            sampler = ResourceSampler(lambda: node_pids(ctx.net)).start()
         monitor = AgreementMonitor(ctx.endpoints, validator_method=lambda node: ctx.net.validator_rpc_of(node).list_method,
                                    admin=lambda: ctx.net.admin_urls() or {}, out_dir=run.root, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
@@ -445,6 +449,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         for a in result.assertions:
             bus.emit("check", name=a.name, passed=a.passed, detail=a.detail)
         _write_records(run, ctx, txs, tasks)
+        if sampler is not None:
+            run.write_jsonl("resources.jsonl", sampler.stop())
         record_pedometer(ctx.net, run, since=ctx.chain_start)
         result.status = "passed" if all(a.passed for a in result.assertions) else "failed"
     except TestbedError as exc:
@@ -457,6 +463,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     finally:
         if watchdog is not None:
             watchdog.stop()
+        if sampler is not None:
+            sampler.stop()
         if monitor is not None:
             try:
                 monitor.stop()
