@@ -27,6 +27,8 @@ network:
 
 
 class RecordingBackend:
+    local_processes = False  # nothing to sample: the fake nodes are no processes
+
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 

@@ -93,7 +93,7 @@ def test_the_master_merges_worker_rows_into_its_recorder():
     pool._rows(None, message("testbed_rows", {
         "index": 1, "signed_late": 7,
         "rows": [wire(row(0)), wire(row(1)), wire(row(2), "rejected", "nonce too low")],
-        "resources": [{"t": 1001.0, "process": "generator-w1", "pid": 42, "cpu_percent": 12.5, "rss_mb": 80.0}]}))
+        "resources": [{"time": 1001.0, "process": "generator-w1", "pid": 42, "cpu_percent": 12.5, "rss_mb": 80.0}]}))
     statuses = {r.hash: r.status for r in rec.rows}
     assert statuses == {"0xh0": "included", "0xh1": "submitted", "0xh2": "rejected"}
     assert [r.hash for r in rec.rows if r.status == "rejected"][0] == "0xh2" and rec.rows[2].error == "nonce too low"
