@@ -387,6 +387,7 @@ class Network:
         if adapter.admin_over_ipc:
             ipc = self.state.admin_socket(node.name)
             self.state.make_admin_dir()
+            ipc.unlink(missing_ok=True)  # a crashed node's socket: Besu refuses to start beside it
         sealer = signer_dir = None
         if adapter.sealer_tool and self.backend.local_processes:
             sealer, signer_dir = toolchain.ensure(adapter.sealer_tool), self.state.signer_dir(node.name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from testbed.backends.base import NodeProcess
 from testbed.backends.images import IMAGE_ENTRYPOINT, image_for
 from testbed.backends.netns_plan import NetnsPlan, preferred_block
-from testbed.clients.base import NodePlan
+from testbed.clients.base import NodePlan, ipc_socket_in
 from testbed.errors import BackendError, NotSupportedError
 from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir, write_json_atomic
@@ -292,7 +292,8 @@ class DockerBackend:
 
     def start(self, node: NodePlan, argv: list[str], env: dict[str, str], log_path: Path, marker: str) -> NodeProcess:
         # mount the directory of the IPC socket the command names, if it names one
-        admin_dir = Path(argv[argv.index("--ipcpath") + 1]).parent if "--ipcpath" in argv else None
+        socket = ipc_socket_in(argv)
+        admin_dir = socket.parent if socket is not None else None
         spec = container_spec(**self._specs_for(node, argv, env), admin_dir=admin_dir)
         self.engine.remove(spec["name"])  # a stopped container of an earlier start
         container_id, pid = self.engine.create_and_start(spec)

@@ -30,6 +30,15 @@ GETH_TXPOOL_FLAGS = [
 PUBLIC_APIS = ["eth", "net", "web3", "txpool"]
 
 
+def ipc_socket_in(argv: list[str]) -> Path | None:
+    """The IPC socket a node's command line names: geth-family `--ipcpath PATH`, Besu
+    `--Xrpc-ipc-path=PATH`; None when it names none."""
+    if "--ipcpath" in argv:
+        return Path(argv[argv.index("--ipcpath") + 1])
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--Xrpc-ipc-path=")]
+    return Path(given[0]) if given else None
+
+
 def geth_ipc_flags(ipc: Path | None) -> list[str]:
     """The IPC socket of a geth-family node (it serves every namespace there), or none at all."""
     return ["--ipcpath", str(ipc)] if ipc is not None else ["--ipcdisable"]

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from testbed.chain.txs import LONDON
-from testbed.clients.base import NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.base import PUBLIC_APIS, NodePlan, RenderedFile, ValidatorRpc
 from testbed.clients.geth import clique_extra_data
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
@@ -129,10 +129,10 @@ class BesuClient:
     binary = "besu"
     engines = ("qbft", "ibft2", "clique")
     fee_rules = LONDON
-    # Besu's IPC is an experimental option not verified here (no Besu binary): its vote namespace
-    # stays on its RPC, bound to the node's own address (docs/security.md, docs/besu.md)
     sealer_tool = None  # validators seal with the node key
-    admin_over_ipc = False
+    # the vote namespace on Besu's JSON-RPC over IPC (hidden options --Xrpc-ipc-*, Besu 24.12),
+    # never on HTTP/WS; generated and unit-tested here, not run (no Besu binary or engine here)
+    admin_over_ipc = True
 
     def genesis(self, spec: NetworkSpec, validators: list[str], alloc: dict[str, int]) -> dict:
         return besu_genesis(spec, validators, alloc)
@@ -153,7 +153,7 @@ class BesuClient:
 
     def command(self, binary: Path, spec: NetworkSpec, node: NodePlan, node_dir: Path, peers: list[NodePlan],
                 ipc: Path | None = None, sealer: Path | None = None, signer_dir: Path | None = None) -> list[str]:
-        return [
+        cmd = [
             str(binary),
             f"--config-file={node_dir / CONFIG}",
             f"--data-path={node_dir / DATA}",
@@ -162,6 +162,11 @@ class BesuClient:
             f"--static-nodes-file={node_dir / STATIC_NODES}",
             f"--permissions-nodes-config-file={node_dir / PERMISSIONS}",
         ]
+        if ipc is not None:
+            # the names are case-sensitive and not checked by Besu on IPC: upper case, as RpcApis spells them
+            cmd += ["--Xrpc-ipc-enabled=true", f"--Xrpc-ipc-path={ipc}",
+                    f"--Xrpc-ipc-apis={RPC_NAMESPACE[spec.consensus.engine].upper()}"]
+        return cmd
 
     def environment(self, spec: NetworkSpec, node: NodePlan) -> dict[str, str]:
         return {}
@@ -174,4 +179,4 @@ class BesuClient:
         return ValidatorRpc(list_method=f"{ns}_getValidatorsByBlockNumber", propose_method=f"{ns}_proposeValidatorVote")
 
     def rpc_apis(self, engine: str) -> list[str]:
-        return ["eth", "net", "web3", "txpool", RPC_NAMESPACE[engine]]
+        return list(PUBLIC_APIS)  # the vote namespace is on IPC only

@@ -8,7 +8,7 @@ import pytest
 
 from testbed import toolchain
 from testbed.clients import get_client
-from testbed.clients.base import NodePlan, NodePorts
+from testbed.clients.base import NodePlan, NodePorts, ipc_socket_in
 from testbed.keys import KeyPair
 from testbed.spec.network import NetworkSpec
 
@@ -89,8 +89,10 @@ def test_besu_node_files(engine, namespace):
         assert config[key] == "127.0.0.1"
     assert config["network-id"] == 777 and config["min-gas-price"] == 0
     assert config["discovery-enabled"] is False and config["sync-mode"] == "FULL"
-    assert namespace in config["rpc-http-api"] and namespace in config["rpc-ws-api"]
-    assert "PERSONAL" not in config["rpc-http-api"]
+    assert config["rpc-http-api"] == config["rpc-ws-api"] == ["ETH", "NET", "WEB3", "TXPOOL"]  # no votes, no admin
+    cmd = get_client("besu").command(Path("/b"), spec_for("besu", engine), me, Path("/n"), peers, ipc=Path("/run/x/me.ipc"))
+    assert {"--Xrpc-ipc-enabled=true", "--Xrpc-ipc-path=/run/x/me.ipc", f"--Xrpc-ipc-apis={namespace}"} <= set(cmd)
+    assert ipc_socket_in(cmd) == Path("/run/x/me.ipc")  # what the docker backend mounts
     assert config["permissions-nodes-config-file-enabled"] is True
     for key in ("node-private-key-file", "static-nodes-file", "permissions-nodes-config-file"):
         assert config[key] in files  # relative to the node directory
