@@ -91,8 +91,11 @@ def test_each_node_runs_inside_its_organizations_namespace_with_its_own_pid(netn
 
 
 def test_delay_200ms_on_one_org_is_measured_and_heals(netns_net):
+    """The delay is on that org's link only and goes with heal: judged against the injected 200 ms
+    (each round trip crosses the delayed link once), not against an absolute speed."""
     slow, fast = netns_net.nodes[1], netns_net.nodes[0]
     base = rpc_round_trip_ms(slow.host, slow.ports.http)
+    base_other = rpc_round_trip_ms(fast.host, fast.ports.http)
     try:
         netns_net.backend.delay(slow.org, 200)
         delayed = rpc_round_trip_ms(slow.host, slow.ports.http)
@@ -101,10 +104,10 @@ def test_delay_200ms_on_one_org_is_measured_and_heals(netns_net):
         netns_net.backend.heal()
     healed = rpc_round_trip_ms(slow.host, slow.ports.http)
     print(f"RPC round trip to {slow.org}: {base:.1f} ms, delayed {delayed:.1f} ms, healed {healed:.1f} ms; "
-          f"{fast.org} meanwhile {other:.1f} ms")
-    assert 195 <= delayed - base <= 350, (base, delayed)
-    assert other < 100, other
-    assert healed < 100, healed
+          f"{fast.org} {base_other:.1f} ms before, {other:.1f} ms meanwhile")
+    assert 195 <= delayed - base <= 350, (base, delayed)  # the delay is there, once per round trip
+    assert other - base_other < 195, (base_other, other)  # another org's link is not delayed
+    assert healed - base < 195, (base, healed)  # and heal takes it away
     assert json.loads(netns_net.backend.state_file.read_text())["rules"] == []
 
 

@@ -8,13 +8,14 @@ SOLVER_CRASH_TASKS sets how many tasks the crash test runs (default 100).
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections import Counter
 
 import pytest
 from web3.logs import DISCARD
 
-from solver import manage
+from solver import manage, sandbox
 from solver.consumer import Consumer
 from solver.daemon import CRASH_POINTS
 from solver.records import load_tasks
@@ -190,3 +191,31 @@ def test_a_solver_whose_node_crashes_goes_on_through_its_orgs_other_node(net):
         print("watchdog interventions:", watchdog.stop())
         net.start_node(crashed)
         net.wait_ready(new_blocks=1, only=net.running_nodes())
+
+
+def test_a_solver_can_read_only_its_own_organizations_secrets(net):
+    """Inside a Solver's mount namespace: its org's account keys and its own directory; no other
+    org's keys or intelligence, no node key, no operator key. Outside, all of them exist."""
+    assert sandbox.available(), "these tests run as root with util-linux (mount namespaces)"
+    orgs = [o.name for o in net.spec.organizations]
+    org, other = orgs[0], orgs[1]
+    pid = manage.running(net, org).pid
+    root = net.state.root
+
+    def inside(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["nsenter", "-t", str(pid), "-m", "--", *cmd], capture_output=True, text=True, timeout=30)
+
+    own = root / "keys" / "accounts" / f"{org}.json"
+    assert inside("cat", str(own)).stdout == own.read_text()
+    secrets = [root / "keys" / "accounts" / f"{other}.json", root / "keys" / "operator.key",
+               next((root / "keys" / "nodes").glob("*.key")), manage.intel_dir(net, other),
+               next(root.glob("nodes/*/data/geth/nodekey"))]
+    for path in secrets:
+        assert path.exists(), path  # there for the harness
+        seen = inside("ls", "-d", str(path))
+        assert seen.returncode != 0 and "No such file" in seen.stderr, (path, seen.stdout)
+    assert inside("ls", str(root / "solvers")).stdout.split() == [org]
+    assert inside("ls", str(root / "nodes")).stdout.split() == []
+    assert inside("test", "-w", str(own)).returncode != 0  # its keys are read-only there
+    log = manage.log_file(net, org).read_text()
+    assert f"{org}'s account keys only" in log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +12,7 @@ from web3 import Web3
 
 from testbed.chain.failover import FailoverHTTPProvider
 from testbed.cti.deploy import connect
+from tests.unit.helpers_net import refused_url
 
 
 class Node(BaseHTTPRequestHandler):
@@ -53,14 +53,16 @@ def live_url():
         server.server_close()
 
 
-def dead_url() -> str:
-    with socket.socket() as s:  # a port nothing listens on (bound, then released)
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def test_an_unreachable_node_is_replaced_by_the_next_and_that_one_stays(live_url):
-    w3 = connect([dead_url(), live_url], timeout=5)
+@pytest.fixture
+def dead_url():
+    with refused_url() as url:
+        yield url
+
+
+def test_an_unreachable_node_is_replaced_by_the_next_and_that_one_stays(live_url, dead_url):
+    w3 = connect([dead_url, live_url], timeout=5)
     assert w3.eth.chain_id == 1337
     provider = w3.provider
     assert isinstance(provider, FailoverHTTPProvider) and provider.current == 1 and provider.endpoint_uri == live_url
@@ -68,17 +70,18 @@ def test_an_unreachable_node_is_replaced_by_the_next_and_that_one_stays(live_url
     assert [a["result"] for a in answers] == ["0x539", "0x539"] and provider.current == 1
 
 
-def test_an_answer_from_a_reachable_node_is_not_retried_elsewhere(live_url):
-    w3 = connect([live_url, dead_url()], timeout=5)
+def test_an_answer_from_a_reachable_node_is_not_retried_elsewhere(live_url, dead_url):
+    w3 = connect([live_url, dead_url], timeout=5)
     with pytest.raises(Exception, match="method not found"):
         w3.eth.get_block_number()
     assert Node.calls == ["eth_blockNumber"] and w3.provider.current == 0
 
 
-def test_every_node_unreachable_raises_the_connection_error():
-    w3 = connect([dead_url(), dead_url()], timeout=5)
-    with pytest.raises(requests.ConnectionError):
-        w3.eth.chain_id
+def test_every_node_unreachable_raises_the_connection_error(dead_url):
+    with refused_url() as other:
+        w3 = connect([dead_url, other], timeout=5)
+        with pytest.raises(requests.ConnectionError):
+            w3.eth.chain_id
 
 
 def test_one_url_is_a_plain_provider_with_web3s_own_retries(live_url):

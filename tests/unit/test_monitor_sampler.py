@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from testbed.scenario.monitor import AgreementMonitor
+from tests.unit.helpers_net import refused_url
 
 
 class FakeNode:
@@ -166,8 +167,9 @@ def test_a_stopped_chain_is_a_stall(nodes, tmp_path):
 
 def test_unreachable_node_is_not_fatal(nodes, tmp_path):
     a = nodes("a", chain("aa", 5))
-    mon = AgreementMonitor(lambda: {"a": a.url, "gone": "http://127.0.0.1:9"}, validator_method=None, out_dir=tmp_path)
-    row = mon.sample()
+    with refused_url() as gone:
+        mon = AgreementMonitor(lambda: {"a": a.url, "gone": gone}, validator_method=None, out_dir=tmp_path)
+        row = mon.sample()
     assert row["nodes"]["gone"]["head"] is None
     verdict = mon.stop()
     assert verdict.nodes_at_end == ["a"] and verdict.agreed
