@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -70,6 +71,9 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
     for noisy in ("web3", "urllib3", "pymisp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     net = _load(network, home, org)
+    logging.getLogger("solver").info(
+        "secrets this process can read: %s", f"{org}'s account keys only (a mount namespace of its own)"
+        if os.environ.get("TESTBED_SOLVER_SANDBOX") == "1" else "the state directory as its user sees it (no mount namespace)")
     node = node_of(net, org)
     workdir = Path(dir) if dir else solver_dir(net, org)
     config = SolverConfig(workdir=workdir, intel=open_store(intel or intel_dir(net, org)), org_name=org,

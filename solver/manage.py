@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from solver import sandbox
 from solver.errors import SolverError
 from testbed.backends.base import NodeProcess
 from testbed.state import write_json_atomic
@@ -132,7 +133,10 @@ def start_one(net, org: str, *, extra: list[str] | None = None) -> NodeProcess:
     (workdir / "endpoint.json").unlink(missing_ok=True)
     endpoint_port(net, org)
     env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    started = net.backend.start(node_of(net, org), command(net, org, extra), env, log_file(net, org), f"{workdir}/")
+    argv = command(net, org, extra)
+    if net.backend.local_processes and sandbox.available():  # only this org's secrets visible to it
+        argv, env["TESTBED_SOLVER_SANDBOX"] = sandbox.sandboxed(argv, net.state.root, org), "1"
+    started = net.backend.start(node_of(net, org), argv, env, log_file(net, org), f"{workdir}/")
     proc = NodeProcess(name=f"solver-{org}", pid=started.pid, marker=started.marker)
     write_json_atomic(_pid_file(net, org), {"pid": proc.pid, "marker": proc.marker})
     return proc

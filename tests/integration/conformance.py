@@ -13,7 +13,7 @@ from testbed.chain.sample import heads
 from testbed.network import Network
 from testbed.watchdog import StallWatchdog
 
-from .conftest import assert_no_process, node_pids, wait_for
+from .conftest import wait_for
 
 
 def check_every_node_has_all_peers(network: Network) -> None:
@@ -59,14 +59,3 @@ def check_killed_validator_chain_continues_and_restart_catches_up(network: Netwo
     after = network.agreement(full=True, settle=15)
     assert after.agreed, after.summary()
     assert after.common_height > live.common_height
-
-
-def check_down_stops_every_node(network: Network, other_pids: list[int] | None = None) -> None:
-    """`down` names all four nodes as stopped and leaves none of their processes, nor any of
-    `other_pids` (processes the backend ran beside them, e.g. sshd), alive."""
-    pids = node_pids(network)
-    other_pids = other_pids or []
-    assert len(pids) == 4
-    stopped = network.down()
-    assert sorted(stopped) == sorted(n.name for n in network.nodes)
-    assert_no_process(pids + other_pids)

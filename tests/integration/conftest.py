@@ -97,7 +97,10 @@ def four_orgs(testbed_home, request):
     network = Network.create(spec, progress=print)
     started = node_pids(network)
     yield network
-    network.down(purge=True)
+    # `down` itself is checked here, after every test of the module whatever their order: it names
+    # every running node as stopped and leaves none of their processes (nor geth's clef)
+    running = sorted(network.running_nodes())
+    assert sorted(network.down(purge=True)) == running
     assert_no_process(started)
 
 

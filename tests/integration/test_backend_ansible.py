@@ -71,12 +71,16 @@ def lab(testbed_home):
         if network is not None:
             lab_hosts = network.backend.lab
             pids, sshd_pids, prefix = node_pids(network), lab_hosts.remaining_pids(), lab_hosts.netns.plan.namespace_prefix
+            control_dir = network.backend.control_dir
+            # `down` is checked here, after every test of the module whatever their order
             try:
-                network.down(purge=True)
+                running = sorted(network.running_nodes())
+                assert sorted(network.down(purge=True)) == running
             finally:
                 lab_hosts.down()  # idempotent: sshd pids and namespaces, also if down() failed
             assert_no_process(pids + sshd_pids)
             assert not _namespaces(prefix), _namespaces(prefix)
+            assert not control_dir.exists(), "ssh control sockets left behind"
 
 
 def test_hosts_are_sshd_namespaces_on_the_benchmarking_range(lab):
@@ -166,15 +170,3 @@ def test_locust_workers_on_the_member_hosts_feed_one_record(lab):
     assert {"generator-w0", "generator-w1"} <= {r["process"] for r in data.resources}
     runs = sorted((network.state.runs_dir / "ansible").iterdir())
     assert any("-workers-start-" in r.name for r in runs) and any("-workers-stop-" in r.name for r in runs)
-
-
-def test_down_leaves_no_node_sshd_or_namespace(lab):
-    network = lab["network"]
-    sshd = network.backend.lab.remaining_pids()
-    prefix = network.backend.lab.netns.plan.namespace_prefix
-    assert len(sshd) == 4
-    conformance.check_down_stops_every_node(network, other_pids=sshd)
-    assert not _namespaces(prefix)
-    assert not network.backend.control_dir.exists(), "ssh control sockets left behind"
-    record = json.loads((network.state.root / "ansible" / "lab" / "lab.json").read_text())
-    assert record["sshd"] == []

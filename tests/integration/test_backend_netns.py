@@ -39,14 +39,21 @@ def netns_net(testbed_home):
     network = Network.create(spec, progress=print, timeout=180)
     print(f"netns network ready in {time.monotonic() - started:.1f}s")
     pids = node_pids(network)
+    plan = network.backend.plan
     try:
         yield network
     finally:
+        # `down` is checked here, after every test of the module whatever their order
         try:
-            network.down(purge=True)
+            running = sorted(network.running_nodes())
+            assert sorted(network.down(purge=True)) == running
         finally:
             network.backend.teardown()
             assert_no_process(pids)
+        namespaces, links, routes = (os.popen(c).read() for c in ("ip netns list", "ip -o link", "ip -4 route"))
+        assert plan.namespace_prefix not in namespaces, namespaces
+        assert plan.link_prefix not in links, links
+        assert str(plan.subnet) not in routes, routes
 
 
 
@@ -186,20 +193,3 @@ def test_crash_and_restart_inside_the_namespace(netns_net):
     ns_file = Path("/run/netns") / netns_net.backend.namespace_of(victim.org)
     assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == ns_file.stat().st_ino
     assert netns_net.agreement(full=True, settle=15).agreed
-
-
-def test_down_leaves_no_namespace_link_route_or_process(netns_net):
-    plan = netns_net.backend.plan
-    pids = node_pids(netns_net)
-    assert len(pids) == 4
-    stopped = netns_net.down()
-    assert sorted(stopped) == sorted(n.name for n in netns_net.nodes)
-    assert_no_process(pids)
-    namespaces = os.popen("ip netns list").read()
-    links = os.popen("ip -o link").read()
-    routes = os.popen("ip -4 route").read()
-    assert plan.namespace_prefix not in namespaces, namespaces
-    assert plan.link_prefix not in links, links
-    assert str(plan.subnet) not in routes, routes
-    record = json.loads(netns_net.backend.state_file.read_text())
-    assert record["namespaces"] == [] and record["links"] == [] and record["rules"] == []

@@ -126,8 +126,3 @@ def test_http_serves_no_vote_or_admin_namespace_and_the_ipc_socket_is_private(fo
 
 def test_killed_validator_chain_continues_and_restart_catches_up(four_orgs):
     conformance.check_killed_validator_chain_continues_and_restart_catches_up(four_orgs, grow_timeout=60, ready_timeout=60)
-
-
-def test_down_leaves_no_node_process(four_orgs):
-    conformance.check_down_stops_every_node(four_orgs)
-    assert four_orgs.running_nodes() == []

@@ -208,7 +208,7 @@ def test_remote_hosts_cannot_be_partitioned(tmp_path):
 
 def test_sshd_config_is_key_only_on_its_address(tmp_path):
     text = sshd_config(tmp_path, "198.18.1.10", tmp_path / "authorized_keys")
-    assert f"ListenAddress 198.18.1.10:22" in text
+    assert "ListenAddress 198.18.1.10:22" in text
     assert "PasswordAuthentication no" in text and "PermitRootLogin prohibit-password" in text
     assert f"HostKey {tmp_path / 'ssh_host_ed25519_key'}" in text
     argv = ssh_argv(SshHost("a", "198.18.1.10", "root", "/k", "/kh"), "true")

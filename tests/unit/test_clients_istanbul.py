@@ -17,7 +17,6 @@ from testbed.clients.istanbul import (
     istanbul_extra_data,
     qbft_extra_data,
 )
-from testbed.errors import SpecError
 from testbed.keys import KeyPair
 from testbed.spec.network import NetworkSpec, engines_by_client
 

@@ -65,7 +65,7 @@ def test_validator_files_and_command(tmp_path):
     cmd = client.command(Path("/bin/geth"), SPEC, me, tmp_path, [peer])
     joined = " ".join(cmd)
     for flag in ("--nodiscover", "--syncmode full", "--miner.gasprice 1", "--mine", f"--miner.etherbase {me.address}",
-                 f"--http.addr 127.0.0.1", f"--http.port {me.ports.http}", f"--authrpc.port {me.ports.authrpc}",
+                 "--http.addr 127.0.0.1", f"--http.port {me.ports.http}", f"--authrpc.port {me.ports.authrpc}",
                  f"--port {me.ports.p2p}", f"--metrics.port {me.ports.metrics}", "--ipcdisable",
                  "--http.api eth,net,web3,txpool", "--ws.api eth,net,web3,txpool"):
         assert flag in joined, flag
