@@ -14,9 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from testbed import toolchain
+from testbed.solver_plugin import require_solver_plugin
 from testbed.engines import engine
 from testbed.errors import StateError, TestbedError
-from testbed.network import Network, NetworkStatus
+from testbed.network import Network, NetworkStatus, resolve_network
 from testbed.spec import load_network_spec
 from testbed.spec.network import json_schema
 from testbed.state import list_networks, state_root
@@ -46,18 +47,6 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 def _progress(message: str) -> None:
     err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {escape(str(message))}", soft_wrap=True, highlight=False)
-
-
-def resolve_network(name: Optional[str]) -> Network:
-    """The named network, or the only one there is."""
-    if name:
-        return Network.load(name)
-    known = list_networks()
-    if len(known) == 1:
-        return Network.load(known[0].name)
-    if not known:
-        raise StateError(f"no network in {state_root()}", hint="run 'testbed up' first")
-    raise StateError(f"several networks exist ({', '.join(s.name for s in known)})", hint="name one with --network")
 
 
 def resolve_node(node: str, network: Optional[str]) -> tuple[Network, str]:
@@ -545,19 +534,15 @@ OrgsOpt = typer.Option(None, "--org", "-o", help="Only these organizations (defa
 @solvers_app.command("start")
 def solvers_start(network: Optional[str] = NetworkOpt, org: Optional[list[str]] = OrgsOpt) -> None:
     """Start the Solvers (through the network's backend, beside each org's node); waits until they serve."""
-    from solver.manage import start_solvers
-
     net = resolve_network(network)
-    started = start_solvers(net, _progress, orgs=org or None)
+    started = require_solver_plugin().start(net, _progress, orgs=org or None)
     _progress(f"Solvers started: {', '.join(started)}" if started else "Solvers: all already running")
 
 
 @solvers_app.command("stop")
 def solvers_stop(network: Optional[str] = NetworkOpt, org: Optional[list[str]] = OrgsOpt) -> None:
     """Stop the Solvers by pid (SIGTERM, then SIGKILL)."""
-    from solver.manage import stop_solvers
-
-    stopped = stop_solvers(resolve_network(network), _progress, orgs=org or None)
+    stopped = require_solver_plugin().stop(resolve_network(network), _progress, orgs=org or None)
     _progress(f"Solvers stopped: {', '.join(stopped)}" if stopped else "no Solver was running")
 
 
@@ -565,9 +550,7 @@ def solvers_stop(network: Optional[str] = NetworkOpt, org: Optional[list[str]] =
 def solvers_status(network: Optional[str] = NetworkOpt,
                    as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Per org: process, delivery endpoint, chain cursor and tasks by step."""
-    from solver.manage import solver_status
-
-    rows = solver_status(resolve_network(network))
+    rows = require_solver_plugin().status(resolve_network(network))
     if as_json:
         out.print_json(json.dumps([r.to_json() for r in rows]))
         return

@@ -11,6 +11,7 @@ from typing import Callable
 
 from testbed.errors import StateError
 from testbed.network import Network
+from testbed.solver_plugin import solver_plugin
 
 
 def founding_members(net: Network) -> dict[str, list[str]]:
@@ -46,8 +47,9 @@ def deploy_to_network(net: Network, *, force: bool = False, progress: Callable[[
     deployment = deploy(node.rpc_url, net.spec.chain_id, net.keys.operator.private_key, founding_members(net), log=progress)
     deployment.save(path)
     progress(f"deployment record written to {path}")
-    from solver.manage import start_solvers
-    start_solvers(net, progress, restart=force)  # solver hook: every org whose spec says `solver: true`
+    plugin = solver_plugin()
+    if plugin is not None:  # every org whose spec says `solver: true` (a redeploy: restarted on the new contracts)
+        plugin.start(net, progress, restart=force)
     return deployment
 
 

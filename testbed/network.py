@@ -29,8 +29,9 @@ from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, ch
 from testbed.engines import engine_of
 from testbed.errors import NotSupportedError, ReadinessError, StateError, TestbedError
 from testbed.keys import NetworkKeys, write_secret
+from testbed.solver_plugin import solver_plugin
 from testbed.spec.network import NetworkSpec
-from testbed.state import StateDir, write_json_atomic
+from testbed.state import StateDir, list_networks, state_root, write_json_atomic
 
 Progress = Callable[[str], None]
 WEI_PER_ETH = 10**18
@@ -376,9 +377,9 @@ class Network:
         for node in self.nodes:
             if not self.process(node.name):
                 self._spawn(node)
-        if self.state.deployment_file.is_file():  # solver hook: Solvers run beside their orgs' nodes
-            from solver.manage import start_solvers
-            start_solvers(self, progress, wait=False)
+        plugin = solver_plugin()
+        if self.state.deployment_file.is_file() and plugin is not None:  # Solvers run beside their orgs' nodes
+            plugin.start(self, progress, wait=False)
 
     def _spawn(self, node: NodePlan) -> NodeProcess:
         node_dir = self.state.node_dir(node.name)
@@ -435,8 +436,9 @@ class Network:
 
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop every node by pid; with purge, remove the state directory too."""
-        from solver.manage import stop_solvers
-        stop_solvers(self)  # solver hook: Solvers first, by pid, while their nodes still answer
+        plugin = solver_plugin()
+        if plugin is not None:
+            plugin.stop(self)  # Solvers first, by pid, while their nodes still answer
         stopped: list[str] = []
         procs = [(n.name, self.state.read_pid(n.name)) for n in self.nodes]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -647,3 +649,15 @@ class Network:
             if any(word in line for word in ("Fatal", "ERROR", "error", "panic")):
                 return line.strip()[:300]
         return lines[-1].strip()[:300] if lines else "(empty log)"
+
+
+def resolve_network(name: str | None) -> Network:
+    """The named network, or the only one there is."""
+    if name:
+        return Network.load(name)
+    known = list_networks()
+    if len(known) == 1:
+        return Network.load(known[0].name)
+    if not known:
+        raise StateError(f"no network in {state_root()}", hint="run 'testbed up' first")
+    raise StateError(f"several networks exist ({', '.join(s.name for s in known)})", hint="name one with --network")

@@ -53,3 +53,11 @@ class RunDir:
     def event(self, kind: str, **data) -> None:
         with open(self.root / "events.jsonl", "a") as handle:
             handle.write(json.dumps({"time": time.time(), "event": kind, **data}, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a run's .jsonl file ([] when there is none)."""
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -14,8 +14,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.backends.base import NodeProcess
 from testbed.errors import StateError
+
+
+@dataclass(frozen=True)
+class NodeProcess:
+    """How to find a running process (a node, a Solver) again, also from another harness
+    process: what its pid file holds."""
+
+    name: str
+    pid: int
+    marker: str  # a string that appears in the process's command line (its node directory)
 
 
 def state_root() -> Path:

@@ -9,11 +9,10 @@ last stdout line as JSON.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from testbed.errors import StateError, TestbedError
+from testbed.errors import StateError
 
 
 def spread(orgs: list[str], count: int) -> dict[str, int]:
@@ -44,28 +43,3 @@ def start(net, master: str, count: int, *, python: str = "", package: str = "") 
 
 def stop(net, log_dest: Path) -> None:
     _ansible(net).stop_load_workers(log_dest)
-
-
-def main(argv: list[str]) -> int:
-    from testbed.network import Network
-
-    request = json.loads(argv[0])
-    try:
-        net = Network.load(request["network"])
-        if request["action"] == "start":
-            pids = start(net, request["master"], request["count"], python=request.get("python", ""),
-                         package=request.get("package", ""))
-            print(json.dumps({"pids": pids}))
-        elif request["action"] == "stop":
-            stop(net, Path(request["log_dest"]))
-            print(json.dumps({"stopped": True}))
-        else:
-            raise StateError(f"unknown action {request['action']!r}: start or stop")
-    except TestbedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -7,20 +7,11 @@ that can.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from testbed.clients.base import NodePlan
-
-
-@dataclass(frozen=True)
-class NodeProcess:
-    """How to find a running node again, also from another harness process."""
-
-    name: str
-    pid: int
-    marker: str  # a string that appears in the process's command line (its node directory)
+from testbed.state import NodeProcess  # noqa: F401 (re-exported: what backends return)
 
 
 class Backend(Protocol):

@@ -29,7 +29,7 @@ from testbed.clients.istanbul import (
     qbft_extra_data,
     require_block_period,
 )
-from testbed.spec.network import NetworkSpec
+from testbed.spec.network import CLIENT_ENGINES, NetworkSpec
 
 # Files of a Besu node directory (relative to it).
 CONFIG = "config.toml"
@@ -127,7 +127,7 @@ def besu_config(spec: NetworkSpec, node: NodePlan, peers: list[NodePlan]) -> dic
 class BesuClient:
     name = "besu"
     binary = "besu"
-    engines = ("qbft", "ibft2", "clique")
+    engines = CLIENT_ENGINES["besu"]
     fee_rules = LONDON
     sealer_tool = None  # validators seal with the node key
     # the vote namespace on Besu's JSON-RPC over IPC (hidden options --Xrpc-ipc-*, Besu 24.12),

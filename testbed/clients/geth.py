@@ -27,7 +27,7 @@ from testbed.clients.base import (
     geth_ipc_flags,
     geth_rpc_flags,
 )
-from testbed.spec.network import NetworkSpec
+from testbed.spec.network import CLIENT_ENGINES, NetworkSpec
 
 FORKS_AT_ZERO = (
     "homesteadBlock", "eip150Block", "eip155Block", "eip158Block", "byzantiumBlock",
@@ -72,7 +72,7 @@ def static_nodes_toml(peers: list[NodePlan]) -> str:
 class GethClient:
     name = "geth"
     binary = "geth"
-    engines = ("clique",)
+    engines = CLIENT_ENGINES["geth"]
     fee_rules = LONDON
     admin_over_ipc = True
     sealer_tool = "clef"  # the external signer, where the backend runs local processes

@@ -32,7 +32,7 @@ from testbed.clients.istanbul import (
     qbft_extra_data,
     require_block_period,
 )
-from testbed.spec.network import NetworkSpec
+from testbed.spec.network import CLIENT_ENGINES, NetworkSpec
 
 TXN_SIZE_LIMIT_KB = 64  # GoQuorum's default is 32 KiB; contract deployments can exceed it
 
@@ -69,7 +69,7 @@ def goquorum_genesis(spec: NetworkSpec, validators: list[str], alloc: dict[str, 
 class GoQuorumClient:
     name = "goquorum"
     binary = "goquorum"
-    engines = ("qbft", "ibft")
+    engines = CLIENT_ENGINES["goquorum"]
     fee_rules = FeeRules(london=False, gas_price=0)  # pre-London genesis, gas price fixed at 0
     sealer_tool = None  # validators seal with the node key
     admin_over_ipc = True

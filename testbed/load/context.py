@@ -26,6 +26,7 @@ import gevent.pool
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.load.accounts import LoadAccount
+from testbed.load.profiles import users_for_rate
 from testbed.load.records import Recorder, TxRow
 from testbed.resources import ResourceSampler, node_pids
 
@@ -266,3 +267,22 @@ class LoadContext(SenderContext):
         while True:
             gevent.sleep(1.0)
             self.recorder.resources += sampler.sample_now()
+
+
+def presign(ctx, rate: float, seconds: float) -> float:
+    """Sign ahead: enough transfers for `seconds` at `rate` on the accounts the users will take."""
+    if seconds <= 0 or rate <= 0:
+        return 0.0
+    started = time.perf_counter()
+    users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users, ctx.min_users)
+    share = int(rate / users * seconds) + ctx.batch_size
+    per_org = -(-users // len(ctx.free))  # users are spread evenly; acquire() pops from the end
+    for org, group in ctx.free.items():
+        for account in group[len(group) - per_org:]:
+            missing = share - len(account.presigned)
+            if missing > 0:
+                account.presign_transfers(missing, ctx.recipient[org])
+            gevent.sleep(0)
+    if ctx.cti is not None:
+        ctx.cti.presign(rate, seconds, ctx.batch_size, ctx.per_user_rate)
+    return time.perf_counter() - started

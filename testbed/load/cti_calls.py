@@ -203,20 +203,20 @@ class CtiLoad:
 def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None] = lambda _: None) -> CtiLoad:
     """Listings to buy (one per org, its Solver authorized, its MISP event in the org's store),
     gas per function (estimated once), member accounts with their plans and nonces."""
-    from solver.crypto import delivery_public_key
-    from solver.seed import seed_network
     from testbed.contracts import deployment_of
+    from testbed.solver_plugin import require_solver_plugin
     from testbed.cti import CtiClient
     from testbed.cti.client import bind
     from testbed.cti.deploy import connect
 
     deployment = deployment_of(net)
+    solvers = require_solver_plugin()
     orgs = [o.name for o in net.members]
     if len(orgs) < 2:
         raise ValueError("CTI consumers buy another org's listing: at least 2 organizations are needed")
     load = CtiLoad(net=net, users=users, batch_size=batch_size)
     for org in orgs:
-        load.tokens[org] = seed_network(net, org, 1, supply=SUPPLY, price_wei=PRICE_WEI, progress=progress)[0].token_id
+        load.tokens[org] = solvers.seed(net, org, 1, supply=SUPPLY, price_wei=PRICE_WEI, progress=progress)[0].token_id
     node_of = {org: net.first_node(org) for org in orgs}
     w3 = connect(node_of[orgs[0]].rpc_url)
     contracts = bind(w3, deployment)
@@ -230,7 +230,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
     first = load.consumers[first_org][0]
     client = CtiClient(w3, deployment, first.private_key)
     client.buy(load.tokens[target_org], 1)
-    key = delivery_public_key(first.private_key)
+    key = solvers.delivery_public_key(first.private_key)
     est = {
         # a first buy of a token by an account costs more (new balance slot): estimate it from a fresh one
         "buy": max(w3.eth.estimate_gas({"from": a.address, "to": contracts["CtiMarket"].address, "value": PRICE_WEI * 50,
@@ -261,7 +261,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
                 account = CtiAccount(org=org, node=node.name, rpc_url=node.rpc_url, signer=signer)
                 account.nonce = w3.eth.get_transaction_count(pair.address, "pending")
                 if pool is load.consumers:
-                    k = delivery_public_key(pair.private_key)
+                    k = solvers.delivery_public_key(pair.private_key)
                     account.plan = (lambda size, serial, ts=others, k=k:
                                     consumer_batch(load.book, ts[serial % len(ts)], k, size))
                 else:

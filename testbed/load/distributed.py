@@ -47,7 +47,7 @@ from testbed.clients import fee_rules
 from testbed.errors import TestbedError
 from testbed.load.accounts import AccountRef, fund_accounts, new_account
 from testbed.load.address import parse_master
-from testbed.load.context import INCLUSION, SenderContext
+from testbed.load.context import INCLUSION, SenderContext, presign
 from testbed.load.records import TxRow
 from testbed.resources import ResourceSampler
 
@@ -109,13 +109,13 @@ class LocalProcesses:
 class MemberHosts:
     """Worker processes on an ansible network's member hosts, started and stopped by
     infra/ansible/locust-workers.yml (logs copied back to <run>/workers/<host>/). The playbooks run
-    in a child process (testbed.backends.ansible_workers): ansible-runner hangs under gevent."""
+    in a child process (testbed.load.ansible_child): ansible-runner hangs under gevent."""
 
     def __init__(self, network: str, count: int, run_root: Path, *, python: str = "", package: str = "") -> None:
         self.network, self.count, self.run_root, self.python, self.package = network, count, run_root, python, package
 
     def _call(self, request: dict) -> dict:
-        proc = subprocess.run([sys.executable, "-m", "testbed.backends.ansible_workers", json.dumps(request)],
+        proc = subprocess.run([sys.executable, "-m", "testbed.load.ansible_child", json.dumps(request)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
@@ -342,8 +342,6 @@ class Worker:
             "index": self.ctx.index, "accounts": [[a.org, a.address] for a in self.ctx.accounts()]})
 
     def _presign(self, environment, msg, **_) -> None:
-        from testbed.load.runner import presign
-
         # half again the even share per account: Locust's dispatcher may give this worker a user more
         seconds = presign(self.ctx, msg.data["rate"], msg.data["seconds"] * 1.5)
         self.runner.send_message("testbed_presigned", {"index": self.ctx.index, "seconds": seconds})

@@ -55,7 +55,7 @@ if _wants_profile():
 
 @events.init.add_listener
 def _init(environment, **_) -> None:
-    from testbed.cli import resolve_network
+    from testbed.network import resolve_network
     from testbed.load.accounts import fund_accounts, make_accounts
     from testbed.load.context import LoadContext
     from testbed.load.profiles import parse_profile, users_for_rate

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from testbed.runs import read_jsonl  # noqa: F401 (re-exported)
 
 TX_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "included_block", "included_time",
              "block_timestamp", "status", "error", "reorged")
@@ -160,10 +161,3 @@ def _jsonl(path: Path, rows) -> None:
         for row in rows:
             handle.write(json.dumps(row, separators=(",", ":")) + "\n")
     tmp.replace(path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]

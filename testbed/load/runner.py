@@ -28,7 +28,7 @@ from locust.env import Environment  # noqa: E402
 from testbed.contracts import chain_mark, record_pedometer  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.load.accounts import fund_accounts, make_accounts  # noqa: E402
-from testbed.load.context import LoadContext  # noqa: E402
+from testbed.load.context import LoadContext, presign  # noqa: E402
 from testbed.load.profiles import Profile, users_for_rate  # noqa: E402
 from testbed.load.shapes import ControlledShape, ProfileShape  # noqa: E402
 from testbed.load.users import TransferUser  # noqa: E402
@@ -152,25 +152,6 @@ def _launcher(net, run, opts: LoadOptions):
                            "machine the member hosts reach", hint="e.g. --master-bind 10.0.0.5 --master-port 5557")
     hosts = MemberHosts(net.name, opts.workers, run.root, python=opts.worker_python, package=opts.worker_package)
     return hosts, bind
-
-
-def presign(ctx, rate: float, seconds: float) -> float:
-    """Sign ahead: enough transfers for `seconds` at `rate` on the accounts the users will take."""
-    if seconds <= 0 or rate <= 0:
-        return 0.0
-    started = time.perf_counter()
-    users = users_for_rate(rate, ctx.per_user_rate, ctx.max_users, ctx.min_users)
-    share = int(rate / users * seconds) + ctx.batch_size
-    per_org = -(-users // len(ctx.free))  # users are spread evenly; acquire() pops from the end
-    for org, group in ctx.free.items():
-        for account in group[len(group) - per_org:]:
-            missing = share - len(account.presigned)
-            if missing > 0:
-                account.presign_transfers(missing, ctx.recipient[org])
-            gevent.sleep(0)
-    if ctx.cti is not None:
-        ctx.cti.presign(rate, seconds, ctx.batch_size, ctx.per_user_rate)
-    return time.perf_counter() - started
 
 
 def submit_stats(env: Environment) -> dict:

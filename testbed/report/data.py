@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.load.records import read_jsonl
+from testbed.runs import read_jsonl
 
 
 def _read_json(path: Path):
