@@ -101,7 +101,7 @@ def test_http_serves_no_vote_or_admin_namespace_and_the_ipc_socket_is_private(fo
                 rpc.call(method, *params)
         # GoQuorum seals with the node key; geth seals through clef, whose rules sign block seals only
         assert rpc.call("eth_accounts") == []
-        tx = {"from": node.address, "to": node.address, "value": "0x0", "gas": "0x5208", "gasPrice": "0x0"}
+        tx = {"from": node.address, "to": node.address, "value": "0x0", "gas": "0x5208", "gasPrice": "0x3b9aca00", "nonce": "0x0"}
         for method, params in (("eth_sign", [node.address, "0x00"]), ("eth_sendTransaction", [tx]),
                                ("eth_signTransaction", [tx])):
             with pytest.raises(RpcError, match="request denied|unknown account|does not exist|not available"):
