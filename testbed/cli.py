@@ -360,14 +360,27 @@ def validators_remove(node: str = typer.Argument(..., help="Validator node to vo
     validators.change(net, name, add=False, timeout=timeout, progress=_progress)
 
 
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout (progress stays on stderr).")
+
+
+def _result_json(result) -> dict:
+    """A scenario result for machines: name, status, run directory, seconds, error, every assertion."""
+    return {"scenario": result.name, "status": result.status, "run_dir": str(result.run_dir), "seconds": result.seconds,
+            "error": result.error, "assertions": [a.to_json() for a in result.assertions]}
+
+
 @app.command()
 def demo(scenario: Path = typer.Argument(None, help="Scenario YAML (default: scenarios/demo.yaml)."),
-         keep: bool = typer.Option(False, help="Leave the network running afterwards.")) -> None:
+         keep: bool = typer.Option(False, help="Leave the network running afterwards."),
+         as_json: bool = JsonOpt) -> None:
     """The main job: four-org network, contracts, Solvers, the demo scenario under Locust load; verdict and report path."""
     from testbed.demo import DEMO_SCENARIO, run_demo
     from testbed.scenario.cli_support import render_verdicts
 
     result, report = run_demo(scenario or DEMO_SCENARIO, progress=_progress, keep=keep)
+    if as_json:
+        out.print_json(json.dumps({**_result_json(result), "report": str(report) if report else None}))
+        raise typer.Exit(0 if result.passed else 1)
     render_verdicts(out, [result])
     verdict = "[bold green]PASSED[/bold green]" if result.passed else "[bold red]FAILED[/bold red]"
     out.print(f"verdict: {verdict}")
@@ -411,7 +424,8 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
                                           "set it when remote workers must know it)."),
           watchdog: bool = typer.Option(True, help="Rewind a Clique chain stuck on equal-weight branches (recorded "
                                         "as an intervention); --no-watchdog leaves a stall for you to see."),
-          keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running.")) -> None:
+          keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running."),
+          as_json: bool = JsonOpt) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
         steps = [float(r) for r in rates.split(",") if r.strip()]
@@ -435,6 +449,10 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
                     "master_port": master_port},
     })
     result = answer["result"]
+    if as_json:
+        out.print_json(json.dumps({"run_dir": answer["run_dir"], "report": str(Path(answer["run_dir"]) / "report.html"),
+                                   "result": result}))
+        raise typer.Exit(0 if result["agreement"]["agreed"] else 1)
     out.print(f"max sustainable included TPS: {result['max_sustainable_included_tps']}  ({result['stop_reason']})")
     for done in result.get("interventions", []):
         out.print(f"[yellow]the chain stalled {done['stalled_s']}s on competing Clique branches: rewound "
@@ -500,7 +518,8 @@ def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or
             runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run directories go (default: runs/ in the state dir)."),
             port_base: Optional[int] = typer.Option(None, "--port-base", help="Override ports.base of every scenario's network."),
             keep: bool = typer.Option(False, help="Leave each network running afterwards."),
-            check: bool = typer.Option(False, "--check", help="Only validate the files; start nothing.")) -> None:
+            check: bool = typer.Option(False, "--check", help="Only validate the files; start nothing."),
+            as_json: bool = JsonOpt) -> None:
     """Run incident scenarios: network up, steps, faults, agreement monitor; a verdict table; exit 0 only if all held."""
     from testbed.scenario.cli_support import collect, render_verdicts, validate_all, write_junit
     from testbed.scenario.engine import run_scenario
@@ -509,6 +528,10 @@ def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or
     overrides = {"port_base": port_base} if port_base else None
     scenarios = validate_all(files, overrides)  # every file validated before anything starts
     if check:
+        if as_json:
+            out.print_json(json.dumps([{"file": str(s.source), "scenario": s.name, "steps": len(s.spec.steps),
+                                        "assertions": len(s.spec.assertions)} for s in scenarios]))
+            return
         for s in scenarios:
             out.print(f"ok  {s.source}  ({s.name}: {len(s.spec.steps)} steps, {len(s.spec.assertions)} assertions)")
         return
@@ -516,10 +539,14 @@ def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or
     for scenario in scenarios:
         _progress(f"scenario {scenario.name} ({scenario.source})")
         results.append(run_scenario(scenario, runs_dir=runs_dir, progress=_progress, keep=keep))
-    render_verdicts(out, results)
     if junit:
         write_junit(junit, results)
-        out.print(f"junit: {junit}")
+    if as_json:
+        out.print_json(json.dumps([_result_json(r) for r in results]))
+    else:
+        render_verdicts(out, results)
+        if junit:
+            out.print(f"junit: {junit}")
     raise typer.Exit(0 if results and all(r.passed for r in results) else 1)
 
 

@@ -139,8 +139,12 @@ def test_bench_a_rate_that_holds_and_a_limit_that_must_stop_it(cli_net):
     assert step["included_ratio"] >= 0.95 and held["max_sustainable_target_tps"] == 40
     assert held["max_sustainable_included_tps"] == step["included_tps_steady"] > 0
     # submit -> inclusion takes most of a 1 s block: a 0.2 s p95 limit must stop the very first step
-    code, stopped, _ = _bench("--rates", "40,80,120", "--p95-limit", "0.2")
-    assert code == 0  # the nodes agreed; the stop is the bench's finding, not a failure
+    proc = run_cli("bench", "--network", NAME, "--step-seconds", "6", "--rates", "40,80,120", "--p95-limit", "0.2",
+                   "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # the nodes agreed; the stop is the bench's finding, not a failure
+    answer = json.loads(proc.stdout)  # --json: one document on stdout, progress on stderr
+    stopped = json.loads((Path(answer["run_dir"]) / "bench.json").read_text())
+    assert answer["result"]["stop_reason"] == stopped["stop_reason"] and Path(answer["report"]).is_file()
     assert len(stopped["steps"]) == 1 and stopped["stop_reason"].endswith("at 40 tx/s"), stopped["stop_reason"]
     assert stopped["steps"][0]["latency"]["p95_s"] > 0.2
     assert stopped["max_sustainable_included_tps"] is None

@@ -30,3 +30,15 @@ def test_schema_of_both_file_kinds_and_to_a_file(tmp_path):
     target = tmp_path / "s.json"
     assert runner.invoke(app, ["schema", "scenario", "--file", str(target)]).exit_code == 0
     assert json.loads(target.read_text()) == scenario
+
+
+def test_run_check_json_lists_every_shipped_scenario():
+    from pathlib import Path
+
+    scenarios = Path(__file__).resolve().parents[2] / "scenarios"
+    result = runner.invoke(app, ["run", "--check", "--json", str(scenarios)])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert {Path(r["file"]).name for r in listed} == {p.name for p in scenarios.glob("*.yaml")}
+    demo = next(r for r in listed if r["scenario"] == "demo")
+    assert demo["steps"] >= 3 and demo["assertions"] == 6
