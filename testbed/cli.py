@@ -425,6 +425,9 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           watchdog: bool = typer.Option(True, help="Rewind a Clique chain stuck on equal-weight branches (recorded "
                                         "as an intervention); --no-watchdog leaves a stall for you to see."),
           keep: bool = typer.Option(False, help="Leave a network brought up from SPEC running."),
+          csv: Optional[Path] = typer.Option(None, "--csv", help="Also write Locust's own CSV files: PREFIX_stats.csv, "
+                                             "PREFIX_stats_history.csv, PREFIX_failures.csv (totals: the last step's)."),
+          html: Optional[Path] = typer.Option(None, "--html", help="Also write Locust's own HTML report to this file."),
           as_json: bool = JsonOpt) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
@@ -446,7 +449,8 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         "keep": keep, "watchdog": watchdog, "limits": {"min_ratio": min_ratio, "p95_limit_s": p95_limit, "step_seconds": step_seconds},
         "options": {"batch_size": batch, "per_user_rate": per_user_rate, "users": users, "workers": workers,
                     "worker_hosts": worker_hosts, "remote_workers": remote_workers, "master_bind": master_bind,
-                    "master_port": master_port},
+                    "master_port": master_port, "csv_prefix": str(csv.resolve()) if csv else "",
+                    "html_file": str(html.resolve()) if html else ""},
     })
     result = answer["result"]
     if as_json:

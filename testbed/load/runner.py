@@ -29,6 +29,7 @@ from testbed.contracts import chain_mark, record_pedometer  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.load.accounts import fund_accounts, make_accounts  # noqa: E402
 from testbed.load.context import LoadContext, presign  # noqa: E402
+from testbed.load.locust_files import LocustFiles  # noqa: E402
 from testbed.load.profiles import Profile, users_for_rate  # noqa: E402
 from testbed.load.shapes import ControlledShape, ProfileShape  # noqa: E402
 from testbed.load.users import TransferUser  # noqa: E402
@@ -54,6 +55,8 @@ class LoadOptions:
     remote_workers: int = 0  # also wait for this many workers started by someone else
     master_bind: str = "127.0.0.1"  # the master's address for workers (ansible lab hosts: their bridge)
     master_port: int = 0  # 0: any free port
+    csv_prefix: str = ""  # also Locust's own CSV files: <prefix>_stats.csv, _stats_history.csv, _failures.csv
+    html_file: str = ""  # also Locust's own HTML report
 
 
 class InProcess:
@@ -198,6 +201,7 @@ def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progres
     shape = ProfileShape(profile)
     since = chain_mark(net)  # the pedometer of this run counts from here
     env, ctx = _setup(net, run, opts, shape, progress)
+    files = LocustFiles(env, opts.csv_prefix, opts.html_file)
     top = max(profile.rate_at(t) or 0 for t in range(int(profile.duration) + 1))
     try:
         signing = ctx.generators.presign(top, opts.presign_seconds or min(profile.duration, 120.0))
@@ -205,6 +209,7 @@ def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progres
         ctx.start()
         started = time.time()
         env.runner.start_shape()
+        files.start()
         while env.runner.shape_greenlet is not None:
             gevent.sleep(0.5)
         ended = time.time()
@@ -214,6 +219,7 @@ def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progres
         raise
     run.event("load_finished", seconds=round(ended - started, 3))
     _finish(env, ctx, run, opts, progress, since)
+    files.finish()
     figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
     run.write_json("load.json", figures)
     return figures
@@ -236,6 +242,8 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
     env, ctx = _setup(net, run, opts, shape, progress)
     ctx.start()
     env.runner.start_shape()
+    files = LocustFiles(env, opts.csv_prefix, opts.html_file)
+    files.start()
     steps: list[dict] = []
     stop_reason = f"reached the last step ({rates[-1]:g} tx/s)"
     try:
@@ -284,6 +292,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
         gevent.sleep(1.5)
         env.runner.stop()
         _finish(env, ctx, run, opts, progress, since)
+        files.finish()
     sustained = [s for s in steps if s["included_ratio"] >= limits.min_ratio
                  and (s["latency"]["p95_s"] or 0) <= limits.p95_limit_s and s["agreement"]["agreed"]]
     best = max(sustained, key=lambda s: s["included_tps_steady"] or 0, default=None)

@@ -131,9 +131,14 @@ def _bench(*args: str) -> tuple[int, dict, Path]:
     return proc.returncode, json.loads((run_dir / "bench.json").read_text()), run_dir
 
 
-def test_bench_a_rate_that_holds_and_a_limit_that_must_stop_it(cli_net):
-    code, held, run_dir = _bench("--rates", "40")
+def test_bench_a_rate_that_holds_and_a_limit_that_must_stop_it(cli_net, tmp_path):
+    code, held, run_dir = _bench("--rates", "40", "--csv", str(tmp_path / "locust"), "--html", str(tmp_path / "locust.html"))
     assert code == 0
+    # Locust's own files, as `locust --csv --html` writes them
+    stats = (tmp_path / "locust_stats.csv").read_text().splitlines()
+    assert stats[0].startswith("Type,Name,Request Count") and any(",Aggregated," in row for row in stats), stats[:3]
+    assert len((tmp_path / "locust_stats_history.csv").read_text().splitlines()) > 2  # a row a second or so
+    assert (tmp_path / "locust_failures.csv").is_file() and "locust" in (tmp_path / "locust.html").read_text().lower()
     step = held["steps"][0]
     assert len(held["steps"]) == 1 and held["stop_reason"].startswith("reached the last step"), held["stop_reason"]
     assert step["included_ratio"] >= 0.95 and held["max_sustainable_target_tps"] == 40
