@@ -91,3 +91,41 @@ def test_activity_counters_equal_included_buys_and_requests(cti_net, cti_run):
         assert now["sold"] > before["sold"], (org, now, before)
     assert sum(requested.values()) > 0
 
+
+
+@pytest.fixture(scope="module")
+def mix_run(cti_net, cti_run):  # after the consumers' run: one load process at a time
+    request = {"command": "load", "network": cti_net.name, "profile": "constant:60:6",
+               "options": {"batch_size": 5, "per_user_rate": 10.0, "drain_timeout": 15.0, "users": "mix"}}
+    proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
+    return run_dir, json.loads((run_dir / "cti.json").read_text())
+
+
+def test_the_mix_runs_every_user_class_and_the_publishers_counters_follow(cti_net, mix_run):
+    """transfers, CTI consumers (buy + request) and publishers (new listings + mints) in one Locust
+    run: each class's transactions are included, and each publisher org's Published and Minted
+    counters moved by exactly its included publishes and mints."""
+    run_dir, cti = mix_run
+    txs = RunData.load(run_dir).txs
+    included = Counter(t["kind"] for t in txs if t["status"] == "included")
+    for kind in ("transfer", "cti_buy", "cti_request", "cti_publish", "cti_mint"):
+        assert included[kind] > 0, (kind, included)
+    org_of = {a.lower(): org for org, accounts in cti["publishers"].items() for a in accounts}
+    published, minted = Counter(), Counter()
+    for t in txs:
+        if t["status"] == "included" and t["kind"] in ("cti_publish", "cti_mint"):
+            org = org_of[t["sender"].lower()]
+            if t["kind"] == "cti_publish":
+                published[org] += 1
+            else:
+                minted[org] += 1
+    after = cti["activity_after"]
+    for org, before in cti["activity_before"].items():
+        assert after[org]["published"] - before["published"] == published[org], (org, before, after, published)
+        # a new listing mints its supply (1,000) at once; every mint one more token
+        assert after[org]["minted"] - before["minted"] == 1000 * published[org] + minted[org], (org, before, after)
+    activity = json.loads((run_dir / "activity.json").read_text())  # the run's pedometer agrees with its events
+    assert activity["mismatches"] == [] and {o["name"] for o in activity["organizations"]} == set(cti["org_ids"])

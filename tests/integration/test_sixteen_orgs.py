@@ -1,0 +1,32 @@
+"""Sixteen organizations on GoQuorum QBFT (the shipped sixteen-orgs.yaml): every node peers with
+every other, all agree on every height with sixteen validators, and `down` leaves nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.network import Network
+
+from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
+
+pytestmark = pytest.mark.integration
+
+
+def test_sixteen_organizations_up_agree_and_down(testbed_home):
+    network = Network.create(spec_with(NETWORKS / "sixteen-orgs.yaml", name="it-sixteen", port_base=31000),
+                             progress=print)
+    pids = node_pids(network)
+    try:
+        assert len(network.nodes) == 16 and len(network.organizations) == 16
+        status = network.status()
+        validators = sorted(n.address.lower() for n in network.nodes)
+        for node in status.nodes:
+            assert node.process_alive and node.snapshot.peers == 15, (node.plan.name, node.snapshot.peers)
+            assert sorted(v.lower() for v in node.snapshot.validators) == validators, node.plan.name
+        result = network.agreement(full=True, settle=15)
+        assert result.agreed and result.common_height >= 3 and result.heights_checked == result.common_height + 1, \
+            result.summary()
+    finally:
+        running = sorted(network.running_nodes())
+        assert sorted(network.down(purge=True)) == running
+        assert_no_process(pids)
