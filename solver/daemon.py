@@ -40,6 +40,7 @@ from testbed.errors import ChainError
 
 log = logging.getLogger("solver")
 
+REPLACED = -1  # a journaled transaction's status when another one took its nonce
 UNREAD = object()  # a receipt not read yet (None means: read, not mined)
 CRASH_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
 ENDPOINT_FILE = "endpoint.json"
@@ -100,6 +101,7 @@ class Solver:
         self._misp_uuids: dict[int, str] = {}  # token -> its MISP event (fixed when the CTI is published)
         self._authorized: dict[int, bool] = {}  # token -> this account may solve it (read once per tick)
         self._said_no_batches = False
+        self._mined_nonce: int | None = None  # the account's mined nonce, read at most once a tick
         self._batches = False  # the node answered a JSON-RPC batch (set by _prefetch)
         self._last_task = None  # the chain's view of the task `_act` looked at last
         self._intents: list[Intent] | None = None  # collecting during a tick, when the node takes batches
@@ -202,6 +204,7 @@ class Solver:
         """Read new events, then move every unfinished task as far as it can go now."""
         assert self.watcher is not None, "connect() first"
         self._authorized.clear()
+        self._mined_nonce = None
         self.sender.new_block()
         for event in self.watcher.poll(head):
             self.journal.ensure(event.task_id, event.token_id,
@@ -531,6 +534,10 @@ class Solver:
         `receipt`: already read this tick (None: not mined), else read now."""
         if receipt is UNREAD:
             receipt = self.sender.receipt(row.pending_hash)
+        if receipt is None and self._nonce_taken(row):
+            receipt = self.sender.receipt(row.pending_hash)  # mined since the first look?
+            if receipt is None:
+                return self._replaced(row)
         if receipt is None:
             due = row.pending_sent is None or time.time() - row.pending_sent > self.cfg.rebroadcast_after
             if force_send or due:
@@ -556,6 +563,28 @@ class Solver:
             self._crash("finished")
         else:
             self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.REJECTED)
+        return True
+
+    def _nonce_taken(self, row: TaskRow) -> bool:
+        """Whether the account's mined nonce has passed the journaled transaction's nonce: then
+        either those bytes are in a block, or another transaction took the nonce and they never
+        will be (a "nonce too low" answer to a re-send says only that)."""
+        nonce = next((t["nonce"] for t in self.journal.txs(row.task_id) if t["hash"] == row.pending_hash), None)
+        if nonce is None:
+            return False
+        if self._mined_nonce is None:
+            self._mined_nonce = self.sender.mined_nonce()
+        return self._mined_nonce > nonce
+
+    def _replaced(self, row: TaskRow) -> bool:
+        """Another transaction of this account took the nonce of the journaled one: it is settled
+        as replaced (status -1) and the task goes back to the step before, to be signed afresh."""
+        log.warning("task %d: %s %s was replaced (its nonce is in a block, its hash is not); signing it again",
+                    row.task_id, row.pending_kind, row.pending_hash)
+        fallback = {J.ACCEPT_SENT: J.NEW, J.FINISH_SENT: J.ENCRYPTED, J.REJECT_SENT: J.NEW}.get(row.step, J.NEW)
+        self.journal.settle_tx(row.task_id, row.pending_hash, None, REPLACED, fallback)
+        if self.nonce is not None:
+            self.nonce = max(self.nonce, self._mined_nonce or 0)
         return True
 
     # ---- records ----------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class TxSender:
     def pending_nonce(self) -> int:
         return self.w3.eth.get_transaction_count(self.account.address, "pending")
 
+    def mined_nonce(self) -> int:
+        """The account's next nonce as the latest block sees it: every lower nonce is in a block."""
+        return self.w3.eth.get_transaction_count(self.account.address, "latest")
+
     def build(self, contract, function: str, args: list[Any]) -> dict[str, Any]:
         """The unsigned call (no gas, nonce or fees yet)."""
         return {**contract_tx(contract, function, args), "from": self.account.address, "chainId": self.chain_id}

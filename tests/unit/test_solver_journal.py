@@ -233,3 +233,35 @@ def test_watcher_survives_a_restart_from_its_persisted_cursor(tmp_path):
     w3.eth.add_task(7, 2)
     again = TaskWatcher(w3, "0xT", Journal(path), publisher_org=1, depth=0)
     assert [e.task_id for e in again.poll()] == [2]
+
+
+def test_a_journaled_transaction_whose_nonce_another_took_is_signed_again(setup):
+    """The accept was signed and journaled, then the Solver died; meanwhile another transaction of
+    the same account took that nonce. A re-send answers "nonce too low", which must not be read
+    as "mined": the receipt of those bytes never comes, so the task goes back and is signed anew."""
+    from solver.daemon import REPLACED
+
+    world, tmp_path, store, token, consumer = setup
+    task_id = consumer.request(token)
+    first = make_solver(world, tmp_path, store, crash_at="accept_signed")
+    with pytest.raises(Crash):
+        for _ in range(3):
+            first.tick()
+    first.close()
+    journaled = Journal(tmp_path / "solver" / "solver.sqlite").txs(task_id)
+    assert [t["kind"] for t in journaled] == ["accept"] and journaled[0]["status"] is None
+    # the same account spends that nonce on something else (an operator's transfer, another tool)
+    solver_key = key_for("acme.sol")
+    other = Account.sign_transaction({"to": Account.from_key(solver_key).address, "value": 0, "gas": 21000,
+                                      "gasPrice": world.w3.eth.gas_price * 2, "nonce": journaled[0]["nonce"],
+                                      "chainId": world.w3.eth.chain_id}, solver_key)
+    world.w3.eth.send_raw_transaction(other.raw_transaction)
+    second = make_solver(world, tmp_path, store)  # reconcile re-sends the journaled bytes: "nonce too low"
+    for _ in range(6):
+        second.tick()
+    row = second.journal.get(task_id)
+    assert row.step == J.FINISHED and consumer.cti.task(task_id).state == TaskState.FINISHED
+    txs = second.journal.txs(task_id)
+    assert [(t["kind"], t["status"]) for t in txs] == [("accept", REPLACED), ("accept", 1), ("finish", 1)], txs
+    assert finished_events(world, task_id) == 1
+    second.close()
