@@ -44,6 +44,11 @@ def geth_ipc_flags(ipc: Path | None) -> list[str]:
     return ["--ipcpath", str(ipc)] if ipc is not None else ["--ipcdisable"]
 
 
+def own_hosts(node: NodePlan) -> list[str]:
+    """The names a request to this node's RPC may carry as its Host (and a page as its origin)."""
+    return list(dict.fromkeys(["localhost", "127.0.0.1", node.host]))
+
+
 def geth_rpc_flags(node: NodePlan, apis: list[str], *, authrpc: bool) -> list[str]:
     """HTTP, WS (and, with `authrpc`, engine-API) JSON-RPC and metrics listeners of a geth-family
     node (geth, GoQuorum), all bound to the node's own address; cache size and RPC caps."""
@@ -52,8 +57,10 @@ def geth_rpc_flags(node: NodePlan, apis: list[str], *, authrpc: bool) -> list[st
         "--http", "--http.addr", node.host, "--http.port", str(p.http), "--http.api", api,
         # only requests naming this node's own host: a web page on another name (DNS rebinding)
         # cannot reach the RPC through a browser
-        "--http.vhosts", ",".join(dict.fromkeys(["localhost", "127.0.0.1", node.host])),
+        "--http.vhosts", ",".join(own_hosts(node)),
         "--ws", "--ws.addr", node.host, "--ws.port", str(p.ws), "--ws.api", api,
+        # a browser page may open a WebSocket only from the node's own host names
+        "--ws.origins", ",".join(f"http://{h}" for h in own_hosts(node)),
     ]
     if authrpc:
         flags += ["--authrpc.addr", node.host, "--authrpc.port", str(p.authrpc)]

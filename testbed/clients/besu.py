@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from testbed.chain.txs import LONDON
-from testbed.clients.base import PUBLIC_APIS, NodePlan, RenderedFile, ValidatorRpc
+from testbed.clients.base import PUBLIC_APIS, NodePlan, RenderedFile, ValidatorRpc, own_hosts
 from testbed.clients.geth import clique_extra_data
 from testbed.clients.istanbul import (
     BFT_MIX_HASH,
@@ -113,7 +113,7 @@ def besu_config(spec: NetworkSpec, node: NodePlan, peers: list[NodePlan]) -> dic
         "rpc-http-host": node.host,
         "rpc-http-port": p.http,
         "rpc-http-api": apis,
-        "host-allowlist": ["*"],
+        "host-allowlist": own_hosts(node),  # a request naming another host (DNS rebinding) is refused
         "rpc-ws-enabled": True,
         "rpc-ws-host": node.host,
         "rpc-ws-port": p.ws,

@@ -6,6 +6,8 @@ The tests in this module share one network and run in file order.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import stat
@@ -101,6 +103,15 @@ def test_http_serves_no_vote_or_admin_namespace_and_the_ipc_socket_is_private(fo
                 rpc.call(method, *params)
         # GoQuorum seals with the node key; geth seals through clef, whose rules sign block seals only
         assert rpc.call("eth_accounts") == []
+        # a request naming another host (a page on evil.example.com, DNS-rebound to the node) is refused
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "web3_clientVersion", "params": []})
+        conn = http.client.HTTPConnection(node.host, node.ports.http, timeout=10)
+        try:
+            conn.request("POST", "/", body, {"Content-Type": "application/json", "Host": "evil.example.com"})
+            answer = conn.getresponse()
+            assert answer.status == 403, (answer.status, answer.read()[:200])
+        finally:
+            conn.close()
         tx = {"from": node.address, "to": node.address, "value": "0x0", "gas": "0x5208", "gasPrice": "0x3b9aca00", "nonce": "0x0"}
         for method, params in (("eth_sign", [node.address, "0x00"]), ("eth_sendTransaction", [tx]),
                                ("eth_signTransaction", [tx])):

@@ -141,6 +141,15 @@ def test_http_answers_only_requests_naming_the_nodes_own_host(tmp_path, client_n
     cmd = get_client(client_name).command(Path("/cache/geth"), spec, node, tmp_path, [])
     vhosts = cmd[cmd.index("--http.vhosts") + 1].split(",")
     assert "*" not in vhosts and "198.18.0.2" in vhosts and set(vhosts) <= {"localhost", "127.0.0.1", "198.18.0.2"}
+    origins = cmd[cmd.index("--ws.origins") + 1].split(",")
+    assert set(origins) == {"http://localhost", "http://127.0.0.1", "http://198.18.0.2"}
+
+
+def test_besu_answers_only_requests_naming_the_nodes_own_host():
+    nodes = network()
+    config = tomllib.loads({f.path: f for f in get_client("besu").node_files(spec_for("besu", "qbft"), nodes[0],
+                                                                             nodes[1:])}["config.toml"].content)
+    assert config["host-allowlist"] == ["localhost", "127.0.0.1"]  # the node's own address is 127.0.0.1 here
 
 
 @pytest.mark.parametrize("client_name", ["geth", "goquorum"])
