@@ -3,7 +3,8 @@
 Every operation is tried whether or not it should succeed; the model says which, and a
 mismatch fails. Beside the CTI steps, the sequences expel member organizations (a removal
 proposal and the votes that pass it), transfer tokens between members' accounts (ERC-1155
-safeTransferFrom), and dispute deliveries. After every step: ether is conserved (accounts + market + fees paid), the
+safeTransferFrom), dispute deliveries, and relay members' calls through a contract (the caller is
+then the contract, no member). After every step: ether is conserved (accounts + market + fees paid), the
 market holds exactly the proceeds it owes, every token's supply is accounted for
 (inventory + holders + escrow = minted - burned), and each org's counters equal the model.
 At the end of a run the counters also equal the Step events the Activity contract emitted,
@@ -22,15 +23,36 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from testbed.cti import ContractRevert, Kind, TaskState
+from testbed.cti.tx import contract_tx
 from tests.unit.helpers_cti import ORGS, TIMEOUT, World, address_for, build_world, content_hash
 
 ACCOUNTS = [f"{o}.{r}" for o in ORGS for r in ("pub", "sol", "con")]
 orgs = st.sampled_from(ORGS)
 
 
+# A relay contract: forwards its calldata and value to TARGET, returns or reverts with the answer.
+# Runtime: CALLDATACOPY; CALL(gas, TARGET, callvalue, calldata); RETURNDATACOPY; success ? RETURN : REVERT
+RELAY_RUNTIME = "36600060003760006000366000347f{target}5af13d600060003e603e573d6000fd5b3d6000f3"
+
+
+def relay_initcode(target: str) -> str:
+    runtime = RELAY_RUNTIME.format(target=target.lower().removeprefix("0x").rjust(64, "0"))
+    size = len(runtime) // 2
+    return f"0x60{size:02x}80600b6000396000f3{runtime}"
+
+
 @cache
 def shared_world() -> World:
-    return build_world()
+    """The consortium, plus a relay contract in front of each CTI contract (before the snapshot
+    every sequence starts from)."""
+    world = build_world()
+    rich = world.chain.tester.get_accounts()[0]
+    world.relays = {}
+    for name in ("CtiMarket", "Tasks", "Feedback", "Membership"):
+        tx = world.w3.eth.send_transaction({"from": rich, "data": relay_initcode(world.deployment.address(name))})
+        world.relays[name] = world.w3.eth.get_transaction_receipt(tx)["contractAddress"]
+    world.snapshot = world.chain.tester.take_snapshot()
+    return world
 
 
 @dataclass
@@ -268,6 +290,27 @@ class CtiMachine(RuleBasedStateMachine):
             self.count(m.consumer, Kind.DISPUTE_RAISED)
             self.count(self._publisher(task), Kind.DISPUTE_RECEIVED)
             event("a delivery disputed")
+
+    # ---- contract callers ----------------------------------------------------------------
+
+    @precondition(lambda self: self.model_tokens)
+    @rule(data=st.data(), org=orgs, role=st.sampled_from(["pub", "sol", "con"]))
+    def relayed(self, data, org, role):
+        """A member account's call relayed by a contract: the contract is the caller (msg.sender),
+        and it is no member, so every call fails with NotMember; nothing authorizes by tx.origin."""
+        token = data.draw(st.sampled_from(sorted(self.model_tokens)), label="token")
+        price = self.model_tokens[token].price
+        contract, function, args, value = data.draw(st.sampled_from([
+            ("CtiMarket", "buy", [token, 1], price), ("CtiMarket", "mint", [token, 1], 0),
+            ("CtiMarket", "withdrawProceeds", [], 0), ("Tasks", "request", [token, b"\x02" * 33], 0),
+            ("Feedback", "like", [token], 0), ("Membership", "proposeRemoval", [ORGS.index(org) + 1], 0)]), label="call")
+        client = self.c(org, role)
+        tx = {**contract_tx(client.c[contract], function, args, value), "to": self.w.relays[contract]}
+        with pytest.raises(ContractRevert) as err:
+            client.signer.transact(f"relayed {contract}.{function}", tx)
+        assert err.value.error == "NotMember", str(err.value)
+        assert err.value.error_args["account"].lower() == self.w.relays[contract].lower()  # the relay, not the member
+        event("a call relayed by a contract")
 
     # ---- members and holders -------------------------------------------------------------
 
