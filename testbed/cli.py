@@ -555,6 +555,44 @@ def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or
 
 
 
+# ---- live metrics: a Prometheus server per network (testbed.monitoring) --------------------------
+
+monitor_app = typer.Typer(help="Prometheus for a network: every node's metrics, the chain exporter, node-exporter.",
+                          no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("up")
+def monitor_up(network: Optional[str] = NetworkOpt) -> None:
+    """Start Prometheus (scraping every second), the chain exporter and node-exporter; print the URL."""
+    from testbed.monitoring import prometheus
+
+    record = prometheus.up(resolve_network(network), _progress)
+    out.print(f"prometheus: {record['url']}")
+
+
+@monitor_app.command("down")
+def monitor_down(network: Optional[str] = NetworkOpt) -> None:
+    """Stop the network's monitor processes by pid (its data stays in <state>/monitor/)."""
+    from testbed.monitoring import prometheus
+
+    stopped = prometheus.down(resolve_network(network))
+    _progress(f"monitor stopped: {', '.join(stopped)}" if stopped else "no monitor was running")
+
+
+@monitor_app.command("status")
+def monitor_status(network: Optional[str] = NetworkOpt, as_json: bool = JsonOpt) -> None:
+    """Whether the monitor runs, its URL and ports; exit 1 when it does not run."""
+    from testbed.monitoring import prometheus
+
+    record = prometheus.running(resolve_network(network))
+    if as_json:
+        out.print_json(json.dumps(record))
+    else:
+        out.print(f"prometheus: {record['url']}" if record else "no monitor runs")
+    raise typer.Exit(0 if record else 1)
+
+
 # ---- solvers (issue 5): the organizations' Solver daemons; logic in solver.manage ---------------
 
 solvers_app = typer.Typer(help="The organizations' Solvers: start, stop, status.", no_args_is_help=True)

@@ -29,6 +29,7 @@ from testbed.consensus import AgreementResult, NodeSnapshot, check_agreement, ch
 from testbed.engines import engine_of
 from testbed.errors import NotSupportedError, ReadinessError, StateError, TestbedError
 from testbed.keys import NetworkKeys, write_secret
+from testbed.monitoring import prometheus
 from testbed.solver_plugin import solver_plugin
 from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir, list_networks, state_root, write_json_atomic
@@ -439,6 +440,7 @@ class Network:
         plugin = solver_plugin()
         if plugin is not None:
             plugin.stop(self)  # Solvers first, by pid, while their nodes still answer
+        prometheus.down(self)  # the network's monitor, if one runs
         stopped: list[str] = []
         procs = [(n.name, self.state.read_pid(n.name)) for n in self.nodes]
         with ThreadPoolExecutor(max_workers=8) as pool:
