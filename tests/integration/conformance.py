@@ -26,6 +26,19 @@ def check_every_node_has_all_peers(network: Network) -> None:
         assert sorted(v.lower() for v in node.snapshot.validators) == sorted(n.address.lower() for n in network.nodes)
 
 
+def check_fully_peered_same_validators_and_agreeing(network: Network) -> None:
+    """Every node runs, peers with every other node, reports the network's validators, and all
+    agree on every height (at least 3)."""
+    status = network.status()
+    validators = sorted(n.address.lower() for n in network.nodes if n.is_validator)
+    for node in status.nodes:
+        assert node.process_alive and node.snapshot.peers == len(network.nodes) - 1, (node.plan.name, node.snapshot.peers)
+        assert sorted(v.lower() for v in node.snapshot.validators) == validators, node.plan.name
+    result = network.agreement(full=True, settle=15)
+    assert result.agreed and result.common_height >= 3 and result.heights_checked == result.common_height + 1, \
+        result.summary()
+
+
 def check_all_nodes_agree_on_every_height(network: Network):
     """Every node holds the same block at every height (from genesis); returns the agreement."""
     result = network.agreement(full=True, settle=15)

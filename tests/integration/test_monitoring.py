@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -48,7 +47,7 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
                 targets = api(url, "targets")["activeTargets"]
             except OSError:
                 return False
-            return all(t["health"] == "up" for t in targets) and \\
+            return all(t["health"] == "up" for t in targets) and \
                 {j: sum(t["labels"]["job"] == j for t in targets) for j in jobs} == jobs
 
         assert wait_for(all_up, timeout=60), api(url, "targets")["activeTargets"]
@@ -68,7 +67,7 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
         included = sum(t["status"] == "included" for t in txs)
         assert included > 100
         # the exporter counts every transaction of every block: the run's, plus the funding of its accounts
-        assert wait_for(lambda: transactions_counted(url) - before >= included, timeout=30), \\
+        assert wait_for(lambda: transactions_counted(url) - before >= included, timeout=30), \
             (transactions_counted(url) - before, included)
         assert transactions_counted(url) - before <= included + 50
     finally:

@@ -7,6 +7,7 @@ import pytest
 
 from testbed.network import Network
 
+from . import conformance
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
 
 pytestmark = pytest.mark.integration
@@ -18,14 +19,8 @@ def test_sixteen_organizations_up_agree_and_down(testbed_home):
     pids = node_pids(network)
     try:
         assert len(network.nodes) == 16 and len(network.organizations) == 16
-        status = network.status()
-        validators = sorted(n.address.lower() for n in network.nodes)
-        for node in status.nodes:
-            assert node.process_alive and node.snapshot.peers == 15, (node.plan.name, node.snapshot.peers)
-            assert sorted(v.lower() for v in node.snapshot.validators) == validators, node.plan.name
-        result = network.agreement(full=True, settle=15)
-        assert result.agreed and result.common_height >= 3 and result.heights_checked == result.common_height + 1, \
-            result.summary()
+        assert all(n.is_validator for n in network.nodes)
+        conformance.check_fully_peered_same_validators_and_agreeing(network)
     finally:
         running = sorted(network.running_nodes())
         assert sorted(network.down(purge=True)) == running

@@ -12,6 +12,7 @@ import pytest
 from testbed import validators
 from testbed.network import Network
 
+from . import conformance
 from .conftest import NETWORKS, spec_with
 
 pytestmark = pytest.mark.integration
@@ -29,14 +30,7 @@ def five_nodes(testbed_home, request):
 
 
 def test_every_node_peered_and_agreeing_on_every_height(five_nodes):
-    status = five_nodes.status()
-    validators_ = sorted(n.address.lower() for n in five_nodes.nodes if n.is_validator)
-    for node in status.nodes:
-        assert node.process_alive and node.snapshot.peers == 4, (node.plan.name, node.snapshot.peers)
-        assert sorted(v.lower() for v in node.snapshot.validators) == validators_, node.plan.name
-    result = five_nodes.agreement(full=True, settle=15)
-    assert result.agreed and result.common_height >= 3 and result.heights_checked == result.common_height + 1, \
-        result.summary()
+    conformance.check_fully_peered_same_validators_and_agreeing(five_nodes)
 
 
 def test_member_voted_in_signs_then_voted_out(five_nodes):
