@@ -56,7 +56,7 @@ class ChainUser(User):
             self.account.nonce = node_nonce
         # spread users over the pacing interval so that batches do not arrive in bursts
         users = max(1, self.environment.runner.user_count)
-        gevent.sleep(random.uniform(0, min(1.0, pacing_interval(self.ctx.current_rate(), users, self.ctx.batch_size))))
+        gevent.sleep(random.uniform(0, min(1.0, pacing_interval(self.ctx.current_rate(), users, self.batch()))))
         self._next = time.monotonic()
 
     def on_stop(self) -> None:
@@ -71,10 +71,14 @@ class ChainUser(User):
         and shows as offered < target).
         """
         users = max(1, self.environment.runner.user_count)
-        interval = min(5.0, pacing_interval(self.ctx.current_rate(), users, self.ctx.batch_size))
+        interval = min(5.0, pacing_interval(self.ctx.current_rate(), users, self.batch()))
         now = time.monotonic()
         self._next = max(self._next + interval, now - self.CATCH_UP_S)
         return max(0.0, self._next - now)
+
+    def batch(self) -> int:
+        """Transactions per batch of this user (what its pacing is computed from)."""
+        return self.ctx.batch_size
 
     def next_batch(self) -> list[tuple[int, str, str]]:
         raise NotImplementedError
@@ -87,5 +91,11 @@ class ChainUser(User):
 class TransferUser(ChainUser):
     kind = "transfer"
 
+    def batch(self) -> int:
+        """At most one second of this user's share: with one user per organization at a low rate,
+        full batches would come seconds apart, in bursts (and the figures with them)."""
+        users = max(1, self.environment.runner.user_count)
+        return max(1, min(self.ctx.batch_size, int(self.ctx.current_rate() / users)))
+
     def next_batch(self) -> list[tuple[int, str, str]]:
-        return self.account.take(self.ctx.batch_size, self.ctx.recipient[self.account.org])
+        return self.account.take(self.batch(), self.ctx.recipient[self.account.org])

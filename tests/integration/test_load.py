@@ -146,6 +146,6 @@ def test_report_renders_from_run_dir_alone(load_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     html_path, json_path = render(copy)
-    assert html_path.read_text().count("<svg") == 5
+    assert html_path.read_text().count("<svg") == 6  # head lag, resources, throughput, latency, histogram, blocks
     assert json.loads(json_path.read_text()) == json.loads((run_dir / "summary.json").read_text()) | {
         "run": copy.name}
