@@ -589,7 +589,9 @@ class Network:
                    only: list[str] | None = None) -> AgreementResult:
         """Return once every node (or `only`) has all its peers and agrees on `new_blocks` new blocks."""
         names = only or [n.name for n in self.nodes]
-        timeout = timeout if timeout is not None else 30 + 3 * len(names)
+        # a dial that loses a simultaneous-connect race is retried only after the client's dial
+        # history expires (about 35 s in geth and GoQuorum): leave room for one such retry
+        timeout = timeout if timeout is not None else 60 + 3 * len(names)
         deadline = time.monotonic() + timeout
         expected_peers = len(self.nodes) - 1
         progress(f"waiting for {len(names)} nodes to peer ({expected_peers} peers each)")
