@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from testbed.chain.rpc import RpcClient
 from testbed.monitoring import prometheus
 from testbed.network import Network
 from testbed.report.data import RunData
@@ -31,6 +33,37 @@ def api(url: str, path: str, **params) -> dict:
 def transactions_counted(url: str) -> float | None:
     result = api(url, "query", query="testbed_block_transactions_total")["result"]
     return float(result[0]["value"][1]) if result else None
+
+
+def settled(url: str, quiet: float = 4.0) -> float:
+    """The transaction counter once it has not moved for `quiet` seconds (only empty blocks)."""
+    value, since = transactions_counted(url), time.monotonic()
+    deadline = since + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = transactions_counted(url)
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return value
+    raise AssertionError("the transaction counter never settled")
+
+
+def head(net) -> int:
+    rpc = RpcClient(net.nodes[0].rpc_url)
+    try:
+        return int(rpc.call("eth_blockNumber"), 16)
+    finally:
+        rpc.close()
+
+
+def transactions_in_blocks(net, first: int, last: int) -> int:
+    rpc = RpcClient(net.nodes[0].rpc_url)
+    try:
+        blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
+    finally:
+        rpc.close()
+    return sum(len(b["transactions"]) for b in blocks)
 
 
 def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_home):
@@ -57,7 +90,7 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
         assert sorted(r["metric"]["node"] for r in heads) == sorted(n.name for n in net.nodes)
 
         assert wait_for(lambda: transactions_counted(url) is not None, timeout=30)
-        before = transactions_counted(url)
+        before, first = settled(url), head(net)
         request = {"command": "load", "network": net.name, "profile": "constant:40:5",
                    "options": {"batch_size": 10, "per_user_rate": 20.0, "drain_timeout": 15.0}}
         proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], capture_output=True,
@@ -66,10 +99,10 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
         txs = RunData.load(Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])).txs
         included = sum(t["status"] == "included" for t in txs)
         assert included > 100
-        # the exporter counts every transaction of every block: the run's, plus the funding of its accounts
-        assert wait_for(lambda: transactions_counted(url) - before >= included, timeout=30), \
-            (transactions_counted(url) - before, included)
-        assert transactions_counted(url) - before <= included + 50
+        # the exporter counts every transaction of every block: the run's and the funding of its
+        # accounts, exactly what the chain holds between the two quiet moments
+        after, last = settled(url), head(net)
+        assert after - before == transactions_in_blocks(net, first + 1, last) >= included, (after - before, included)
     finally:
         running = sorted(net.running_nodes())
         assert sorted(net.down(purge=True)) == running  # and the monitor with it
