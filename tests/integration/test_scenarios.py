@@ -66,7 +66,8 @@ def _geth_children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
-@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)
+# the demo runs through its own command in test_demo_cli.py (once per CI, not twice)
+@pytest.mark.parametrize("path", sorted(p for p in SCENARIOS.glob("*.yaml") if p.stem != "demo"), ids=lambda p: p.stem)
 def test_shipped_scenario_passes(path, testbed_home, tmp_path):
     scenario = load_scenario(path, network_overrides={"port_base": PORT_BASE, "name": f"it-{path.stem}"[:24]})
     if why := _needs(scenario):
@@ -99,9 +100,6 @@ def test_shipped_scenario_passes(path, testbed_home, tmp_path):
         pedometer = summary["pedometer"]
         assert pedometer and not pedometer.get("error") and pedometer["mismatches"] == [], pedometer
         assert summary["tasks"] is not None
-    if path.stem == "demo":  # its load names no organization: every one of them offers load
-        assert set(summary["per_org_load"]) == {o.name for o in scenario.network.organizations}, summary["per_org_load"]
-        assert summary["tasks"]["rated"] >= 3 and summary["pedometer"]["totals"]["feedback_given"] >= 3
 
 
 FAILING = """
