@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from testbed.consensus import common_height
 from testbed.errors import StateError
 from testbed.network import Network
 from testbed.solver_plugin import solver_plugin
@@ -55,10 +56,10 @@ def deploy_to_network(net: Network, *, force: bool = False, progress: Callable[[
 
 def head_block(net: Network) -> int:
     """The highest block every running node holds (the common head)."""
-    heads = [s.head_number for s in net.snapshots(only=net.running_nodes()) if s.reachable and s.head_number is not None]
-    if not heads:
+    height = common_height(net.snapshots(only=net.running_nodes()))
+    if height is None:
         raise StateError(f"no node of {net.name!r} answers", hint=f"'testbed status {net.name}' shows the nodes")
-    return min(heads)
+    return height
 
 
 def pedometer_of(net: Network, *, since: int = 0, block: int | None = None) -> dict:

@@ -25,6 +25,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.exposition import start_http_server
 
 from testbed.chain.rpc import RpcClient, RpcError
+from testbed.chain.sample import snapshot_all
 from testbed.errors import TestbedError
 
 log = logging.getLogger("testbed.exporter")
@@ -43,18 +44,14 @@ class ChainCollector:
         peers = GaugeMetricFamily("testbed_node_peers", "Connected peers", labels=["node", "org"])
         up = GaugeMetricFamily("testbed_node_up", "1 if the node answers its RPC", labels=["node", "org"])
         lag = GaugeMetricFamily("testbed_node_head_lag_blocks", "Blocks behind the highest head", labels=["node", "org"])
-        heads = {}
+        # every node at once, heads and peers only (no validator sets: nothing on the admin sockets)
+        snaps = {s.node: s for s in snapshot_all(self.net.endpoints(), None, timeout=2)}
+        heads = {n: snaps[n.name].head_number for n in self.net.nodes
+                 if snaps[n.name].reachable and snaps[n.name].head_number is not None}
         for node in self.net.nodes:
-            rpc = RpcClient(node.rpc_url, timeout=2)
-            try:
-                number, count = rpc.batch([("eth_blockNumber", []), ("net_peerCount", [])])
-                heads[node] = int(number, 16)
-                peers.add_metric([node.name, node.org], int(count, 16))
-                up.add_metric([node.name, node.org], 1)
-            except (RpcError, OSError, ValueError, TypeError):
-                up.add_metric([node.name, node.org], 0)
-            finally:
-                rpc.close()
+            up.add_metric([node.name, node.org], 1 if node in heads else 0)
+            if node in heads and snaps[node.name].peers is not None:
+                peers.add_metric([node.name, node.org], snaps[node.name].peers)
         top = max(heads.values(), default=0)
         for node, number in heads.items():
             head.add_metric([node.name, node.org], number)
