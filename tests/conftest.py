@@ -32,3 +32,14 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _in_ci_it_fails(outcome.get_result())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The order the modules ran in is random (tox.ini); a failed run says how to replay it."""
+    if exitstatus != 0 and config.pluginmanager.hasplugin("random_order"):
+        from random_order.config import Config
+
+        order = Config(config)
+        if order.is_enabled:
+            terminalreporter.write_line(f"test order: replay with --random-order-bucket={order.bucket_type} "
+                                        f"--random-order-seed={order.seed}")

@@ -26,6 +26,17 @@ NETWORKS = ROOT / "scenarios" / "networks"
 pytest.register_assert_rewrite("tests.integration.conformance")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """CI shuffles the order of test modules (pytest-random-order, tox.ini); inside an integration
+    module the tests keep file order: each module drives one network per client (a module-scoped
+    fixture, parametrized by client), which a shuffle of its tests would start again at every
+    switch of client. Each test still leaves the network as it found it (teardowns check `down`)."""
+    for item in items:
+        if item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.random_order(disabled=True))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def node_binaries():
     """geth (Clique) and GoQuorum (QBFT, the default network): built once into the toolchain cache."""
@@ -116,6 +127,33 @@ def deployed_four_orgs(name: str, port_base: int, *, reload_on_down: bool = Fals
         yield network
     finally:
         (Network.load(name) if reload_on_down else network).down(purge=True)
+
+
+def observe(sample, seconds: float, interval: float = 1.0) -> list:
+    """Call `sample` every `interval` for `seconds` and return every value: the window a test
+    watches for something that must not happen (a peer that must not connect, a chain that must
+    not grow), which no poll can wait for."""
+    values = [sample()]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(interval)
+        values.append(sample())
+    return values
+
+
+def wait_until_steady(read, steady_s: float, timeout: float, interval: float = 1.0):
+    """Poll `read` until its value has not changed for `steady_s`; return that value, or None if it
+    still changed after `timeout`."""
+    deadline = time.monotonic() + timeout
+    value, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= steady_s:
+            return value
+    return None
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5):

@@ -22,7 +22,7 @@ from testbed.network import Network
 from testbed.engines import engine_of
 from testbed.watchdog import StallWatchdog
 
-from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
+from .conftest import NETWORKS, assert_no_process, node_pids, observe, spec_with, wait_for, wait_until_steady
 
 pytestmark = [
     pytest.mark.integration,
@@ -145,12 +145,13 @@ def test_partition_two_by_two_stalls_both_halves_then_heal_rejoins_one_chain(net
     try:
         netns_net.backend.partition(groups)
         at_cut = max(_heads(netns_net).values())
-        time.sleep(20)  # 1 s blocks: far longer than sealing 2 blocks takes
-        before = _heads(netns_net)
-        time.sleep(10)
-        after = _heads(netns_net)
+        # each half stops within a few blocks (1 s period); then no head may move for 10 s more
+        before = wait_until_steady(lambda: _heads(netns_net), steady_s=5, timeout=60)
+        assert before is not None, f"the chain kept growing 60 s into a 2|2 partition: {_heads(netns_net)}"
+        window = observe(lambda: _heads(netns_net), seconds=10)
+        after = window[-1]
         print(f"partitioned at #{at_cut}: heads {after}")
-        assert after == before, f"the chain kept growing during a 2|2 partition: {before} -> {after}"
+        assert all(h == before for h in window), f"the chain kept growing during a 2|2 partition: {window}"
         assert max(after.values()) <= at_cut + (1 if final else 2), (at_cut, after)
         held_heights = list(range(1, min(after.values()) + 1))
         held = {s.node: {h: s.hashes.get(h) for h in held_heights} for s in netns_net.snapshots(held_heights)}

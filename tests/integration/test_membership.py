@@ -3,11 +3,10 @@ validator and a CTI member; leave removes both and keeps agreement on every rema
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
-from testbed.chain.rpc import RpcClient
+from testbed.chain.rpc import RpcClient, RpcError
 from testbed import validators
 from testbed.chain.sample import heads
 from testbed.chain.wait import wait_for_block
@@ -18,9 +17,17 @@ from testbed.errors import StateError
 from testbed.membership import join, leave
 from testbed.network import Network
 
-from .conftest import deployed_four_orgs
+from .conftest import deployed_four_orgs, observe, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+def _answers(rpc: RpcClient) -> bool:
+    try:
+        rpc.call("net_peerCount")
+        return True
+    except RpcError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +68,12 @@ def test_join_then_leave(network):
     # by hand, is no longer in any member's permissioned-nodes.json and cannot peer with them.
     grown.start_node(newcomer.name)
     try:
-        time.sleep(15)  # several of its dial rounds against each member's allowlist
         rpc = RpcClient(newcomer.rpc_url)
         try:
-            assert int(rpc.call("net_peerCount"), 16) == 0, "a departed organization's node peered"
+            assert wait_for(lambda: _answers(rpc), timeout=30), "the departed organization's node never answered"
+            # several of its dial rounds against each member's allowlist
+            seen = observe(lambda: int(rpc.call("net_peerCount"), 16), seconds=15)
+            assert set(seen) == {0}, f"a departed organization's node peered: net_peerCount {seen}"
         finally:
             rpc.close()
         assert all(s.peers == 3 for s in remaining.snapshots()), [(s.node, s.peers) for s in remaining.snapshots()]

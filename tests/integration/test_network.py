@@ -12,7 +12,6 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 
 import pytest
 
@@ -21,7 +20,7 @@ from testbed.clients.base import NodePlan, NodePorts
 from testbed.keys import KeyPair, write_secret
 
 from . import conformance
-from .conftest import assert_no_process, wait_for
+from .conftest import assert_no_process, observe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +68,7 @@ def test_a_node_outside_the_allowlist_cannot_peer(four_orgs, tmp_path):
             assert wait_for(lambda: (peers() or 0) >= 1, timeout=60), "the control stranger never peered"
             return
         assert wait_for(lambda: peers() is not None, timeout=30), "the stranger node never answered"
-        seen = []
-        deadline = time.monotonic() + 20  # several of its dial rounds (static peers are redialled every few s)
-        while time.monotonic() < deadline:
-            seen.append(peers())
-            time.sleep(1)
+        seen = observe(peers, seconds=20)  # several of its dial rounds (static peers are redialled every few s)
         assert set(seen) == {0}, f"a node outside the allowlist peered: net_peerCount {seen}"
         assert all(s.peers == 3 for s in net.snapshots()), [(s.node, s.peers) for s in net.snapshots()]
     finally:

@@ -123,6 +123,10 @@ def test_solver_killed_at_every_step_finishes_every_task_exactly_once(net):
     kills = Counter()
     chain = consumers[0].cti
 
+    def crash_lines(point: str) -> int:
+        log = manage.log_file(net, publisher)
+        return log.read_text(errors="replace").count(f"fault injection: SIGKILL after {point}\n") if log.exists() else 0
+
     def all_finished() -> bool:
         return all(chain.task(t).state == TaskState.FINISHED for t in tasks)
 
@@ -131,13 +135,16 @@ def test_solver_killed_at_every_step_finishes_every_task_exactly_once(net):
     for point, k in plan:
         if kills and chain.task(tasks[-1]).state == TaskState.FINISHED and all_finished():
             break
+        said_before = crash_lines(point)
         manage.start_one(net, publisher, extra=["--crash-after", f"{point}:{k}"])
         deadline = time.monotonic() + 15
         while manage.running(net, publisher) and time.monotonic() < deadline:
             time.sleep(0.1)
         if manage.running(net, publisher):  # this step did not come up k times: stop it and go on
             manage.stop_solvers(net, orgs=[publisher])
-        else:
+        else:  # it ended, and by that kill: its log's last words name this crash point
+            assert crash_lines(point) == said_before + 1, \
+                f"the Solver ended without its SIGKILL after {point}: {manage.log_file(net, publisher).read_text()[-1500:]}"
             kills[point] += 1
     manage.start_one(net, publisher)  # and now let it finish
     manage.wait_ready(net, [publisher])  # its endpoint serves again (consumers fetch from it below)

@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from testbed.chain.rpc import RpcClient
 from testbed.report.data import RunData
 
-from .conftest import CLIENT_SPECS, NETWORKS, spec_with
+from .conftest import CLIENT_SPECS, NETWORKS, spec_with, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,18 @@ def test_parallel_requests_under_load_each_get_their_own_task(cti_net):
     load = subprocess.Popen([sys.executable, "-m", "testbed.load", json.dumps(request)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(8)  # load accounts funded (from the orgs' funder accounts) and sending
+        # the load accounts (funded from the organizations' funder accounts) are sending
+        known = {pair.address.lower() for pairs in cti_net.keys.accounts.values() for pair in pairs}
+        rpc = RpcClient(cti_net.nodes[0].rpc_url, timeout=10)
+
+        def load_sending() -> bool:
+            block = rpc.call("eth_getBlockByNumber", "latest", True)
+            return load.poll() is not None or any(tx["from"].lower() not in known for tx in block["transactions"])
+
+        try:
+            assert wait_for(load_sending, timeout=90), "no transaction from a load account within 90 s"
+        finally:
+            rpc.close()
         assert load.poll() is None, load.stderr.read()[-2000:]
         steps = [Step(org=org, cti=f"{target[org]}-listing", alias=f"{org}-{i}") for org in orgs for i in range(per_org)]
         with ThreadPoolExecutor(max_workers=len(steps)) as pool:
