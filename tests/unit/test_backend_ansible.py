@@ -71,13 +71,17 @@ class FakeLab:
 class FakeRunner:
     def __init__(self) -> None:
         self.runs: list[dict] = []
+        self.reported_pids: list[int] = []
         self.fail: str | None = None
 
     def run(self, playbook, *, inventory, extravars, limit, ident, timeout, progress):
         self.runs.append({"playbook": playbook, "extravars": extravars, "limit": limit, "ident": ident,
                           "inventory": yaml.safe_load(Path(inventory).read_text())})
         progress(f"ansible {playbook}")
-        messages = {"testbed_node_pid": ["31337"]} if extravars.get("action") == "start" else {}
+        messages = {}
+        if extravars.get("action") == "start":  # the play reports the started node's pid on its host
+            self.reported_pids.append(31000 + len(self.runs))
+            messages = {"testbed_node_pid": [str(self.reported_pids[-1])]}
         if self.fail and self.fail == extravars.get("action", playbook):
             return PlaybookResult(ident=ident, status="failed", rc=2, artifact_dir=Path("/runs") / ident,
                                   failures=["globex: Wait for eth_blockNumber: globex-v1 does not answer"])
@@ -231,11 +235,12 @@ def test_lifecycle_runs_the_playbooks(state):
     assert init["extravars"]["node_argv"][0] == f"{host_root}/bin/geth"
     assert init["extravars"]["node_argv"][-1] == f"{host_root}/genesis.json"
     proc = backend.start(node, [BINARY, "--datadir", f"{d}/nodes/{node.name}/data"], {}, d / "x.log", marker="m")
-    assert proc.pid == 31337 and proc.marker == f"{host_root}/nodes/globex-v1/"
+    assert proc.pid == runner.reported_pids[-1] and proc.marker == f"{host_root}/nodes/globex-v1/"
     assert runner.runs[-1]["extravars"]["node_log_dest"] == str(d / "x.log")
     for action, call in (("kill", backend.kill), ("pause", backend.pause), ("resume", backend.resume)):
         call(proc)
-        assert runner.runs[-1]["extravars"] == {**runner.runs[-1]["extravars"], "action": action, "node_pid": 31337}
+        assert runner.runs[-1]["extravars"] == {**runner.runs[-1]["extravars"], "action": action,
+                                                "node_pid": runner.reported_pids[-1]}
     backend.partition([["acme-cert"], ["globex"]])
     assert lab.partitioned == [["acme-cert"], ["globex"]]
     backend.teardown()

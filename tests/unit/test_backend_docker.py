@@ -58,9 +58,9 @@ class FakeEngine:
 
     def create_and_start(self, spec):
         self.calls.append(("create_and_start", spec["name"]))
-        cid = f"id-{spec['name']}"
-        self.containers_[spec["name"]] = {"id": cid, "status": "running", "pid": 4242, "spec": spec}
-        return cid, 4242
+        cid, pid = f"id-{spec['name']}", 4000 + len(self.calls)  # a pid of its own per container start
+        self.containers_[spec["name"]] = {"id": cid, "status": "running", "pid": pid, "spec": spec}
+        return cid, pid
 
     def run_once(self, spec, timeout):
         self.calls.append(("run_once", spec["name"], tuple(spec["entrypoint"] + spec["command"])))
@@ -207,7 +207,10 @@ def test_backend_lifecycle_calls_the_engine(rendered, tmp_path):
     assert engine.calls[-1] == ("run_once", f"tb-dk-{node.name}-init", ("geth", "--datadir", "d", "init", "g"))
     assert log.read_bytes() == b"init output\n"
     proc = backend.start(node, ["/cache/geth-v1.13.15/bin/geth", "--port", "1"], {}, log, marker="m")
-    assert proc.pid == 4242 and proc.marker == f"id-tb-dk-{node.name}"
+    container = engine.containers_[f"tb-dk-{node.name}"]
+    # the node's process is that container: its host pid and id, started with the node's command
+    assert (proc.pid, proc.marker) == (container["pid"], container["id"])
+    assert container["spec"]["entrypoint"] + container["spec"]["command"] == ["geth", "--port", "1"]
     assert engine.calls[-2:] == [("remove", f"tb-dk-{node.name}"), ("create_and_start", f"tb-dk-{node.name}")]
     assert backend.is_alive(proc)
     backend.pause(proc)

@@ -83,7 +83,7 @@ def test_at_and_parallel_timing(fake):
     result, net, events = fake("""
 steps:
   - parallel:
-      - {name: one, wait: 0.4s}
+      - {name: one, wait: 1.2s}
       - [{wait: 0.1s}, {name: two, wait: 0.1s}]
   - {name: late, at: 0.8s, wait: 0s}
 """)
