@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from testbed import toolchain
+from testbed import shipped, toolchain
 from testbed.solver_plugin import require_solver_plugin
 from testbed.engines import engine
 from testbed.errors import StateError, TestbedError
@@ -22,7 +22,7 @@ from testbed.spec import load_network_spec
 from testbed.spec.network import json_schema
 from testbed.state import list_networks, state_root
 
-DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "scenarios" / "networks" / "four-orgs.yaml"
+DEFAULT_SPEC = shipped.path("scenarios", "networks", "four-orgs.yaml")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Consortium CTI testbed: permissioned Ethereum networks, CTI contracts, scenarios and load.")
@@ -65,10 +65,12 @@ NetworkOpt = typer.Option(None, "--network", "-n", help="Network name (default: 
 
 
 @app.command()
-def up(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML."),
+def up(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML, or a shipped spec's name."),
        timeout: Optional[float] = typer.Option(None, help="Seconds to wait for readiness (default 30 + 3 per node)."),
        check: bool = typer.Option(False, "--check", help="Only validate the spec; start and write nothing.")) -> None:
-    """Bring up a network from a spec; returns once every node is peered and agrees on new blocks."""
+    """Bring up a network from a spec (a file, or a shipped spec's name: four-orgs-clique); returns once
+    every node is peered and agrees on new blocks."""
+    spec = shipped.resolve(spec, "network")
     parsed = load_network_spec(spec)
     if check:
         out.print(f"ok  {escape(str(spec))}  ({parsed.name}: {parsed.client} {parsed.consensus.engine}, "
@@ -442,6 +444,7 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         raise StateError(f"--worker-hosts {worker_hosts!r}: one of local, ansible")
     if remote_workers and not master_port:
         raise StateError("--remote-workers needs --master-port: the workers on other hosts must know where to connect")
+    spec = shipped.resolve(spec, "network")
     if not network:
         load_network_spec(spec)  # validate here: a spec error is reported before any process starts
     answer = _load_process({
@@ -517,7 +520,8 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<
 # ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
 
 @app.command(name="run")
-def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or directories of them."),
+def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or directories of them; a shipped "
+                                              "scenario's name (demo) or 'scenarios' (all shipped ones)."),
             junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report here."),
             runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run directories go (default: runs/ in the state dir)."),
             port_base: Optional[int] = typer.Option(None, "--port-base", help="Override ports.base of every scenario's network."),

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_SCENARIO = ROOT / "scenarios" / "demo.yaml"
+from testbed import shipped
+
+DEMO_SCENARIO = shipped.path("scenarios", "demo.yaml")
 
 
 def run_demo(scenario: Path = DEMO_SCENARIO, *, progress: Callable[[str], None], keep: bool = False,

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "scenarios" / "networks" / "four-orgs.yaml"
+from testbed import shipped
+
+DEFAULT_SPEC = shipped.path("scenarios", "networks", "four-orgs.yaml")
 
 
 def pytest_addoption(parser) -> None:

@@ -17,9 +17,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed import shipped
 from testbed.errors import ToolchainError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ GO_TOOLS: dict[str, GoTool] = {GETH.name: GETH, CLEF.name: CLEF}
 VENDORED_TOOLS: dict[str, VendoredGoTool] = {GOQUORUM.name: GOQUORUM}
 
 # The Solidity compiler is the npm package `solc`, pinned in contracts/package-lock.json.
-NPM_PROJECT = REPO_ROOT / "contracts"
+NPM_PROJECT = shipped.path("contracts")
 
 
 def cache_root() -> Path:

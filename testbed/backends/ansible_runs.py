@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from testbed import shipped
 from testbed.errors import BackendError
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "infra" / "ansible"
+PLAYBOOKS = shipped.path("infra", "ansible")
 Progress = Callable[[str], None]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from testbed import shipped
 from testbed.errors import SpecError
 from testbed.scenario.resolve import Scenario, load_scenario
 
@@ -12,7 +13,7 @@ from testbed.scenario.resolve import Scenario, load_scenario
 def collect(paths: list[Path]) -> list[Path]:
     """Files as given; a directory contributes its *.yaml / *.yml files (not subdirectories), sorted."""
     files: list[Path] = []
-    for path in paths:
+    for path in (shipped.resolve(p, "scenario") for p in paths):
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
             if not found:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed import shipped
 from testbed.errors import SpecError
 from testbed.network import node_names
 from testbed.spec.loader import load_model, parse_yaml_text, validate_text, read_text_file
@@ -48,7 +49,8 @@ class Scenario:
 
 def load_scenario(path: Path | str, *, network_overrides: dict[str, Any] | None = None) -> Scenario:
     path = Path(path)
-    text = read_text_file(path, hint="give a scenario YAML file or a directory of them")
+    text = read_text_file(path, hint="give a scenario YAML file, a directory of them, or a shipped scenario's name "
+                                          f"({', '.join(p.stem for p in shipped.scenario_files())})")
     return scenario_from_text(text, str(path), base_dir=path.parent, network_overrides=network_overrides)
 
 
