@@ -19,6 +19,9 @@ PINNED_IMAGES: dict[str, str] = {
     "besu": "hyperledger/besu:24.12.2",
 }
 
+# The Prometheus server of an exported compose project (testbed export compose)
+PROMETHEUS_IMAGE = "prom/prometheus:v2.53.3"
+
 # What the image runs when given only arguments (the client's own binary), for each client.
 IMAGE_ENTRYPOINT: dict[str, str] = {"geth": "geth", "goquorum": "geth", "besu": "besu"}
 

@@ -49,15 +49,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def render_config(net, exporter_port: int, node_exporter_port: int | None) -> str:
-    """prometheus.yml: the three jobs (see the module docstring)."""
+def node_scrape_jobs(spec, nodes) -> list[dict]:
+    """One scrape job per metrics path (geth-family and Besu serve theirs on different paths),
+    every node a target labelled with its name and organization."""
     jobs = []
     by_path: dict[str, list] = {}
-    for node in net.nodes:
-        by_path.setdefault(METRICS_PATH[net.spec.client_of(node.org)], []).append(node)
-    for path, nodes in sorted(by_path.items()):
+    for node in nodes:
+        by_path.setdefault(METRICS_PATH[spec.client_of(node.org)], []).append(node)
+    for path, group in sorted(by_path.items()):
         jobs.append({"job_name": f"nodes{path.replace('/', '_')}", "metrics_path": path, "static_configs": [
-            {"targets": [f"{n.host}:{n.ports.metrics}"], "labels": {"node": n.name, "org": n.org}} for n in nodes]})
+            {"targets": [f"{n.host}:{n.ports.metrics}"], "labels": {"node": n.name, "org": n.org}} for n in group]})
+    return jobs
+
+
+def render_config(net, exporter_port: int, node_exporter_port: int | None) -> str:
+    """prometheus.yml: the three jobs (see the module docstring)."""
+    jobs = node_scrape_jobs(net.spec, net.nodes)
     jobs.append({"job_name": "testbed", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]})
     if node_exporter_port:
         jobs.append({"job_name": "node_exporter", "static_configs": [{"targets": [f"127.0.0.1:{node_exporter_port}"]}]})
