@@ -36,13 +36,11 @@ def view(net: Network, only: list[str] | None = None) -> ValidatorView:
     names = only or net.running_nodes()
     result: dict[str, tuple[str, ...] | None] = {}
     for name in names:
-        rpc = RpcClient(net.admin_url(name))
-        try:
-            result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc_of(name).list_method, "latest")))
-        except RpcError:
-            result[name] = None
-        finally:
-            rpc.close()
+        with RpcClient(net.admin_url(name)) as rpc:
+            try:
+                result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc_of(name).list_method, "latest")))
+            except RpcError:
+                result[name] = None
     return ValidatorView(result)
 
 
@@ -94,15 +92,11 @@ def block_signers(net: Network, first: int, last: int, node_name: str | None = N
     the block's `miner` (QBFT puts the proposer there)."""
     node = net.node(node_name) if node_name else net.nodes[0]
     method = net.validator_rpc_of(node.name).signer_method
-    rpc, admin = RpcClient(node.rpc_url), RpcClient(net.admin_url(node.name))
-    try:
+    with RpcClient(node.rpc_url) as rpc, RpcClient(net.admin_url(node.name)) as admin:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
         if method is None:
             signers = [b["miner"] for b in blocks]
         else:
             signers = admin.batch([(method, [b["hash"]]) for b in blocks], allow_errors=True)
-    finally:
-        rpc.close()
-        admin.close()
     signers = [s.get("Author") if isinstance(s, dict) else s for s in signers]  # GoQuorum: {"Author": ...}
     return {int(b["number"], 16): s.lower() for b, s in zip(blocks, signers) if isinstance(s, str)}

@@ -27,11 +27,8 @@ def wait_for_block_on_nodes(net, block: int, *, orgs: set[str] | None = None, ti
     for node in net.nodes:
         if (orgs is not None and node.org not in orgs) or not net.process(node.name):
             continue
-        rpc = RpcClient(node.rpc_url, timeout=5)
-        try:
+        with RpcClient(node.rpc_url, timeout=5) as rpc:
             while int(rpc.call("eth_blockNumber"), 16) < block:
                 if time.monotonic() > deadline:
                     raise ChainError(f"node {node.name} did not reach block {block} within {timeout:.0f}s")
                 time.sleep(interval)
-        finally:
-            rpc.close()

@@ -62,11 +62,8 @@ def test_join_then_leave(network):
     grown.start_node(newcomer.name)
     try:
         time.sleep(15)  # several of its dial rounds against each member's allowlist
-        rpc = RpcClient(newcomer.rpc_url)
-        try:
+        with RpcClient(newcomer.rpc_url) as rpc:
             assert int(rpc.call("net_peerCount"), 16) == 0, "a departed organization's node peered"
-        finally:
-            rpc.close()
         assert all(s.peers == 3 for s in remaining.snapshots()), [(s.node, s.peers) for s in remaining.snapshots()]
     finally:
         grown.stop_node(newcomer.name)
