@@ -7,13 +7,13 @@ reports the new set. Reading the sets is a pure comparison over per-node answers
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.errors import ChainError, StateError
 from testbed.network import Network
+from testbed.poll import poll_until
 
 
 @dataclass(frozen=True)
@@ -68,16 +68,17 @@ def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, prog
         net.admin_call(target.name, rpc_names.start_sealing_method)
     for voter in voters:  # each in its own client's voting method (a mixed network has two)
         net.admin_call(voter.name, net.validator_rpc_of(voter.name).propose_method, target.address, add)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def settled() -> ValidatorView | None:
         now = view(net)
-        if now.agreed and (address in now.validators) == add:
-            break
-        time.sleep(0.5)
-    else:
+        return now if now.agreed and (address in now.validators) == add else None
+
+    def not_agreed() -> ChainError:
         now = view(net)
-        raise ChainError(f"validator vote for {node_name} not agreed after {timeout:.0f}s: "
-                         + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
+        return ChainError(f"validator vote for {node_name} not agreed after {timeout:.0f}s: "
+                          + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
+
+    now = poll_until(settled, timeout=timeout, interval=0.5, error=not_agreed)
     for voter in voters:
         if (discard := net.validator_rpc_of(voter.name).discard_method):
             net.admin_call(voter.name, discard, target.address)

@@ -22,6 +22,7 @@ from testbed.chain.txs import (LONDON, FeeRules, InclusionTracker, SignedTx, Tra
                                is_nonce_conflict, nonce_of, send_batch)
 from testbed.clients import fee_rules
 from testbed.errors import ChainError
+from testbed.poll import poll_until
 
 FUNDING_WEI = 1_000 * 10**18  # a transfer costs at most 21000 * 10 gwei; this lasts millions of them
 
@@ -135,11 +136,9 @@ def _wait_funded_everywhere(accounts: dict[str, list], amount_wei: int, timeout:
     """Each org's node must see its accounts funded (it may be a block behind the watched node)."""
     deadline = time.monotonic() + timeout
     for org, group in accounts.items():
+        balances = [("eth_getBalance", [a.address, "latest"]) for a in group]
         with RpcClient(group[0].rpc_url, timeout=10) as rpc:
-            while True:
-                balances = rpc.batch([("eth_getBalance", [a.address, "latest"]) for a in group])
-                if all(int(b, 16) >= amount_wei for b in balances):
-                    break
-                if time.monotonic() > deadline:
-                    raise ChainError(f"{org}: load accounts not funded on {group[0].node} after {timeout:.0f}s")
-                time.sleep(0.2)
+            poll_until(lambda: all(int(b, 16) >= amount_wei for b in rpc.batch(balances)),
+                       timeout=deadline - time.monotonic(),
+                       error=lambda: ChainError(f"{org}: load accounts not funded on {group[0].node} "
+                                                f"after {timeout:.0f}s"))
