@@ -24,6 +24,7 @@ from testbed.chain.rpc import RpcClient, RpcError
 from testbed.chain.sample import ValidatorMethod, method_of, validator_set
 from testbed.consensus import (HeadPoint, NodeSnapshot, Reorg, apply_hashes, find_divergences, find_reorgs,
                                find_stalls, find_state_mismatches, liveness)
+from testbed.state import write_text_atomic
 
 Endpoints = Callable[[], dict[str, str]]  # node name -> RPC URL of the nodes that are up now
 Emit = Callable[..., None]
@@ -138,9 +139,8 @@ class AgreementMonitor:
             self.sample(force_views=True)
         self._pool.shutdown(wait=True)
         verdict = self.verdict()
-        tmp = self.out_dir / "monitor.json.tmp"
-        tmp.write_text(json.dumps(verdict.to_json(), indent=2, sort_keys=True, default=str) + "\n")
-        tmp.replace(self.out_dir / "monitor.json")
+        write_text_atomic(self.out_dir / "monitor.json",
+                          json.dumps(verdict.to_json(), indent=2, sort_keys=True, default=str) + "\n")
         return verdict
 
     def _loop(self) -> None:
