@@ -35,6 +35,7 @@ from solver.delivery import fetch as http_fetch
 from solver.errors import ContentMismatch, DeliveryError, IntelError
 from solver.intel import validate_event
 from testbed.cti import CtiClient, Deployment, TaskState
+from testbed.state import write_bytes_atomic
 
 log = logging.getLogger("solver.consumer")
 
@@ -142,10 +143,7 @@ class Consumer:
             self._dispute(task_id, exc)
             raise
         path = self.workdir / "received" / f"{task_id}-{delivery.event.uuid}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(delivery.plaintext)
-        tmp.replace(path)
+        write_bytes_atomic(path, delivery.plaintext)
         now = time.time()
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO requests(task_id, token_id, step) VALUES (?, ?, ?)",

@@ -37,6 +37,7 @@ from solver.txs import TxSender, json_rpc_batch
 from solver.watch import TaskWatcher
 from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
 from testbed.errors import ChainError
+from testbed.state import write_bytes_atomic, write_text_atomic
 
 log = logging.getLogger("solver")
 
@@ -400,12 +401,7 @@ class Solver:
             reason = f"MISP event unavailable: {exc}" if isinstance(exc, IntelError) else f"unusable encryption key: {exc}"
             return self._send(row, "reject", [row.task_id, reason[:200]], J.REJECT_SENT, reason=reason)
         path = outbox_path(self.cfg.outbox, row.task_id)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(ciphertext)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(path, ciphertext, fsync=True)
         fsync_dir(path.parent)  # the rename itself must survive a crash before `finish` is sent
         digest = "0x" + result_hash(ciphertext).hex()
         self.journal.update(row.task_id, step=J.ENCRYPTED, ct_hash=digest, uri=self._uri(row.task_id),
@@ -628,9 +624,7 @@ class Solver:
         data = {"url": self.endpoint, "pid": os.getpid(), "account": self.address, "org_id": self.org_id,
                 "started": time.time()}
         path = Path(self.cfg.workdir) / ENDPOINT_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
     def close(self) -> None:
         if self.server is not None:

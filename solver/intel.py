@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from pymisp import MISPEvent
 
 from solver.errors import IntelError
+from testbed.state import write_text_atomic
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -76,12 +76,8 @@ class DirectoryStore:
 
     def put(self, event: MISPEvent) -> Path:
         """Write an event atomically (the Solver may read it at any moment)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(str(event.uuid))
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(event.to_json(sort_keys=True, indent=1))
-        os.replace(tmp, path)
+        write_text_atomic(path, event.to_json(sort_keys=True, indent=1), 0o600)
         return path
 
 

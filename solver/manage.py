@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ from typing import Callable
 from solver import sandbox
 from solver.errors import SolverError
 from testbed.backends.base import NodeProcess
+from testbed.poll import poll_until
 from testbed.state import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,19 +144,20 @@ def start_one(net, org: str, *, extra: list[str] | None = None) -> NodeProcess:
 
 def wait_ready(net, orgs: list[str], timeout: float = 60.0) -> None:
     """Until each Solver has written its endpoint file (connected, reconciled, serving)."""
-    deadline = time.monotonic() + timeout
     left = list(orgs)
-    while left and time.monotonic() < deadline:
+
+    def all_ready() -> bool:
         for org in list(left):
             if (solver_dir(net, org) / "endpoint.json").is_file():
                 left.remove(org)
             elif not running(net, org):
                 raise SolverError(f"the Solver of {org} exited during start-up: {_last_line(net, org)}",
                                   hint=f"log: {log_file(net, org)}")
-        time.sleep(0.2)
-    if left:
-        raise SolverError(f"Solvers not ready after {timeout:.0f}s: {', '.join(left)}",
-                          hint=f"logs: {', '.join(str(log_file(net, o)) for o in left)}")
+        return not left
+
+    poll_until(all_ready, timeout=timeout,
+               error=lambda: SolverError(f"Solvers not ready after {timeout:.0f}s: {', '.join(left)}",
+                                         hint=f"logs: {', '.join(str(log_file(net, o)) for o in left)}"))
 
 
 def start_solvers(net, progress: Progress = _quiet, *, orgs: list[str] | None = None, wait: bool = True,

@@ -81,8 +81,7 @@ def join(net: Network, org: str, *, validators_count: int = 1, members: int = 0,
 def fund(net: Network, addresses: list[str], amount_wei: int, progress: Progress = _quiet, timeout: float = 60) -> None:
     """The consortium operator sends `amount_wei` to each address (client-side signed)."""
     node = net.nodes[0]
-    rpc = RpcClient(node.rpc_url, timeout=10)
-    try:
+    with RpcClient(node.rpc_url, timeout=10) as rpc:
         start = int(rpc.call("eth_getTransactionCount", net.keys.operator.address, "pending"), 16)
         txs, fees = [], fee_rules(net.spec)
         for i, address in enumerate(addresses):
@@ -97,8 +96,6 @@ def fund(net: Network, addresses: list[str], amount_wei: int, progress: Progress
         tracker.watch(records)
         if not tracker.wait_all(timeout):
             raise ChainError(f"funding transfers not included after {timeout:.0f}s")
-    finally:
-        rpc.close()
     progress(f"funded {len(addresses)} accounts")
 
 

@@ -508,11 +508,8 @@ class Network:
         return int(block.get("totalDifficulty") or "0x0", 16)
 
     def _rpc_call(self, name: str, method: str, *params, url: str | None = None):
-        rpc = RpcClient(url or self.node(name).rpc_url, timeout=30)
-        try:
+        with RpcClient(url or self.node(name).rpc_url, timeout=30) as rpc:
             return rpc.call(method, *params)
-        finally:
-            rpc.close()
 
     def admin_url(self, name: str) -> str:
         """Where node `name` serves validator votes, sealing control and rewinds: its IPC socket

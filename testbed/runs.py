@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.state import write_json_atomic
+from testbed.state import write_json_atomic, write_text_atomic
 
 STATUSES = ("running", "passed", "failed", "error")
 
@@ -43,11 +43,7 @@ class RunDir:
 
     def write_jsonl(self, name: str, rows) -> Path:
         path = self.root / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "w") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_text_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
         return path
 
     def event(self, kind: str, **data) -> None:

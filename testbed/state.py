@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -63,18 +64,37 @@ def private_dirs(*paths: Path) -> Path:
     return paths[-1]
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON so that a reader never sees half a file."""
+def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None, *, fsync: bool = False) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the whole new one, never half.
+
+    The data goes to a new hidden file beside `path` (the directory is created if need be), which
+    then replaces `path`. That file is created with `mode`, less the umask, as open() does; None
+    is open()'s 0o666. With `fsync`, the data is on disk before the rename (making the rename
+    itself durable is the caller's: fsync the directory).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str, mode: int | None = None, *, fsync: bool = False) -> None:
+    """write_bytes_atomic of `text` in UTF-8."""
+    write_bytes_atomic(path, text.encode(), mode, fsync=fsync)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON (indented, keys sorted) atomically; the file is the owner's only (0600)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o600)
 
 
 @dataclass(frozen=True)

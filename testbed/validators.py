@@ -7,13 +7,13 @@ reports the new set. Reading the sets is a pure comparison over per-node answers
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.errors import ChainError, StateError
 from testbed.network import Network
+from testbed.poll import poll_until
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,11 @@ def view(net: Network, only: list[str] | None = None) -> ValidatorView:
     names = only or net.running_nodes()
     result: dict[str, tuple[str, ...] | None] = {}
     for name in names:
-        rpc = RpcClient(net.admin_url(name))
-        try:
-            result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc_of(name).list_method, "latest")))
-        except RpcError:
-            result[name] = None
-        finally:
-            rpc.close()
+        with RpcClient(net.admin_url(name)) as rpc:
+            try:
+                result[name] = tuple(sorted(a.lower() for a in rpc.call(net.validator_rpc_of(name).list_method, "latest")))
+            except RpcError:
+                result[name] = None
     return ValidatorView(result)
 
 
@@ -70,16 +68,17 @@ def change(net: Network, node_name: str, *, add: bool, timeout: float = 90, prog
         net.admin_call(target.name, rpc_names.start_sealing_method)
     for voter in voters:  # each in its own client's voting method (a mixed network has two)
         net.admin_call(voter.name, net.validator_rpc_of(voter.name).propose_method, target.address, add)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def settled() -> ValidatorView | None:
         now = view(net)
-        if now.agreed and (address in now.validators) == add:
-            break
-        time.sleep(0.5)
-    else:
+        return now if now.agreed and (address in now.validators) == add else None
+
+    def not_agreed() -> ChainError:
         now = view(net)
-        raise ChainError(f"validator vote for {node_name} not agreed after {timeout:.0f}s: "
-                         + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
+        return ChainError(f"validator vote for {node_name} not agreed after {timeout:.0f}s: "
+                          + ", ".join(f"{n}: {len(v) if v else '?'} validators" for n, v in now.per_node.items()))
+
+    now = poll_until(settled, timeout=timeout, interval=0.5, error=not_agreed)
     for voter in voters:
         if (discard := net.validator_rpc_of(voter.name).discard_method):
             net.admin_call(voter.name, discard, target.address)
@@ -94,15 +93,11 @@ def block_signers(net: Network, first: int, last: int, node_name: str | None = N
     the block's `miner` (QBFT puts the proposer there)."""
     node = net.node(node_name) if node_name else net.nodes[0]
     method = net.validator_rpc_of(node.name).signer_method
-    rpc, admin = RpcClient(node.rpc_url), RpcClient(net.admin_url(node.name))
-    try:
+    with RpcClient(node.rpc_url) as rpc, RpcClient(net.admin_url(node.name)) as admin:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
         if method is None:
             signers = [b["miner"] for b in blocks]
         else:
             signers = admin.batch([(method, [b["hash"]]) for b in blocks], allow_errors=True)
-    finally:
-        rpc.close()
-        admin.close()
     signers = [s.get("Author") if isinstance(s, dict) else s for s in signers]  # GoQuorum: {"Author": ...}
     return {int(b["number"], 16): s.lower() for b, s in zip(blocks, signers) if isinstance(s, str)}

@@ -27,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from testbed.backends import process
@@ -35,6 +34,7 @@ from testbed.backends.base import NodeProcess
 from testbed.backends.netns_plan import NetnsPlan, block_of, choose_block
 from testbed.clients.base import NodePlan
 from testbed.errors import BackendError, NotSupportedError
+from testbed.poll import poll_until
 from testbed.state import write_json_atomic
 
 STATE_FILE = "netns.json"
@@ -239,14 +239,21 @@ class NetnsBackend:
         entry = {"kind": "nfqueue", "namespace": namespace, "org": org, "queue": queue,
                  "rule": self.plan.nfqueue_rule(index, queue, "-D"), "pid": proc.pid, "marker": marker}
         self._note("rules", entry)
-        deadline = time.monotonic() + 15
-        while "ready" not in log.read_text():
-            if not process.is_alive(proc) or time.monotonic() > deadline:
-                tail = log.read_text().strip().splitlines()
-                self._heal(kinds={"nfqueue"}, org=org)
-                raise BackendError(f"the link delayer for {org} did not start: {tail[-1] if tail else 'no output'}",
-                                   hint=f"log: {log}")
-            time.sleep(0.05)
+
+        def failed() -> BackendError:
+            tail = log.read_text().strip().splitlines()
+            self._heal(kinds={"nfqueue"}, org=org)
+            return BackendError(f"the link delayer for {org} did not start: {tail[-1] if tail else 'no output'}",
+                                hint=f"log: {log}")
+
+        def ready() -> bool:
+            if "ready" in log.read_text():
+                return True
+            if not process.is_alive(proc):
+                raise failed()
+            return False
+
+        poll_until(ready, timeout=15, interval=0.05, error=failed)
         sh([*self.plan.exec_prefix(org), *self.plan.nfqueue_rule(index, queue, "-A")])
 
     def heal(self) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 
 from testbed.backends.base import NodeProcess
 from testbed.errors import BackendError
+from testbed.poll import poll_until
 
 
 def _process(proc: NodeProcess) -> psutil.Process | None:
@@ -87,15 +87,16 @@ def _wait_exec(proc: NodeProcess, child: subprocess.Popen, prefix: list[str], ti
     the moment of that second exec /proc/<pid>/cmdline can read empty on a loaded machine.
     A liveness check in that moment would take the process for dead, so wait for the program.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and child.poll() is None:
+    def runs_program() -> bool:
+        if child.poll() is not None:
+            return True
         try:
             cmdline = psutil.Process(proc.pid).cmdline()
-            if cmdline and (not prefix or cmdline[:len(prefix)] != prefix) and proc.marker in " ".join(cmdline):
-                return
         except psutil.Error:
-            pass
-        time.sleep(0.02)
+            return False
+        return bool(cmdline) and (not prefix or cmdline[:len(prefix)] != prefix) and proc.marker in " ".join(cmdline)
+
+    poll_until(runs_program, timeout=timeout, interval=0.02)
 
 
 def run_to_completion(name: str, argv: list[str], env: dict[str, str], log_path: Path, timeout: float,
@@ -156,13 +157,13 @@ def _wait_gone(proc: NodeProcess, timeout: float = 10.0) -> None:
             raise BackendError(f"node {proc.name} (pid {proc.pid}) did not exit after SIGKILL") from None
         _children.pop(proc.pid, None)
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         _reap(proc.pid)
-        if not psutil.pid_exists(proc.pid) or _process(proc) is None:
-            return
-        time.sleep(0.05)
-    raise BackendError(f"node {proc.name} (pid {proc.pid}) did not exit after SIGKILL")
+        return not psutil.pid_exists(proc.pid) or _process(proc) is None
+
+    poll_until(gone, timeout=timeout, interval=0.05,
+               error=lambda: BackendError(f"node {proc.name} (pid {proc.pid}) did not exit after SIGKILL"))
 
 
 def wait_exited(proc: NodeProcess, timeout: float = 10.0) -> None:
@@ -171,15 +172,16 @@ def wait_exited(proc: NodeProcess, timeout: float = 10.0) -> None:
     `_process` stops matching as soon as a dying process's command line empties, which is
     before the kernel has closed its sockets; a restart right after a kill needs more.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> bool:
         try:
             p = psutil.Process(proc.pid)
             if p.status() == psutil.STATUS_ZOMBIE:
                 if p.ppid() != os.getpid():
-                    return  # another process's child: its parent reaps it, nothing of it runs
+                    return True  # another process's child: its parent reaps it, nothing of it runs
                 _reap(proc.pid)  # a multi-threaded process is reapable only once every thread is gone
         except psutil.NoSuchProcess:
-            return
-        time.sleep(0.05)
-    raise BackendError(f"{proc.name} (pid {proc.pid}) did not exit within {timeout:.0f}s")
+            return True
+        return False
+
+    poll_until(exited, timeout=timeout, interval=0.05,
+               error=lambda: BackendError(f"{proc.name} (pid {proc.pid}) did not exit within {timeout:.0f}s"))

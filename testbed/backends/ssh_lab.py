@@ -19,7 +19,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from testbed.backends import process
 from testbed.backends.base import NodeProcess
 from testbed.backends.netns import NetnsBackend, require_root, sh
 from testbed.errors import BackendError
+from testbed.poll import poll_until
 from testbed.state import write_json_atomic
 
 SSHD = "/usr/sbin/sshd"
@@ -162,19 +162,20 @@ class LabHosts:
         write_json_atomic(self.record_file, record)
 
     def _wait_ssh(self, host: SshHost, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             try:
                 with socket.create_connection((host.address, host.port), timeout=2) as sock:
-                    if sock.recv(64).startswith(b"SSH-"):
-                        return
+                    return sock.recv(64).startswith(b"SSH-")
             except OSError:
-                pass
-            time.sleep(0.2)
-        log = self.root / host.org / "sshd.log"
-        tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
-        raise BackendError(f"sshd of lab host {host.org} ({host.address}) does not answer: {tail[0] if tail else 'no output'}",
-                           hint=f"log: {log}")
+                return False
+
+        def silent() -> BackendError:
+            log = self.root / host.org / "sshd.log"
+            tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+            return BackendError(f"sshd of lab host {host.org} ({host.address}) does not answer: "
+                                f"{tail[0] if tail else 'no output'}", hint=f"log: {log}")
+
+        poll_until(answers, timeout=timeout, error=silent)
 
     def down(self) -> None:
         """Stop every recorded sshd by pid, then remove the namespaces and links (netns backend)."""

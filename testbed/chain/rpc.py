@@ -68,6 +68,12 @@ class RpcClient:
     def close(self) -> None:
         self._session.close()
 
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _post(self, payload: Any) -> Any:
         if self._ipc is not None:
             try:

@@ -32,46 +32,42 @@ def validator_set(admin_url: str | None, validator_method: str | None, timeout: 
     never on HTTP/WS); None when there is no method or endpoint, or the node does not answer."""
     if not admin_url or not validator_method:
         return None
-    rpc = RpcClient(admin_url, timeout=timeout)
-    try:
-        answer = rpc.call(validator_method, "latest")
-    except RpcError:
-        return None
-    finally:
-        rpc.close()
+    with RpcClient(admin_url, timeout=timeout) as rpc:
+        try:
+            answer = rpc.call(validator_method, "latest")
+        except RpcError:
+            return None
     return tuple(answer) if isinstance(answer, list) else None
 
 
 def snapshot_node(name: str, url: str, validator_method: str | None, heights: list[int] | None = None,
                   timeout: float = 5.0, admin_url: str | None = None) -> NodeSnapshot:
     """Head, peers, validators (asked on `admin_url`) and, for `heights`, the block hash at each height."""
-    rpc = RpcClient(url, timeout=timeout)
-    try:
-        calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False]), ("net_peerCount", [])]
-        results = rpc.batch(calls, allow_errors=True)
-        head = results[0]
-        if isinstance(head, RpcError) or head is None:
-            return NodeSnapshot(node=name, reachable=False, error=str(head))
-        peers = results[1] if not isinstance(results[1], RpcError) else None
-        validators = validator_set(admin_url, validator_method, timeout)
-        hashes = {int(head["number"], 16): head["hash"]}
-        wanted = [h for h in (heights or []) if h <= int(head["number"], 16)]
-        for start in range(0, len(wanted), MAX_BATCH):
-            chunk = wanted[start:start + MAX_BATCH]
-            blocks = rpc.batch([("eth_getBlockByNumber", [hex(h), False]) for h in chunk], allow_errors=True)
-            for h, block in zip(chunk, blocks):
-                if isinstance(block, dict):
-                    hashes[h] = block["hash"]
-        return NodeSnapshot(
-            node=name, reachable=True,
-            head_number=int(head["number"], 16), head_hash=head["hash"],
-            head_timestamp=int(head["timestamp"], 16), peers=_to_int(peers),
-            validators=validators, hashes=hashes,
-        )
-    except RpcError as exc:
-        return NodeSnapshot(node=name, reachable=False, error=str(exc))
-    finally:
-        rpc.close()
+    with RpcClient(url, timeout=timeout) as rpc:
+        try:
+            calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False]), ("net_peerCount", [])]
+            results = rpc.batch(calls, allow_errors=True)
+            head = results[0]
+            if isinstance(head, RpcError) or head is None:
+                return NodeSnapshot(node=name, reachable=False, error=str(head))
+            peers = results[1] if not isinstance(results[1], RpcError) else None
+            validators = validator_set(admin_url, validator_method, timeout)
+            hashes = {int(head["number"], 16): head["hash"]}
+            wanted = [h for h in (heights or []) if h <= int(head["number"], 16)]
+            for start in range(0, len(wanted), MAX_BATCH):
+                chunk = wanted[start:start + MAX_BATCH]
+                blocks = rpc.batch([("eth_getBlockByNumber", [hex(h), False]) for h in chunk], allow_errors=True)
+                for h, block in zip(chunk, blocks):
+                    if isinstance(block, dict):
+                        hashes[h] = block["hash"]
+            return NodeSnapshot(
+                node=name, reachable=True,
+                head_number=int(head["number"], 16), head_hash=head["hash"],
+                head_timestamp=int(head["timestamp"], 16), peers=_to_int(peers),
+                validators=validators, hashes=hashes,
+            )
+        except RpcError as exc:
+            return NodeSnapshot(node=name, reachable=False, error=str(exc))
 
 
 def snapshot_all(endpoints: dict[str, str], validator_method: ValidatorMethod, heights: list[int] | None = None,

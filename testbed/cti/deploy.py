@@ -13,7 +13,6 @@ Pass `roles={address: Role bits}` to narrow some accounts.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from testbed.cti.artifacts import CONTRACT_NAMES, load_all
 from testbed.cti.model import Role
 from testbed.cti.tx import Signer
 from testbed.errors import ChainError, StateError
+from testbed.state import write_text_atomic
 
 DEFAULT_TASK_TIMEOUT = 3600  # seconds an accepted task has to be finished
 
@@ -67,10 +67,7 @@ class Deployment(BaseModel):
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename) as sorted, indented JSON."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.model_dump(), sort_keys=True, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(self.model_dump(), sort_keys=True, indent=2) + "\n")
         return path
 
     @classmethod

@@ -22,6 +22,7 @@ from testbed.chain.txs import (LONDON, FeeRules, InclusionTracker, SignedTx, Tra
                                is_nonce_conflict, nonce_of, send_batch)
 from testbed.clients import fee_rules
 from testbed.errors import ChainError
+from testbed.poll import poll_until
 
 FUNDING_WEI = 1_000 * 10**18  # a transfer costs at most 21000 * 10 gwei; this lasts millions of them
 
@@ -87,26 +88,20 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
                   timeout: float = 60, progress: Callable[[str], None] = lambda _: None) -> list[TxRecord]:
     """Fund every load account (a LoadAccount or an AccountRef) from its organization's funder
     account; wait for inclusion."""
-    watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
-    tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
     records: list[TxRecord] = []
     fees = fee_rules(net.spec)
-    try:
+    with RpcClient(net.nodes[0].rpc_url, timeout=10) as watch:
+        tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
         for org, group in accounts.items():
             funder = TransferSigner(net.keys.of(org).funder.private_key, chain_id=net.spec.chain_id, fees=fees)
-            rpc = RpcClient(group[0].rpc_url, timeout=30)
-            try:
+            with RpcClient(group[0].rpc_url, timeout=30) as rpc:
                 sent = _fund_group(rpc, funder, org, group, amount_wei)
-            finally:
-                rpc.close()
             tracker.watch(sent)
             records += sent
         progress(f"funding {len(records)} load accounts from the organizations' genesis accounts")
         if not tracker.wait_all(timeout):
             raise ChainError(f"{len(tracker.pending)} funding transfers not included after {timeout:.0f}s")
         _wait_funded_everywhere(accounts, amount_wei, timeout)
-    finally:
-        watch.close()
     return records
 
 
@@ -141,14 +136,9 @@ def _wait_funded_everywhere(accounts: dict[str, list], amount_wei: int, timeout:
     """Each org's node must see its accounts funded (it may be a block behind the watched node)."""
     deadline = time.monotonic() + timeout
     for org, group in accounts.items():
-        rpc = RpcClient(group[0].rpc_url, timeout=10)
-        try:
-            while True:
-                balances = rpc.batch([("eth_getBalance", [a.address, "latest"]) for a in group])
-                if all(int(b, 16) >= amount_wei for b in balances):
-                    break
-                if time.monotonic() > deadline:
-                    raise ChainError(f"{org}: load accounts not funded on {group[0].node} after {timeout:.0f}s")
-                time.sleep(0.2)
-        finally:
-            rpc.close()
+        balances = [("eth_getBalance", [a.address, "latest"]) for a in group]
+        with RpcClient(group[0].rpc_url, timeout=10) as rpc:
+            poll_until(lambda: all(int(b, 16) >= amount_wei for b in rpc.batch(balances)),
+                       timeout=deadline - time.monotonic(),
+                       error=lambda: ChainError(f"{org}: load accounts not funded on {group[0].node} "
+                                                f"after {timeout:.0f}s"))

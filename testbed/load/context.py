@@ -28,6 +28,7 @@ from testbed.chain.rpc import RpcClient, RpcError
 from testbed.load.accounts import LoadAccount
 from testbed.load.profiles import users_for_rate
 from testbed.load.records import Recorder, TxRow
+from testbed.poll import poll_until
 from testbed.resources import ResourceSampler, node_pids
 
 INCLUSION = "inclusion"  # request_type of inclusion events
@@ -226,9 +227,7 @@ class LoadContext(SenderContext):
     def drain(self, timeout: float) -> int:
         """After the users stop: wait for pending transactions; mark what is left as dropped."""
         self.wait_inflight(30)
-        deadline = time.monotonic() + timeout
-        while self.recorder.pending and time.monotonic() < deadline:
-            gevent.sleep(0.25)
+        poll_until(lambda: not self.recorder.pending, timeout=timeout, interval=0.25, sleep=gevent.sleep)
         gevent.sleep(self.poll_interval * 2)
         return self.recorder.drop_pending(f"not in a block within {timeout:.0f}s after the load stopped")
 

@@ -179,9 +179,8 @@ class CtiLoad:
         from testbed.chain.rpc import RpcClient
 
         rows = [r for r in recorder.rows if r.kind in CTI_KINDS and r.status == "included"]
-        rpc = RpcClient(self.net.nodes[0].rpc_url, timeout=30)
         reverted = 0
-        try:
+        with RpcClient(self.net.nodes[0].rpc_url, timeout=30) as rpc:
             for i in range(0, len(rows), 200):
                 chunk = rows[i:i + 200]
                 receipts = rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in chunk])
@@ -189,8 +188,6 @@ class CtiLoad:
                     if receipt is not None and int(receipt["status"], 16) != 1:
                         row.status, row.error = "reverted", f"reverted (gas used {int(receipt['gasUsed'], 16)})"
                         reverted += 1
-        finally:
-            rpc.close()
         out = {"users": self.users, "tokens": self.tokens, "org_ids": self.org_ids, "gas": self.gas,
                "buy_amount": self.batch_size - 1, "activity_before": self.activity_before, "activity_after": self.activity(),
                "reverted": reverted,

@@ -49,6 +49,7 @@ from testbed.load.accounts import AccountRef, fund_accounts, new_account
 from testbed.load.address import parse_master
 from testbed.load.context import INCLUSION, SenderContext, presign
 from testbed.load.records import TxRow
+from testbed.poll import poll_until
 from testbed.resources import ResourceSampler
 
 Progress = Callable[[str], None]
@@ -97,8 +98,8 @@ class LocalProcesses:
         """They quit on the master's quit message; whatever has not after 15 s is killed, by pid."""
         deadline = time.monotonic() + 15
         for proc in self._procs:
-            while proc.poll() is None and time.monotonic() < deadline:
-                gevent.sleep(0.1)
+            poll_until(lambda: proc.poll() is not None, timeout=deadline - time.monotonic(), interval=0.1,
+                       sleep=gevent.sleep)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
@@ -194,14 +195,17 @@ class WorkerPool:
         return {org: self.net.first_node(org) for org in self.ctx.recipient}
 
     def _wait_connected(self) -> None:
-        deadline = time.monotonic() + self.connect_timeout
-        while self.runner.worker_count < self.expect:
+        def connected() -> bool:
+            if self.runner.worker_count >= self.expect:
+                return True
             self._check_processes()
-            if time.monotonic() > deadline:
-                raise TestbedError(f"only {self.runner.worker_count} of {self.expect} Locust workers connected to "
-                                   f"{self.address} within {self.connect_timeout:.0f}s{self._log_tail()}",
-                                   hint="check that the workers can reach the master's address")
-            gevent.sleep(0.1)
+            return False
+
+        poll_until(connected, timeout=self.connect_timeout, interval=0.1, sleep=gevent.sleep,
+                   error=lambda: TestbedError(f"only {self.runner.worker_count} of {self.expect} Locust workers "
+                                              f"connected to {self.address} within {self.connect_timeout:.0f}s"
+                                              f"{self._log_tail()}",
+                                              hint="check that the workers can reach the master's address"))
 
     def _check_processes(self) -> None:
         if self.launcher is not None:
@@ -211,13 +215,15 @@ class WorkerPool:
         return self.launcher.log_tail() if self.launcher is not None else ""
 
     def _wait(self, kind: str, timeout: float) -> dict[int, dict]:
-        deadline = time.monotonic() + timeout
-        while len(self.replies[kind]) < self.expect:
+        def answered() -> bool:
+            if len(self.replies[kind]) >= self.expect:
+                return True
             self._check_processes()
-            if time.monotonic() > deadline:
-                raise TestbedError(f"{len(self.replies[kind])} of {self.expect} Locust workers answered {kind} "
-                                   f"within {timeout:.0f}s{self._log_tail()}")
-            gevent.sleep(0.05)
+            return False
+
+        poll_until(answered, timeout=timeout, interval=0.05, sleep=gevent.sleep,
+                   error=lambda: TestbedError(f"{len(self.replies[kind])} of {self.expect} Locust workers answered "
+                                              f"{kind} within {timeout:.0f}s{self._log_tail()}"))
         answers, self.replies[kind] = self.replies[kind], {}
         return answers
 

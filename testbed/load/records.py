@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from testbed.runs import read_jsonl  # noqa: F401 (re-exported)
+from testbed.state import write_text_atomic
 
 TX_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "included_block", "included_time",
              "block_timestamp", "status", "error", "reorged")
@@ -156,8 +157,4 @@ class Recorder:
 
 
 def _jsonl(path: Path, rows) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, separators=(",", ":")) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))

@@ -33,6 +33,7 @@ from testbed.load.locust_files import LocustFiles  # noqa: E402
 from testbed.load.profiles import Profile, users_for_rate  # noqa: E402
 from testbed.load.shapes import ControlledShape, ProfileShape  # noqa: E402
 from testbed.load.users import TransferUser  # noqa: E402
+from testbed.poll import poll_until  # noqa: E402
 from testbed.report.data import RunData  # noqa: E402
 from testbed.report.summary import step_figures  # noqa: E402
 
@@ -251,9 +252,7 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
             signing = ctx.generators.presign(rate, opts.presign_seconds or limits.step_seconds)
             shape.rate, ctx.target_rate = rate, rate
             wanted = users_for_rate(rate, ctx.per_user_rate, ctx.max_users, ctx.min_users)
-            deadline = time.monotonic() + 5
-            while env.runner.user_count != wanted and time.monotonic() < deadline:
-                gevent.sleep(0.05)
+            poll_until(lambda: env.runner.user_count == wanted, timeout=5, interval=0.05, sleep=gevent.sleep)
             env.stats.reset_all()  # Locust's submit stats per step
             late_before = ctx.generators.signed_late()
             started = time.time()
@@ -263,9 +262,8 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
             shape.rate, ctx.target_rate = 0.0, 0.0
             run.event("step_finished", target=rate)
             mine = [r for r in ctx.recorder.rows if started <= r.submit_time < ended]
-            deadline = time.monotonic() + limits.settle_timeout
-            while any(r.status == "submitted" for r in mine) and time.monotonic() < deadline:
-                gevent.sleep(0.25)
+            poll_until(lambda: not any(r.status == "submitted" for r in mine), timeout=limits.settle_timeout,
+                       interval=0.25, sleep=gevent.sleep)
             gevent.sleep(1.0)
             figures = step_figures(RunData.from_recorder(ctx.recorder), started, ended)
             figures["submit_rpc_ms"] = submit_stats(env)

@@ -89,21 +89,19 @@ def follow_blocks(net, stop: threading.Event, interval: float = 0.5) -> None:
     seen: int | None = None
     while not stop.is_set():
         for node in net.nodes:
-            rpc = RpcClient(node.rpc_url, timeout=3)
-            try:
-                head = int(rpc.call("eth_blockNumber"), 16)
-                if seen is None:
-                    seen = head
-                for number in range(seen + 1, head + 1):
-                    block = rpc.call("eth_getBlockByNumber", hex(number), False)
-                    BLOCKS.inc()
-                    TRANSACTIONS.inc(len(block["transactions"]))
-                    seen = number
-                break
-            except (RpcError, OSError, ValueError, TypeError, KeyError):
-                continue
-            finally:
-                rpc.close()
+            with RpcClient(node.rpc_url, timeout=3) as rpc:
+                try:
+                    head = int(rpc.call("eth_blockNumber"), 16)
+                    if seen is None:
+                        seen = head
+                    for number in range(seen + 1, head + 1):
+                        block = rpc.call("eth_getBlockByNumber", hex(number), False)
+                        BLOCKS.inc()
+                        TRANSACTIONS.inc(len(block["transactions"]))
+                        seen = number
+                    break
+                except (RpcError, OSError, ValueError, TypeError, KeyError):
+                    continue
         stop.wait(interval)
 
 

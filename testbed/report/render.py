@@ -15,7 +15,7 @@ from pathlib import Path
 from testbed.report import plots
 from testbed.report.data import RunData
 from testbed.report.summary import fault_periods, per_second, summarize
-from testbed.state import write_json_atomic
+from testbed.state import write_json_atomic, write_text_atomic
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:64em;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
@@ -236,7 +236,5 @@ def render(run_dir: Path) -> tuple[Path, Path]:
     json_path = run_dir / "summary.json"
     write_json_atomic(json_path, summary)
     html_path = run_dir / "report.html"
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(render_html(data, summary))
-    tmp.replace(html_path)
+    write_text_atomic(html_path, render_html(data, summary))
     return html_path, json_path

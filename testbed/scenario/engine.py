@@ -196,13 +196,11 @@ class ScenarioRun:
 
         heads, silent = {}, []
         for name in self.alive():
-            rpc = RpcClient(self.net.node(name).rpc_url, timeout=3)
-            try:
-                heads[name] = int(rpc.call("eth_blockNumber"), 16)
-            except TestbedError:
-                silent.append(name)
-            finally:
-                rpc.close()
+            with RpcClient(self.net.node(name).rpc_url, timeout=3) as rpc:
+                try:
+                    heads[name] = int(rpc.call("eth_blockNumber"), 16)
+                except TestbedError:
+                    silent.append(name)
         if not heads:
             raise StepFailed("no live node answers")
         return heads, silent
@@ -343,18 +341,16 @@ class ScenarioRun:
         views = {v.key: v for v in self.views.views() if v.kind == "task"}
         out = {alias: {"id": info["id"], "org": info["org"], "states": {}} for alias, info in self.cti.tasks.items()}
         for name in self.alive():
-            rpc = RpcClient(self.net.node(name).rpc_url, timeout=5)
-            try:
-                keys = [f"task {info['id']}" for info in self.cti.tasks.values()]
-                answers = rpc.batch([("eth_call", [{"to": views[k].to, "data": views[k].data}, "latest"]) for k in keys],
-                                    allow_errors=True)
-                for (alias, _), key, raw in zip(self.cti.tasks.items(), keys, answers):
-                    state = self.views.decode(views[key], raw) if isinstance(raw, str) else None
-                    out[alias]["states"][name] = state.upper() if isinstance(state, str) else None
-            except RpcError:
-                continue
-            finally:
-                rpc.close()
+            with RpcClient(self.net.node(name).rpc_url, timeout=5) as rpc:
+                try:
+                    keys = [f"task {info['id']}" for info in self.cti.tasks.values()]
+                    answers = rpc.batch([("eth_call", [{"to": views[k].to, "data": views[k].data}, "latest"]) for k in keys],
+                                        allow_errors=True)
+                    for (alias, _), key, raw in zip(self.cti.tasks.items(), keys, answers):
+                        state = self.views.decode(views[key], raw) if isinstance(raw, str) else None
+                        out[alias]["states"][name] = state.upper() if isinstance(state, str) else None
+                except RpcError:
+                    continue
         return out
 
 

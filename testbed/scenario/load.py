@@ -93,13 +93,10 @@ class TransferLoad:
             urls = self._live_urls(node)
             if not urls:
                 raise ChainError("no live node to send load through")
-            rpc = RpcClient(urls[0], timeout=10)
-            try:
+            with RpcClient(urls[0], timeout=10) as rpc:
                 for pair in self.net.keys.of(org).load:
                     signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id, fees=fees)
                     senders.append(_Sender(org, node, self._url(node), signer, nonce_of(rpc, signer.address), to))
-            finally:
-                rpc.close()
         return senders
 
     def _send(self, batch: list[tuple[_Sender, TxRecord, str]]) -> None:
@@ -107,15 +104,13 @@ class TransferLoad:
         prefer = batch[0][0].node
         results: list | None = None
         for url in self._live_urls(prefer):
-            rpc = RpcClient(url, timeout=5)
-            try:
-                results = rpc.batch([("eth_sendRawTransaction", [raw]) for _, _, raw in batch], allow_errors=True)
-                node = next((n.name for n in self.net.nodes if n.rpc_url == url), url)
-                break
-            except RpcError:
-                continue
-            finally:
-                rpc.close()
+            with RpcClient(url, timeout=5) as rpc:
+                try:
+                    results = rpc.batch([("eth_sendRawTransaction", [raw]) for _, _, raw in batch], allow_errors=True)
+                    node = next((n.name for n in self.net.nodes if n.rpc_url == url), url)
+                    break
+                except RpcError:
+                    continue
         now = time.time()
         for (sender, record, _), result in zip(batch, results or [None] * len(batch)):
             record.submit_time = now
@@ -236,15 +231,13 @@ class TransferLoad:
     def _rebroadcast(self, hashes: list[str]) -> int:
         """Send pending transactions' raw bytes again to every live node (same hash; idempotent)."""
         for name in self.alive():
-            rpc = RpcClient(self._url(name), timeout=5)
-            try:
-                for start in range(0, len(hashes), 200):
-                    rpc.batch([("eth_sendRawTransaction", [self.raw[h]]) for h in hashes[start:start + 200]],
-                              allow_errors=True)
-            except RpcError:
-                pass
-            finally:
-                rpc.close()
+            with RpcClient(self._url(name), timeout=5) as rpc:
+                try:
+                    for start in range(0, len(hashes), 200):
+                        rpc.batch([("eth_sendRawTransaction", [self.raw[h]]) for h in hashes[start:start + 200]],
+                                  allow_errors=True)
+                except RpcError:
+                    pass
         return len(hashes)
 
     def _confirm(self, result: LoadResult) -> None:
@@ -252,23 +245,21 @@ class TransferLoad:
         live = self.alive()
         if not live:
             return
-        rpc = RpcClient(self._url(live[0]), timeout=30)
-        try:
-            watched = [r for r in result.records if r.status != "rejected"]
-            for start in range(0, len(watched), 300):
-                chunk = watched[start:start + 300]
-                receipts = rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in chunk], allow_errors=True)
-                for record, receipt in zip(chunk, receipts):
-                    if isinstance(receipt, dict) and receipt.get("blockNumber"):
-                        block = int(receipt["blockNumber"], 16)
-                        if record.status != "included" or record.included_block != block:
-                            record.included_block = block
-                            if record.included_time is None:  # seen only now: latency unknown, not guessed
-                                record.error = "included; found by receipt after the drain"
-                        record.status = "included"
-                    elif record.status == "included":
-                        record.status, record.error = "dropped", "included in a block the chain later dropped"
-        except RpcError:
-            pass
-        finally:
-            rpc.close()
+        with RpcClient(self._url(live[0]), timeout=30) as rpc:
+            try:
+                watched = [r for r in result.records if r.status != "rejected"]
+                for start in range(0, len(watched), 300):
+                    chunk = watched[start:start + 300]
+                    receipts = rpc.batch([("eth_getTransactionReceipt", [r.hash]) for r in chunk], allow_errors=True)
+                    for record, receipt in zip(chunk, receipts):
+                        if isinstance(receipt, dict) and receipt.get("blockNumber"):
+                            block = int(receipt["blockNumber"], 16)
+                            if record.status != "included" or record.included_block != block:
+                                record.included_block = block
+                                if record.included_time is None:  # seen only now: latency unknown, not guessed
+                                    record.error = "included; found by receipt after the drain"
+                            record.status = "included"
+                        elif record.status == "included":
+                            record.status, record.error = "dropped", "included in a block the chain later dropped"
+            except RpcError:
+                pass

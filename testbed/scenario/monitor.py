@@ -24,6 +24,7 @@ from testbed.chain.rpc import RpcClient, RpcError
 from testbed.chain.sample import ValidatorMethod, method_of, validator_set
 from testbed.consensus import (HeadPoint, NodeSnapshot, Reorg, apply_hashes, find_divergences, find_reorgs,
                                find_stalls, find_state_mismatches, liveness)
+from testbed.state import write_text_atomic
 
 Endpoints = Callable[[], dict[str, str]]  # node name -> RPC URL of the nodes that are up now
 Emit = Callable[..., None]
@@ -138,9 +139,8 @@ class AgreementMonitor:
             self.sample(force_views=True)
         self._pool.shutdown(wait=True)
         verdict = self.verdict()
-        tmp = self.out_dir / "monitor.json.tmp"
-        tmp.write_text(json.dumps(verdict.to_json(), indent=2, sort_keys=True, default=str) + "\n")
-        tmp.replace(self.out_dir / "monitor.json")
+        write_text_atomic(self.out_dir / "monitor.json",
+                          json.dumps(verdict.to_json(), indent=2, sort_keys=True, default=str) + "\n")
         return verdict
 
     def _loop(self) -> None:
@@ -163,8 +163,7 @@ class AgreementMonitor:
 
     def _chain_view(self, name: str, url: str) -> NodeSnapshot:
         track = self.tracks.get(name) or NodeTrack()
-        rpc = RpcClient(url, timeout=self.timeout)
-        try:
+        with RpcClient(url, timeout=self.timeout) as rpc:
             prev = track.head
             low = max(0, prev - self.recheck) if prev is not None else None
             heights = list(range(low, prev + 5)) if low is not None else []
@@ -176,8 +175,6 @@ class AgreementMonitor:
                     return snap
                 new_low = max(0, low - 4 * self.recheck)  # the reorg goes deeper than the window: widen it
                 heights, low = list(range(new_low, low)) + heights, new_low
-        finally:
-            rpc.close()
 
     def _batch(self, rpc: RpcClient, name: str, track: NodeTrack, heights: list[int]) -> NodeSnapshot:
         calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False]), ("net_peerCount", [])]
@@ -287,14 +284,12 @@ class AgreementMonitor:
         views = self.views.views()
 
         def ask(node: str) -> tuple[str, dict[str, object]]:
-            rpc = RpcClient(endpoints[node], timeout=self.timeout)
-            try:
-                answers = rpc.batch([("eth_call", [{"to": v.to, "data": v.data}, hex(block)]) for v in views],
-                                    allow_errors=True)
-            except RpcError as exc:
-                return node, {"(unreachable)": str(exc)[:80]}
-            finally:
-                rpc.close()
+            with RpcClient(endpoints[node], timeout=self.timeout) as rpc:
+                try:
+                    answers = rpc.batch([("eth_call", [{"to": v.to, "data": v.data}, hex(block)]) for v in views],
+                                        allow_errors=True)
+                except RpcError as exc:
+                    return node, {"(unreachable)": str(exc)[:80]}
             return node, {v.key: (a if isinstance(a, str) else "error") for v, a in zip(views, answers)}
 
         raw = dict(self._pool.map(ask, nodes))

@@ -17,6 +17,7 @@ import pytest
 from testbed import toolchain
 from testbed.contracts import deploy_to_network
 from testbed.network import Network
+from testbed.poll import poll_until
 from testbed.spec import load_network_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,10 +159,4 @@ def wait_until_steady(read, steady_s: float, timeout: float, interval: float = 1
 
 def wait_for(predicate, timeout: float, interval: float = 0.5):
     """Poll `predicate` until it returns something truthy or `timeout` passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+    return poll_until(predicate, timeout=timeout, interval=interval)

@@ -62,11 +62,8 @@ def distributed_run(four_orgs):
 def _assert_nonces_count_included(network, txs) -> None:
     """Independent check from the chain: a fresh load account's nonce counts its included transactions."""
     included_by_sender = Counter(t["sender"] for t in txs if t["status"] == "included")
-    rpc = RpcClient(network.nodes[0].rpc_url)
-    try:
+    with RpcClient(network.nodes[0].rpc_url) as rpc:
         on_chain = {s: int(rpc.call("eth_getTransactionCount", s, "latest"), 16) for s in {t["sender"] for t in txs}}
-    finally:
-        rpc.close()
     assert on_chain == {s: included_by_sender.get(s, 0) for s in on_chain}
 
 

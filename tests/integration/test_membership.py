@@ -3,7 +3,6 @@ validator and a CTI member; leave removes both and keeps agreement on every rema
 
 from __future__ import annotations
 
-
 import pytest
 
 from testbed.chain.rpc import RpcClient, RpcError
@@ -68,14 +67,11 @@ def test_join_then_leave(network):
     # by hand, is no longer in any member's permissioned-nodes.json and cannot peer with them.
     grown.start_node(newcomer.name)
     try:
-        rpc = RpcClient(newcomer.rpc_url)
-        try:
+        with RpcClient(newcomer.rpc_url) as rpc:
             assert wait_for(lambda: _answers(rpc), timeout=30), "the departed organization's node never answered"
             # several of its dial rounds against each member's allowlist
             seen = observe(lambda: int(rpc.call("net_peerCount"), 16), seconds=15)
             assert set(seen) == {0}, f"a departed organization's node peered: net_peerCount {seen}"
-        finally:
-            rpc.close()
         assert all(s.peers == 3 for s in remaining.snapshots()), [(s.node, s.peers) for s in remaining.snapshots()]
     finally:
         grown.stop_node(newcomer.name)

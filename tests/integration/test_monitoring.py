@@ -50,19 +50,13 @@ def settled(url: str, quiet: float = 4.0) -> float:
 
 
 def head(net) -> int:
-    rpc = RpcClient(net.nodes[0].rpc_url)
-    try:
+    with RpcClient(net.nodes[0].rpc_url) as rpc:
         return int(rpc.call("eth_blockNumber"), 16)
-    finally:
-        rpc.close()
 
 
 def transactions_in_blocks(net, first: int, last: int) -> int:
-    rpc = RpcClient(net.nodes[0].rpc_url)
-    try:
+    with RpcClient(net.nodes[0].rpc_url) as rpc:
         blocks = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)])
-    finally:
-        rpc.close()
     return sum(len(b["transactions"]) for b in blocks)
 
 

@@ -89,8 +89,7 @@ def test_http_serves_no_vote_or_admin_namespace_and_the_ipc_socket_is_private(fo
     that another local user cannot enter."""
     net = four_orgs
     node = net.nodes[0]
-    rpc = RpcClient(node.rpc_url)
-    try:
+    with RpcClient(node.rpc_url) as rpc:
         assert set(rpc.call("rpc_modules")) <= {"eth", "net", "web3", "txpool", "rpc"}, rpc.call("rpc_modules")
         for method, params in ((net.validator_rpc.propose_method, [node.address, False]), ("debug_setHead", ["0x1"]),
                                ("admin_peers", []), ("miner_stop", [])):
@@ -112,14 +111,9 @@ def test_http_serves_no_vote_or_admin_namespace_and_the_ipc_socket_is_private(fo
                                ("eth_signTransaction", [tx])):
             with pytest.raises(RpcError, match="request denied|unknown account|does not exist|not available"):
                 rpc.call(method, *params)
-    finally:
-        rpc.close()
-    admin = RpcClient(net.admin_url(node.name))
-    try:  # the same node answers the vote namespace on its socket
+    with RpcClient(net.admin_url(node.name)) as admin:  # the same node answers the vote namespace on its socket
         listed = admin.call(net.validator_rpc.list_method, "latest")
         assert sorted(a.lower() for a in listed) == sorted(n.address.lower() for n in net.nodes if n.is_validator)
-    finally:
-        admin.close()
     socket_path = net.state.admin_socket(node.name)
     assert socket_path.is_socket()
     assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700

@@ -66,16 +66,12 @@ def test_parallel_requests_under_load_each_get_their_own_task(cti_net):
     try:
         # the load accounts (funded from the organizations' funder accounts) are sending
         known = {pair.address.lower() for pairs in cti_net.keys.accounts.values() for pair in pairs}
-        rpc = RpcClient(cti_net.nodes[0].rpc_url, timeout=10)
+        with RpcClient(cti_net.nodes[0].rpc_url, timeout=10) as rpc:
+            def load_sending() -> bool:
+                block = rpc.call("eth_getBlockByNumber", "latest", True)
+                return load.poll() is not None or any(tx["from"].lower() not in known for tx in block["transactions"])
 
-        def load_sending() -> bool:
-            block = rpc.call("eth_getBlockByNumber", "latest", True)
-            return load.poll() is not None or any(tx["from"].lower() not in known for tx in block["transactions"])
-
-        try:
             assert wait_for(load_sending, timeout=90), "no transaction from a load account within 90 s"
-        finally:
-            rpc.close()
         assert load.poll() is None, load.stderr.read()[-2000:]
         steps = [Step(org=org, cti=f"{target[org]}-listing", alias=f"{org}-{i}") for org in orgs for i in range(per_org)]
         with ThreadPoolExecutor(max_workers=len(steps)) as pool:

@@ -4,6 +4,7 @@ program runs, so the first liveness check cannot land in the prefix's exec."""
 from __future__ import annotations
 
 import sys
+import time
 
 import psutil
 import pytest
@@ -45,7 +46,7 @@ def test_spawn_without_a_prefix_returns_at_the_first_look(spawned, monkeypatch):
     test of the prefix once made every local node's start wait out the 10 s limit)."""
     procs, tmp_path = spawned
     naps = []
-    monkeypatch.setattr(process.time, "sleep", naps.append)
+    monkeypatch.setattr(time, "sleep", naps.append)
     argv = [sys.executable, "-c", "import time; time.sleep(30)", "--tag", "test-plain"]
     proc = process.spawn("plain", argv, {}, tmp_path / "n.log", "--tag test-plain")
     procs.append(proc)

@@ -93,7 +93,10 @@ def test_waiting_for_a_block_on_the_running_nodes_of_some_orgs(monkeypatch):
             asked.append(self.node)
             return hex(next(heads[self.node], 4))
 
-        def close(self):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
             pass
 
     monkeypatch.setattr(rpc_module, "RpcClient", ScriptedRpc)
