@@ -18,6 +18,7 @@ from typing import Protocol
 from pymisp import MISPEvent
 
 from solver.errors import IntelError
+from testbed.cti.misp import MispEventError, parse_event
 from testbed.state import write_text_atomic
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -30,26 +31,11 @@ class IntelStore(Protocol):
 
 
 def validate_event(raw: bytes | str, misp_uuid: str | None = None) -> MISPEvent:
-    """Parse and check a MISP event; IntelError says what is wrong."""
+    """Parse and check a MISP event (testbed.cti.misp.parse_event); IntelError says what is wrong."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntelError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise IntelError("not a MISP event: the JSON is not an object")
-    body = data.get("Event", data)
-    if not isinstance(body, dict) or "uuid" not in body:
-        raise IntelError("not a MISP event: no uuid")
-    event = MISPEvent()
-    try:
-        event.from_dict(**data)
-    except Exception as exc:  # pymisp raises several types (NewEventError, NewAttributeError, ...)
-        raise IntelError(f"not a valid MISP event: {exc}") from None
-    if misp_uuid is not None and str(event.uuid).lower() != misp_uuid.lower():
-        raise IntelError(f"MISP event uuid {event.uuid} is not the listed {misp_uuid}")
-    if not event.attributes and not event.objects:
-        raise IntelError(f"MISP event {event.uuid} has no attributes or objects")
-    return event
+        return parse_event(raw, misp_uuid)
+    except MispEventError as exc:
+        raise IntelError(str(exc)) from None
 
 
 class DirectoryStore:

@@ -9,7 +9,7 @@ from eth_utils import keccak
 
 from solver import manage
 from solver.crypto import delivery_public_key
-from solver.intel import DirectoryStore
+from solver.intel import DirectoryStore, validate_event
 from solver.seed import sample_event, seed_network
 
 
@@ -26,6 +26,11 @@ class SolverPackage:
     def sample_intel(self, net, org: str, title: str) -> tuple[str, bytes]:
         event = sample_event(random.Random(f"{net.name}:{org}:{title}"), org, 0)
         event.info = title
+        path = DirectoryStore(manage.intel_dir(net, org)).put(event)
+        return str(event.uuid), keccak(path.read_bytes())
+
+    def store_intel(self, net, org: str, raw: bytes) -> tuple[str, bytes]:
+        event = validate_event(raw)
         path = DirectoryStore(manage.intel_dir(net, org)).put(event)
         return str(event.uuid), keccak(path.read_bytes())
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from eth_utils import keccak
-from pymisp import MISPEvent
+from pymisp import MISPEvent, MISPObject
 
 from solver.intel import DirectoryStore
 
@@ -38,7 +38,8 @@ def _domain(rng: random.Random) -> str:
 
 
 def sample_event(rng: random.Random, org: str, index: int, *, indicators: int = 12) -> MISPEvent:
-    """A realistic-looking MISP event: network and file indicators, TLP tag, threat level."""
+    """A realistic-looking MISP event: network and file indicators (attributes and MISP objects),
+    TLP tag, threat level."""
     event = MISPEvent()
     event.uuid = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
     event.info = rng.choice(THREATS).format(n=rng.randint(10, 99)) + f" (shared by {org}, #{index})"
@@ -47,22 +48,32 @@ def sample_event(rng: random.Random, org: str, index: int, *, indicators: int = 
     event.analysis = rng.randint(0, 2)
     event.distribution = 1
     event.add_tag(rng.choice(("tlp:amber", "tlp:green", "tlp:amber+strict")))
-    for i in range(indicators):
+    for i in range(indicators):  # standalone attributes and MISP objects (file, domain-ip, url)
         kind = i % 6
         if kind == 0:
             event.add_attribute("domain", _domain(rng), comment="C2 domain")
         elif kind == 1:
             event.add_attribute("ip-dst", f"{rng.choice(NETS)}.{rng.randint(1, 254)}", comment="C2 address")
         elif kind == 2:
-            event.add_attribute("url", f"https://{_domain(rng)}/{rng.choice(WORDS)}/{rng.randint(100, 999)}.php")
+            url = MISPObject("url")
+            url.add_attribute("url", value=f"https://{_domain(rng)}/{rng.choice(WORDS)}/{rng.randint(100, 999)}.php")
+            event.add_object(url)
         elif kind == 3:
             blob = rng.randbytes(64)
-            event.add_attribute("sha256", hashlib.sha256(blob).hexdigest(), category="Payload delivery")
+            file = MISPObject("file")
+            file.add_attribute("filename", value=rng.choice(FILE_NAMES))
+            file.add_attribute("sha256", value=hashlib.sha256(blob).hexdigest())
+            file.add_attribute("md5", value=hashlib.md5(blob).hexdigest())  # noqa: S324
+            file.add_attribute("size-in-bytes", value=len(blob))
+            event.add_object(file)
         elif kind == 4:
-            blob = rng.randbytes(64)
-            event.add_attribute("md5", hashlib.md5(blob).hexdigest(), category="Payload delivery")  # noqa: S324
+            pair = MISPObject("domain-ip")
+            pair.add_attribute("domain", value=_domain(rng))
+            pair.add_attribute("ip", value=f"{rng.choice(NETS)}.{rng.randint(1, 254)}")
+            event.add_object(pair)
         else:
-            event.add_attribute("filename", rng.choice(FILE_NAMES), category="Payload delivery")
+            blob = rng.randbytes(64)
+            event.add_attribute("sha256", hashlib.sha256(blob).hexdigest(), category="Payload delivery")
     return event
 
 

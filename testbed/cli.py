@@ -597,6 +597,54 @@ def monitor_status(network: Optional[str] = NetworkOpt, as_json: bool = JsonOpt)
     raise typer.Exit(0 if record else 1)
 
 
+# ---- CTI on a running network: list a MISP event (its org's Solver delivers it) ----------------
+
+cti_app = typer.Typer(help="CTI on a running network: list a MISP event for the consortium.", no_args_is_help=True)
+app.add_typer(cti_app, name="cti")
+
+
+@cti_app.command("publish")
+def cti_publish(event: Path = typer.Option(..., "--event", "-e", help="A MISP event JSON file (attributes, objects)."),
+                org: str = typer.Option(..., "--org", "-o", help="The publishing organization."),
+                network: Optional[str] = NetworkOpt,
+                title: Optional[str] = typer.Option(None, help="Listing title (default: the event's info)."),
+                price_wei: int = typer.Option(0, min=0, help="Price of one token, in wei."),
+                supply: int = typer.Option(10, min=1, help="Tokens minted with the listing."),
+                as_json: bool = JsonOpt) -> None:
+    """Check a MISP event with pymisp, put it in the org's intelligence store and list it on-chain
+    (its publisher account signs; its Solver is authorized to deliver it); prints the token."""
+    from testbed.contracts import deployment_of
+    from testbed.cti import CtiClient
+    from testbed.cti.deploy import connect
+    from testbed.cti.misp import MispEventError, parse_event
+    from testbed.scenario.solvers import store_event
+    from testbed.spec.loader import read_text_file
+
+    raw = read_text_file(event, hint="give a MISP event JSON file").encode()
+    try:
+        parsed = parse_event(raw)
+    except MispEventError as exc:
+        raise StateError(f"{event}: {exc}", hint="export the event from MISP as JSON (Event with Attribute/Object)") from None
+    net = resolve_network(network)
+    if org not in [o.name for o in net.members]:
+        raise StateError(f"--org {org!r} is not a member of {net.name!r}",
+                         hint=f"members: {', '.join(o.name for o in net.members)}")
+    deployment = deployment_of(net)
+    roles = net.keys.of(org)
+    misp_uuid, content = store_event(net, org, raw)
+    client = CtiClient(connect(net.org_rpc_urls(org)), deployment, roles.publisher.private_key)
+    listed_title = (title or parsed.info or "indicators")[:200]
+    sent = client.publish(misp_uuid, listed_title, content, price_wei, supply, solvers=[roles.solver.address])
+    answer = {"token": sent.result, "misp_uuid": misp_uuid, "content_hash": "0x" + content.hex(), "title": listed_title,
+              "block": sent.block, "tx": sent.tx_hash, "attributes": len(parsed.attributes),
+              "objects": [o.name for o in parsed.objects]}
+    if as_json:
+        out.print_json(json.dumps(answer))
+        return
+    out.print(f"token {sent.result}: MISP event {misp_uuid} '{escape(listed_title)}' ({len(parsed.attributes)} attributes, "
+              f"{len(parsed.objects)} objects) listed by {org} in block {sent.block}")
+
+
 # ---- operators' files: a network carried elsewhere (testbed.backends.compose) -------------------
 
 export_app = typer.Typer(help="Operators' files for a network, to run it elsewhere.", no_args_is_help=True)

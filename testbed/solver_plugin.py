@@ -46,6 +46,11 @@ class SolverPlugin(Protocol):
         keccak256 of the bytes its Solver will deliver), what a listing names."""
         ...
 
+    def store_intel(self, net, org: str, raw: bytes) -> tuple[str, bytes]:
+        """A given MISP event (JSON bytes, checked) in `org`'s intelligence store: (its UUID, the
+        keccak256 of the bytes its Solver will deliver)."""
+        ...
+
     def seed(self, net, org: str, count: int, **options) -> list[Any]:
         """`count` sample events in `org`'s store, listed on-chain by its publisher account."""
         ...

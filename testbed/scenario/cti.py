@@ -15,6 +15,7 @@ import hashlib
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from eth_account import Account
 
@@ -28,8 +29,10 @@ class DeliveryFailed(TestbedError):
 
 
 class CtiActions:
-    def __init__(self, net, deployment, emit, views=None, stop: threading.Event | None = None) -> None:
+    def __init__(self, net, deployment, emit, views=None, stop: threading.Event | None = None,
+                 event_files: dict[str, str] | None = None) -> None:
         self.net, self.deployment, self.emit, self.views = net, deployment, emit, views
+        self.event_files = event_files or {}  # publish alias -> the MISP event file it lists
         self.stop = stop or threading.Event()  # set: the run is ending early, stop waiting for deliveries
         self.ctis: dict[str, int] = {}  # alias -> token id
         self.published_block: dict[str, int] = {}  # alias -> block of its listing
@@ -64,12 +67,20 @@ class CtiActions:
         return {o.name: o.org_id for o in orgs}
 
     def publish(self, step) -> None:
-        from testbed.scenario.solvers import intel_for
+        from testbed.cti.misp import parse_event
+        from testbed.scenario.solvers import intel_for, store_event
 
         accounts = [self.net.keys.of(step.org).solver.address]
-        intel = intel_for(self.net, step.org, f"{step.title} ({step.alias})")
-        misp_uuid, content = intel or (str(uuid.uuid4()), hashlib.sha256(f"{step.alias}:{step.title}".encode()).digest())
-        sent = self.client(step.org).publish(misp_uuid, step.title, content, step.price_wei, step.supply,
+        event_file = getattr(step, "event", None) and self.event_files.get(step.alias)
+        if event_file:
+            raw = Path(event_file).read_bytes()
+            title = step.title or parse_event(raw).info or "indicators"
+            misp_uuid, content = store_event(self.net, step.org, raw)
+        else:
+            title = step.title or "indicators"
+            intel = intel_for(self.net, step.org, f"{title} ({step.alias})")
+            misp_uuid, content = intel or (str(uuid.uuid4()), hashlib.sha256(f"{step.alias}:{title}".encode()).digest())
+        sent = self.client(step.org).publish(misp_uuid, title[:200], content, step.price_wei, step.supply,
                                              solvers=accounts)
         self.ctis[step.alias] = sent.result
         self.published_block[step.alias] = sent.block

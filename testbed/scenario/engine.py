@@ -506,7 +506,7 @@ def _deploy(ctx: ScenarioRun, progress: Progress) -> None:
             ctx.emit("solver_start_failed", org="(deploy hook)", error=str(exc))
             deployment = deployment_of(net)
         ctx.emit("contracts_deployed", membership=deployment.address("Membership"))
-    ctx.cti = CtiActions(net, deployment, ctx.emit, stop=ctx.stopping)
+    ctx.cti = CtiActions(net, deployment, ctx.emit, stop=ctx.stopping, event_files=ctx.scenario.event_files)
     ctx.views = StateViews(deployment, ctx.cti.org_ids())
     ctx.cti.views = ctx.views
     if ctx.solvers.available:

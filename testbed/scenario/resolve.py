@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed import shipped
+from testbed.cti.misp import MispEventError, parse_event
 from testbed.errors import SpecError
 from testbed.network import node_names
 from testbed.spec.loader import load_model, parse_yaml_text, validate_text, read_text_file
@@ -30,6 +31,7 @@ class Scenario:
     network_source: str
     step_names: tuple[str, ...] = ()
     uses_cti: bool = False
+    event_files: dict[str, str] = field(default_factory=dict)  # publish alias -> its MISP event file (absolute)
     lines: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -70,10 +72,11 @@ def scenario_from_text(text: str, source: str, *, base_dir: Path, network_overri
         network, network_source = spec.network, f"{source} (inline)"
     if network_overrides:
         network = apply_overrides(network, network_overrides)
-    checker = _Checker(spec, network, source, lines)
+    checker = _Checker(spec, network, source, lines, base_dir)
     checker.check()
     return Scenario(spec=spec, network=network, source=source, network_source=network_source,
-                    step_names=tuple(checker.names), uses_cti=checker.uses_cti, lines=lines)
+                    step_names=tuple(checker.names), uses_cti=checker.uses_cti, event_files=checker.event_files,
+                    lines=lines)
 
 
 def apply_overrides(network: NetworkSpec, overrides: dict[str, Any]) -> NetworkSpec:
@@ -91,8 +94,9 @@ def apply_overrides(network: NetworkSpec, overrides: dict[str, Any]) -> NetworkS
 
 
 class _Checker:
-    def __init__(self, spec: ScenarioSpec, network: NetworkSpec, source: str, lines: dict) -> None:
-        self.spec, self.network, self.source, self.lines = spec, network, source, lines
+    def __init__(self, spec: ScenarioSpec, network: NetworkSpec, source: str, lines: dict, base_dir: Path) -> None:
+        self.spec, self.network, self.source, self.lines, self.base_dir = spec, network, source, lines, base_dir
+        self.event_files: dict[str, str] = {}
         self.orgs = [o.name for o in network.organizations]
         self.nodes = [n for names in node_names(network).values() for n in names]
         self.grown = network  # the spec with every organization that joined so far (departed ones stay in it)
@@ -110,6 +114,18 @@ class _Checker:
             probe = probe[:-1]
         key = ".".join(str(p) for p in loc)
         raise SpecError(f"{self.source}:{self.lines.get(probe, 1)}: {key}: {message}", hint=hint)
+
+    def event_file(self, given: str, loc: tuple) -> str:
+        """The MISP event file a publish step names, read and checked now (before anything starts)."""
+        path = Path(given) if Path(given).is_absolute() else self.base_dir / given
+        try:
+            parse_event(path.read_bytes())
+        except OSError as exc:
+            self.fail(loc, f"cannot read {path}: {exc.strerror or exc}", hint="give a MISP event JSON file, "
+                      "relative to the scenario file")
+        except MispEventError as exc:
+            self.fail(loc, f"{path}: {exc}", hint="export the event from MISP as JSON (Event with Attribute/Object)")
+        return str(path.resolve())
 
     def check(self) -> None:
         self.steps(self.spec.steps, ("steps",))
@@ -197,6 +213,8 @@ class _Checker:
             if body.alias in self.ctis:
                 self.fail(here + ("as",), f"CTI alias {body.alias!r} is already defined")
             self.ctis.add(body.alias)
+            if body.event is not None:
+                self.event_files[body.alias] = self.event_file(body.event, here + ("event",))
         elif action in ("buy", "request"):
             self.org(body.org, here + ("org",))
             if body.cti not in self.ctis:

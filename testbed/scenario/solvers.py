@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from testbed.solver_plugin import SolverUnavailable, solver_plugin
+from testbed.solver_plugin import SolverUnavailable, require_solver_plugin, solver_plugin
 
 MISSING = "no Solver is installed (the solver package's plugin): nothing delivers CTI or finishes tasks"
 
@@ -76,6 +76,12 @@ def solvers_in_tree() -> bool:
 def solver_control(net) -> SolverControl:
     plugin = solver_plugin()
     return ManagedSolvers(net, plugin) if plugin is not None else MissingSolvers()
+
+
+def store_event(net, org: str, raw: bytes) -> tuple[str, bytes]:
+    """A given MISP event put in the org's intelligence store: (its UUID, the keccak256 of the bytes
+    its Solver will deliver). Needs the Solver (it owns the store)."""
+    return require_solver_plugin().store_intel(net, org, raw)
 
 
 def intel_for(net, org: str, title: str) -> tuple[str, bytes] | None:

@@ -64,7 +64,12 @@ class Strict(BaseModel):
 class Publish(Strict):
     org: Name = Field(description="Publishing organization (its first account signs).")
     alias: Alias = Field(alias="as", description="Name later steps use for this CTI.")
-    title: str = Field("indicators", max_length=200)
+    title: str | None = Field(None, max_length=200,
+                              description="Listing title (default: the event's info, else 'indicators').")
+    event: str | None = Field(None, max_length=4096, description=(
+        "A MISP event JSON file (relative to the scenario file): attributes and MISP objects, checked with pymisp, "
+        "put in the publisher's intelligence store and listed. Without it the publisher's Solver gets a generated "
+        "sample event."))
     price_wei: int = Field(0, ge=0, le=10**24)
     supply: int = Field(10, ge=1, le=10**6)
 

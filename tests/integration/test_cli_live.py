@@ -20,7 +20,7 @@ import yaml
 
 from testbed.network import Network
 
-from .conftest import NETWORKS, assert_no_process, node_pids
+from .conftest import NETWORKS, assert_no_process, node_pids, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +94,41 @@ def test_solvers_stop_status_start(deployed):
     ok("solvers", "start", "--network", NAME)
     again = json.loads(ok("solvers", "status", "--network", NAME, "--json"))
     assert all(r["alive"] for r in again), again
+
+
+def test_cti_publish_lists_a_misp_event_that_another_org_receives_attribute_by_attribute(deployed):
+    """`testbed cti publish` of the shipped MISP event (attributes and file/url/domain-ip objects):
+    listed on-chain under its uuid and the hash of what the publisher's store holds; another org
+    requests it and its Solver-delivered copy equals the file, attribute by attribute."""
+    from eth_utils import keccak
+
+    from solver import manage
+    from solver.consumer import Consumer
+    from testbed.contracts import deployment_of
+    from testbed.cti.deploy import connect
+    from testbed.cti.misp import attribute_rows, parse_event
+
+    event_file = NETWORKS.parent / "events" / "phishing-campaign.json"
+    publisher, consumer_org = deployed.organizations[0], deployed.organizations[1]
+    ok("solvers", "start", "--network", NAME)  # whatever an earlier test left stopped
+    listed = json.loads(ok("cti", "publish", "--network", NAME, "--org", publisher, "--event", str(event_file),
+                           "--price-wei", "1", "--json"))
+    original = parse_event(event_file.read_bytes())
+    stored = (manage.intel_dir(deployed, publisher) / f"{listed['misp_uuid']}.json").read_bytes()
+    assert listed["misp_uuid"] == str(original.uuid) and listed["content_hash"] == "0x" + keccak(stored).hex()
+    assert listed["objects"] and listed["title"] == original.info
+    consumer = Consumer(connect(manage.node_of(deployed, consumer_org).rpc_url, timeout=60), deployment_of(deployed),
+                        manage.role_accounts(deployed, consumer_org).consumer.private_key,
+                        manage.consumer_dir(deployed, consumer_org))
+    listing = consumer.cti.listing(listed["token"])
+    assert listing.misp_uuid == listed["misp_uuid"] and "0x" + listing.content_hash.hex() == listed["content_hash"]
+    task = consumer.request(listed["token"])
+    assert wait_for(lambda: consumer.poll() == 0, timeout=120), consumer.rows()
+    delivery = consumer.fetch(task)
+    assert attribute_rows(delivery.event) == attribute_rows(original)
+    assert {o.name for o in delivery.event.objects} == {"file", "url", "domain-ip"}
+    bad = run_cli("cti", "publish", "--network", NAME, "--org", "nobody", "--event", str(event_file))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_validators_list_add_and_remove(cli_net):

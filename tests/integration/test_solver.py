@@ -24,6 +24,7 @@ from solver.watch import TASK_CHANGED, org_topic
 from testbed.contracts import deploy_to_network, deployment_of
 from testbed.cti import TaskState
 from testbed.cti.deploy import connect
+from testbed.cti.misp import attribute_rows, parse_event
 from testbed.cti.tx import contract_tx
 from testbed.network import Network
 from testbed.watchdog import StallWatchdog
@@ -89,11 +90,18 @@ def test_every_org_requests_every_other_orgs_cti_and_every_delivery_verifies(net
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any(c.poll() for c in consumers.values()):
         time.sleep(0.5)
+    publisher_of = {tokens[o]: o for o in orgs}
     for org, consumer in consumers.items():
         assert consumer.status() == {"consumed": len(orgs) - 1}, (org, consumer.rows())
         for row in consumer.rows():
             assert row["rated"] == 5
             assert consumer.cti.task(row["task_id"]).state == TaskState.FINISHED
+            # the event received is the one its publisher stored, attribute by attribute (objects' too)
+            received = parse_event(next((manage.consumer_dir(net, org) / "received").glob(f"{row['task_id']}-*.json"))
+                                   .read_bytes())
+            published = parse_event((manage.intel_dir(net, publisher_of[row["token_id"]]) / f"{str(received.uuid).lower()}.json")
+                                    .read_bytes())
+            assert published.objects and attribute_rows(received) == attribute_rows(published), (org, row["task_id"])
     records = [manage.solver_dir(net, o) / "tasks.jsonl" for o in orgs]
     records += [manage.consumer_dir(net, o) / "tasks.jsonl" for o in orgs]
     merged = load_tasks(records)

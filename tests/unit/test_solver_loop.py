@@ -17,6 +17,7 @@ from solver.daemon import Solver, SolverConfig
 from solver.delivery import SIGNATURE_HEADER, fetch, fetch_headers
 from solver.errors import DeliveryError
 from solver.intel import DirectoryStore
+from testbed.cti.misp import attribute_rows, parse_event
 from solver.records import load_tasks
 from solver.seed import publish_events, sample_event
 from testbed.cti import TaskState
@@ -91,6 +92,10 @@ def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     assert rig.consumer.status() == {"consumed": 1}
     stored = list((rig.tmp / "consumer" / "received").glob(f"{task_id}-*.json"))
     assert len(stored) == 1 and rig.listings[0].misp_uuid in stored[0].name
+    # what the consumer received is the published event, attribute by attribute (objects' too)
+    published = parse_event(rig.store.load(rig.listings[0].misp_uuid))
+    received = parse_event(stored[0].read_bytes())
+    assert published.objects and attribute_rows(received) == attribute_rows(published)
     assert rig.consumer.cti.rating(token) == (5, 1)
     merged = load_tasks([rig.tmp / "solver" / "tasks.jsonl", rig.tmp / "consumer" / "tasks.jsonl"])
     row = merged[task_id]
