@@ -148,12 +148,15 @@ class WorkerPool:
     """
 
     def __init__(self, env, ctx, net, run_root: Path, *, expect: int, launcher=None, bind_host: str = "127.0.0.1",
-                 bind_port: int = 0, connect_timeout: float = 90.0, progress: Progress = lambda _: None) -> None:
+                 bind_port: int = 0, connect_timeout: float = 90.0, progress: Progress = lambda _: None,
+                 runner=None) -> None:
         self.env, self.ctx, self.net, self.run_root = env, ctx, net, run_root
         self.expect, self.launcher, self.connect_timeout, self.progress = expect, launcher, connect_timeout, progress
         ctx.recorder.late_rows = True
-        self.runner = env.create_master_runner(master_bind_host=bind_host, master_bind_port=bind_port)
-        self.address = f"{bind_host}:{self.runner.server.port}"
+        # `runner`: a master Locust already made (plain `locust --master` with testbed/load/locustfile.py)
+        self.runner = runner or env.create_master_runner(master_bind_host=bind_host, master_bind_port=bind_port)
+        host = self.runner.master_bind_host if self.runner.master_bind_host not in (None, "*") else bind_host
+        self.address = f"{host}:{self.runner.server.port}"
         self.replies: dict[str, dict[int, dict]] = {"testbed_accounts": {}, "testbed_presigned": {},
                                                     "testbed_flushed": {}}
         self._signed_late: dict[int, int] = {}
@@ -270,6 +273,15 @@ class WorkerPool:
         self._send("testbed_presign", {"rate": rate / self.expect, "seconds": seconds})
         self._wait("testbed_presigned", 120)
         return time.perf_counter() - started
+
+    def stop_users(self, timeout: float = 30.0) -> None:
+        """Locust's own 'stop' to every worker, then wait until they report no user running (what a
+        master's stop does, for a plain `locust --master` whose run-time limit quits without it)."""
+        from locust.rpc import Message
+
+        for client_id in self._workers:
+            self.runner.server.send_to_client(Message("stop", None, client_id))
+        poll_until(lambda: self.runner.user_count == 0, timeout=timeout, interval=0.1, sleep=gevent.sleep)
 
     def flush(self) -> None:
         """After the users stopped: every worker's in-flight sends done and its last rows received."""

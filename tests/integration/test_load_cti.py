@@ -129,3 +129,61 @@ def test_the_mix_runs_every_user_class_and_the_publishers_counters_follow(cti_ne
         assert after[org]["minted"] - before["minted"] == 1000 * published[org] + minted[org], (org, before, after)
     activity = json.loads((run_dir / "activity.json").read_text())  # the run's pedometer agrees with its events
     assert activity["mismatches"] == [] and {o["name"] for o in activity["organizations"]} == set(cti["org_ids"])
+
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "testbed" / "load" / "locustfile.py")
+
+
+def _run_dir(output: str) -> Path:
+    found = [line.split(": ", 1)[1].strip() for line in output.splitlines() if line.startswith("testbed run directory: ")]
+    assert len(found) == 1, output[-3000:]
+    return Path(found[0])
+
+
+def test_plain_locust_runs_every_user_class_headless(cti_net):
+    """`locust -f testbed/load/locustfile.py --headless` with no class named: transfers, CTI
+    consumers and publishers all run, their transactions are included, and the run directory
+    holds the records, the pedometer and the report."""
+    proc = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "6", "-r", "6", "-t", "12s", "--network",
+                           cti_net.name, "--per-user-rate", "10", "--batch", "5", "--max-rate", "60", "--only-summary"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = _run_dir(proc.stdout + proc.stderr)
+    included = Counter(t["kind"] for t in RunData.load(run_dir).txs if t["status"] == "included")
+    assert included["transfer"] > 0 and included["cti_request"] > 0 and included["cti_publish"] > 0, included
+    assert (run_dir / "cti.json").is_file() and (run_dir / "report.html").is_file()
+    assert json.loads((run_dir / "activity.json").read_text()), "no pedometer in the run directory"
+
+
+def test_plain_locust_master_and_two_workers_fund_once_and_merge_their_rows(cti_net, tmp_path):
+    """`locust --master --expect-workers 2` and two `locust --worker` processes: each worker makes
+    its accounts, the master funds them in one pass, and the master's record holds both workers' rows."""
+    port = str(cti_net.spec.ports.base + 90)  # in this module's port block, which no node uses
+    common = ["-f", LOCUSTFILE, "--network", cti_net.name, "--per-user-rate", "20", "--batch", "5",
+              "--max-rate", "80", "TransferUser"]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    master = subprocess.Popen([LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                               "--expect-workers", "2", "--headless", "-u", "4", "-r", "4", "-t", "10s", "--only-summary"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers = [subprocess.Popen([LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", port],
+                                stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+    try:
+        out, _ = master.communicate(timeout=300)
+        for w in workers:
+            w.wait(timeout=60)
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert master.returncode == 0, out[-3000:]
+    assert_no_process([master.pid, *(w.pid for w in workers)])
+    assert out.count("funding ") == 1, out[-3000:]  # one funding pass, by the master
+    assert not any("funding " in log.read_text() for log in logs)
+    data = RunData.load(_run_dir(out))
+    included = [t for t in data.txs if t["status"] == "included"]
+    assert included and {t["kind"] for t in data.txs} == {"transfer"}
+    assert {"generator-w0", "generator-w1"} <= {r["process"] for r in data.resources}
+    senders = {t["sender"] for t in included}
+    assert len(senders) >= 2, senders
