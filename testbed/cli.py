@@ -613,36 +613,14 @@ def cti_publish(event: Path = typer.Option(..., "--event", "-e", help="A MISP ev
                 as_json: bool = JsonOpt) -> None:
     """Check a MISP event with pymisp, put it in the org's intelligence store and list it on-chain
     (its publisher account signs; its Solver is authorized to deliver it); prints the token."""
-    from testbed.contracts import deployment_of
-    from testbed.cti import CtiClient
-    from testbed.cti.deploy import connect
-    from testbed.cti.misp import MispEventError, parse_event
-    from testbed.scenario.solvers import store_event
-    from testbed.spec.loader import read_text_file
+    from testbed.cti.listing import publish_event_file
 
-    raw = read_text_file(event, hint="give a MISP event JSON file").encode()
-    try:
-        parsed = parse_event(raw)
-    except MispEventError as exc:
-        raise StateError(f"{event}: {exc}", hint="export the event from MISP as JSON (Event with Attribute/Object)") from None
-    net = resolve_network(network)
-    if org not in [o.name for o in net.members]:
-        raise StateError(f"--org {org!r} is not a member of {net.name!r}",
-                         hint=f"members: {', '.join(o.name for o in net.members)}")
-    deployment = deployment_of(net)
-    roles = net.keys.of(org)
-    misp_uuid, content = store_event(net, org, raw)
-    client = CtiClient(connect(net.org_rpc_urls(org)), deployment, roles.publisher.private_key)
-    listed_title = (title or parsed.info or "indicators")[:200]
-    sent = client.publish(misp_uuid, listed_title, content, price_wei, supply, solvers=[roles.solver.address])
-    answer = {"token": sent.result, "misp_uuid": misp_uuid, "content_hash": "0x" + content.hex(), "title": listed_title,
-              "block": sent.block, "tx": sent.tx_hash, "attributes": len(parsed.attributes),
-              "objects": [o.name for o in parsed.objects]}
+    answer = publish_event_file(resolve_network(network), org, event, title=title, price_wei=price_wei, supply=supply)
     if as_json:
         out.print_json(json.dumps(answer))
         return
-    out.print(f"token {sent.result}: MISP event {misp_uuid} '{escape(listed_title)}' ({len(parsed.attributes)} attributes, "
-              f"{len(parsed.objects)} objects) listed by {org} in block {sent.block}")
+    out.print(f"token {answer['token']}: MISP event {answer['misp_uuid']} '{escape(answer['title'])}' "
+              f"({answer['attributes']} attributes, {len(answer['objects'])} objects) listed by {org} in block {answer['block']}")
 
 
 # ---- operators' files: a network carried elsewhere (testbed.backends.compose) -------------------
