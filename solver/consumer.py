@@ -17,7 +17,6 @@ restarting), then given up with rating 1 and the reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -246,8 +245,3 @@ class Consumer:
     def close(self) -> None:
         self._db.close()
 
-
-def load_received(path: Path) -> MISPEvent:
-    event = MISPEvent()
-    event.load(json.loads(Path(path).read_text()))
-    return event

@@ -196,15 +196,6 @@ def stop_solvers(net, progress: Progress = _quiet, *, orgs: list[str] | None = N
     return stopped
 
 
-def kill_solver(net, org: str) -> bool:
-    """SIGKILL one org's Solver (a crash); True if one was running."""
-    proc = running(net, org)
-    if proc is None:
-        return False
-    net.backend.kill(proc)
-    return True
-
-
 @dataclass(frozen=True)
 class SolverStatus:
     org: str

@@ -390,7 +390,7 @@ def demo(scenario: Path = typer.Argument(None, help="Scenario YAML (default: sce
     raise typer.Exit(0 if result.passed else 1)
 
 
-# ---- load and reports (issue 7): logic lives in testbed.load / testbed.report ----------------
+# ---- load and reports: logic lives in testbed.load / testbed.report ---------------------------
 # Locust needs gevent's monkey-patching before ssl/socket are imported, so load runs in its own
 # process (`python -m testbed.load`); this command only parses and hands over.
 
@@ -517,7 +517,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (…/runs/<
     out.print(f"report: {html_path}\nsummary: {json_path}")
 
 
-# ---- scenarios (issue 6): logic lives in testbed.scenario --------------------------------------
+# ---- scenarios: logic lives in testbed.scenario -----------------------------------------------
 
 @app.command(name="run")
 def run_cmd(paths: list[Path] = typer.Argument(..., help="Scenario YAML files or directories of them; a shipped "
@@ -646,7 +646,7 @@ def export_compose_cmd(spec: Path = typer.Argument(..., help="Network spec YAML,
               f"keys in {out_dir}/keys (0600). Start with: cd {out_dir} && docker compose up -d")
 
 
-# ---- solvers (issue 5): the organizations' Solver daemons; logic in solver.manage ---------------
+# ---- solvers: the organizations' Solver daemons (through the Solver plugin) -------------------
 
 solvers_app = typer.Typer(help="The organizations' Solvers: start, stop, status.", no_args_is_help=True)
 app.add_typer(solvers_app, name="solvers")

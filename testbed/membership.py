@@ -9,7 +9,6 @@ its node indices (so no other node's ports move) and its state directory for aud
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from testbed import validators
@@ -170,5 +169,4 @@ def leave(net: Network, org: str, *, progress: Progress = _quiet, timeout: float
     for node in remaining.nodes:
         remaining.render_node_files(node, peers_only=True)
     progress(f"{org} left; its nodes are stopped and its state kept in {net.state.root}")
-    time.sleep(0)
     return remaining

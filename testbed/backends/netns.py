@@ -127,11 +127,6 @@ class NetnsBackend:
     def namespace_of(self, org: str) -> str:
         return self.plan.namespace(org)
 
-    def command_prefix(self, org: str) -> list[str]:
-        """Prefix for any program that must run inside an organization's namespace (its Solver)."""
-        self._org_index(org)
-        return self.plan.exec_prefix(org)
-
     def prepare(self, org_names: list[str]) -> None:
         require_root()
         self._sweep()
