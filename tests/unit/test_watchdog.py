@@ -181,11 +181,12 @@ def test_cli_watch_acts_prints_and_appends_to_the_network_state(monkeypatch, tmp
     from typer.testing import CliRunner
 
     import testbed.cli as cli
+    import testbed.commands.network as commands
 
     net = ScriptedNet()
     net.name, net.state = "four-orgs", SimpleNamespace(root=tmp_path)
     net.spec.consensus.engine = "clique"
-    monkeypatch.setattr(cli, "resolve_network", lambda name: net)
+    monkeypatch.setattr(commands, "resolve_network", lambda name: net)
     outcome = CliRunner().invoke(cli.app, ["watch", "--seconds", "1", "--stall-after", "0.1", "--interval", "0.02"])
     assert outcome.exit_code == 0, outcome.output
     (line, *_) = (tmp_path / "watchdog.jsonl").read_text().splitlines()
@@ -197,11 +198,12 @@ def test_cli_watch_refuses_a_final_block_network(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     import testbed.cli as cli
+    import testbed.commands.network as commands
 
     net = ScriptedNet("istanbul_getValidators")
     net.name, net.state = "q", SimpleNamespace(root=tmp_path)
     net.spec.consensus.engine = "qbft"
-    monkeypatch.setattr(cli, "resolve_network", lambda name: net)
+    monkeypatch.setattr(commands, "resolve_network", lambda name: net)
     outcome = CliRunner().invoke(cli.app, ["watch", "--seconds", "1"])
     assert isinstance(outcome.exception, StateError) and "blocks are final" in str(outcome.exception)  # run_app: one line, exit 2
     assert not (tmp_path / "watchdog.jsonl").exists()
