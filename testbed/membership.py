@@ -18,7 +18,8 @@ from testbed.clients import fee_rules
 from testbed.chain.wait import wait_for_block, wait_for_block_on_nodes
 from testbed.errors import ChainError, SpecError, StateError
 from testbed.keys import KeyPair, NetworkKeys
-from testbed.network import Network, check_ports_free, node_names, WEI_PER_ETH
+from testbed.network import WEI_PER_ETH, Network
+from testbed.network_plan import check_ports_free, node_names
 from testbed.spec.network import NetworkSpec
 from testbed.state import write_json_atomic
 

@@ -48,7 +48,7 @@ WEI_PER_ETH = 10**18
 def export_compose(spec: NetworkSpec, out_dir: Path) -> dict:
     """Write the project into `out_dir` (absent or empty); returns a summary. Written to a
     temporary directory beside it and moved into place at the end: nothing half-written is left."""
-    from testbed.network import node_names, plan_nodes
+    from testbed.network_plan import node_names, plan_nodes
 
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise StateError(f"{out_dir} exists and is not an empty directory", hint="give a new directory")

@@ -13,7 +13,7 @@ from typing import Any
 from testbed import shipped
 from testbed.cti.misp import MispEventError, parse_event
 from testbed.errors import SpecError
-from testbed.network import node_names
+from testbed.network_plan import node_names
 from testbed.spec.loader import load_model, parse_yaml_text, validate_text, read_text_file
 from testbed.spec.network import NetworkSpec
 from testbed.spec.scenario import ScenarioSpec, Step
