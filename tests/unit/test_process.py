@@ -42,15 +42,16 @@ def test_spawn_whose_prefix_cannot_exec_the_program_returns_a_dead_process(spawn
 
 
 def test_spawn_without_a_prefix_returns_at_the_first_look(spawned, monkeypatch):
-    """Popen returns after the exec: the first look sees the program, nothing to wait for (a wrong
-    test of the prefix once made every local node's start wait out the 10 s limit)."""
+    """Popen returns after the exec: the first look normally sees the program, nothing to wait for
+    (a wrong test of the prefix once made every local node's start wait out the 10 s limit)."""
     procs, tmp_path = spawned
     naps = []
     monkeypatch.setattr(time, "sleep", naps.append)
     argv = [sys.executable, "-c", "import time; time.sleep(30)", "--tag", "test-plain"]
     proc = process.spawn("plain", argv, {}, tmp_path / "n.log", "--tag test-plain")
     procs.append(proc)
-    assert naps == [] and process.is_alive(proc)
+    # at the first look or a look later on a loaded machine; never the 10 s limit (500 naps of 20 ms)
+    assert len(naps) < 5 and process.is_alive(proc), naps
 
 
 def test_a_killed_child_is_reaped_at_once_and_leaves_no_zombie(spawned):
