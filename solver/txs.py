@@ -15,14 +15,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
+from testbed.chain.txs import refusal_kind
 from testbed.cti.errors import as_revert
 from testbed.cti.tx import contract_tx
 from testbed.errors import ChainError
 
 GWEI = 10**9
 BATCH_SIZE = 200  # calls per JSON-RPC batch (geth takes up to 1000 by default)
-KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
-USED = ("nonce too low", "nonce is too low", "oldnonce")
 
 
 @dataclass(frozen=True)
@@ -159,12 +158,8 @@ class RpcFailure(Exception):
 
 
 def _send_outcome(exc: Exception) -> str | Exception:
-    text = str(exc).lower().replace("_", " ")
-    if any(k in text for k in KNOWN):
-        return "known"
-    if any(k in text for k in USED):
-        return "used"
-    return exc
+    kind = refusal_kind(exc)
+    return {"known": "known", "nonce_used": "used"}.get(kind, exc)
 
 
 def json_rpc_batch(w3, requests: list[tuple[str, list]]) -> list[dict]:

@@ -102,21 +102,29 @@ def send_batch(rpc: RpcClient, txs: list[SignedTx], batch_size: int = 100) -> No
                 tx.record.status = "submitted"
 
 
-# A node's words for "another transaction from this account took that nonce" (geth; Besu says
-# "Nonce too low" / "Replacement transaction underpriced" too). Not "already known": that is
-# the very same transaction, already in the pool.
-NONCE_CONFLICTS = ("nonce too low", "replacement transaction underpriced")
+# The nodes' words for a refused transaction (geth and GoQuorum; Besu in upper case with
+# underscores): the one table every sender here classifies refusals with.
+REFUSALS = {
+    "known": ("already known", "known transaction", "already imported", "alreadyknown"),  # these very bytes
+    "nonce_used": ("nonce too low", "nonce is too low", "oldnonce"),  # a mined transaction took the nonce
+    "nonce_in_pool": ("replacement transaction underpriced",),  # a pending one holds it
+}
+
+
+def refusal_kind(error: object) -> str | None:
+    """"known", "nonce_used", "nonce_in_pool", or None for any other refusal."""
+    text = str(error).lower().replace("_", " ")
+    return next((kind for kind, words in REFUSALS.items() if any(w in text for w in words)), None)
 
 
 def is_nonce_conflict(error: object) -> bool:
-    text = str(error).lower()
-    return any(conflict in text for conflict in NONCE_CONFLICTS)
+    """Another transaction from this account took (or holds) that nonce; not the same bytes again."""
+    return refusal_kind(error) in ("nonce_used", "nonce_in_pool")
 
 
 def is_already_known(error: object) -> bool:
-    """The node has these very bytes already (geth: "already known"; Besu: "Known transaction")."""
-    text = str(error).lower()
-    return "already known" in text or "known transaction" in text
+    """The node has these very bytes already: the transaction was sent."""
+    return refusal_kind(error) == "known"
 
 
 def nonce_of(rpc: RpcClient, address: str) -> int:

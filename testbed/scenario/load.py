@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
-from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxRecord, nonce_of
+from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxRecord, is_already_known, nonce_of
 from testbed.clients import fee_rules
 from testbed.errors import ChainError, TestbedError
 from testbed.metrics import included_tps, latency_summary
@@ -118,7 +118,7 @@ class TransferLoad:
                 # no answer (down, or a timeout after the node took it): pending, not refused. The
                 # nonce stays used; the drain resends the same bytes, and receipts decide in the end
                 record.status, record.error = "submitted", "no node answered the submission"
-            elif isinstance(result, RpcError) and "already known" not in str(result):
+            elif isinstance(result, RpcError) and not is_already_known(result):
                 record.status, record.error = "rejected", str(result).split(": ", 2)[-1]
                 sender.nonce = min(sender.nonce, record.nonce)  # reuse the nonce: no gap behind a refused tx
             else:
