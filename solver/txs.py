@@ -17,7 +17,7 @@ from web3.exceptions import TransactionNotFound
 
 from testbed.chain.txs import refusal_kind
 from testbed.cti.errors import as_revert
-from testbed.cti.tx import contract_tx
+from testbed.cti.tx import contract_tx, fees_now
 from testbed.errors import ChainError
 
 GWEI = 10**9
@@ -56,10 +56,8 @@ class TxSender:
         self._gas.pop(function, None)
 
     def _fees_now(self) -> dict[str, int]:
-        if self._fees is None:
-            base = self.w3.eth.get_block("latest").get("baseFeePerGas")
-            self._fees = ({"gasPrice": self.w3.eth.gas_price} if base is None
-                          else {"maxFeePerGas": 2 * base + self.tip_wei, "maxPriorityFeePerGas": self.tip_wei})
+        if self._fees is None:  # read once per block
+            self._fees = fees_now(self.w3, self.tip_wei)
         return self._fees
 
     @property

@@ -28,6 +28,15 @@ GWEI = 10**9
 NONCE_RETRIES = 3
 
 
+
+def fees_now(w3, tip_wei: int) -> dict[str, int]:
+    """The fee fields of a transaction sent now: London (EIP-1559) when the latest block has a base
+    fee (max fee twice the base fee plus the tip), else a legacy gas price (GoQuorum: 0)."""
+    base = w3.eth.get_block("latest").get("baseFeePerGas")
+    if base is None:
+        return {"gasPrice": w3.eth.gas_price}
+    return {"maxFeePerGas": 2 * base + tip_wei, "maxPriorityFeePerGas": tip_wei}
+
 class Signer:
     """One account's transactions. Keeps its own nonce so several can be in flight."""
 
@@ -62,10 +71,7 @@ class Signer:
             return self._nonce
 
     def fees(self) -> dict[str, int]:
-        base = self.w3.eth.get_block("latest").get("baseFeePerGas")
-        if base is None:
-            return {"gasPrice": self.w3.eth.gas_price}
-        return {"maxFeePerGas": 2 * base + self.tip_wei, "maxPriorityFeePerGas": self.tip_wei}
+        return fees_now(self.w3, self.tip_wei)
 
     def sign(self, operation: str, tx: dict[str, Any], *, gas: int | None = None) -> tuple[bytes, str]:
         """Fill in chain id, nonce, gas and fees; return (raw signed tx, tx hash).
