@@ -46,9 +46,14 @@ class RunDir:
         write_text_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
         return path
 
-    def event(self, kind: str, **data) -> None:
+    def event(self, kind: str, at: float | None = None, /, **data) -> dict:
+        """Append one event to events.jsonl, the run's one event log: {"time", "event", fields...}
+        (`at`: when it happened, if not now; both positional, so any field name is free). Every
+        writer of events goes through here."""
+        event = {"time": round(time.time() if at is None else at, 3), "event": kind, **data}
         with open(self.root / "events.jsonl", "a") as handle:
-            handle.write(json.dumps({"time": time.time(), "event": kind, **data}, sort_keys=True) + "\n")
+            handle.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+        return event
 
 
 def read_jsonl(path: Path) -> list[dict]:

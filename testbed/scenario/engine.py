@@ -355,11 +355,9 @@ class ScenarioRun:
 
 
 def _event_writer(run: RunDir) -> Callable[[dict], None]:
-    path = run.root / "events.jsonl"
-
     def write(event: dict) -> None:
-        with open(path, "a") as handle:
-            handle.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+        fields = {k: v for k, v in event.items() if k not in ("event", "time")}
+        run.event(event["event"], event["time"], **fields)
     return write
 
 
