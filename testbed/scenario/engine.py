@@ -68,13 +68,18 @@ def default_runs_dir() -> Path:
 
 
 class ScenarioRun:
-    def __init__(self, scenario: Scenario, run: RunDir, bus: EventBus, progress: Progress) -> None:
+    """One run's context, whole from the start: its network (replaced by a join or leave), fault
+    ledger and Solver control; the CTI actions and state views once `deploy` ran (a scenario
+    without CTI steps has none)."""
+
+    def __init__(self, scenario: Scenario, run: RunDir, bus: EventBus, progress: Progress, net, *,
+                 solvers=None) -> None:
         self.scenario, self.run, self.bus, self.progress = scenario, run, bus, progress
-        self.net = None
-        self.ledger: FaultLedger | None = None
-        self.cti = None
-        self.views = None
-        self.solvers = None
+        self.net = net
+        self.ledger = FaultLedger(net, bus.emit)
+        self.solvers = solvers if solvers is not None else solver_control(net)
+        self.cti = None  # CtiActions, after deploy
+        self.views = None  # StateViews, after deploy
         self.paused: set[str] = set()
         self.departed_nodes: list[str] = []  # nodes of organizations that left during the run (logs kept)
         self.periods: dict[str, tuple[float, float]] = {}
@@ -101,8 +106,7 @@ class ScenarioRun:
         with self._lock:
             self.net = net
             self.ledger.net = net
-            if hasattr(self.solvers, "net"):
-                self.solvers.net = net
+            self.solvers.use_network(net)
             if self.cti is not None:
                 self.cti.net = net
 
@@ -383,7 +387,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     bus = EventBus()
     bus.subscribe(_event_writer(run))
     bus.subscribe(_progress_printer(progress))
-    ctx = ScenarioRun(scenario, run, bus, progress)
+    ctx: ScenarioRun | None = None
+    net = None  # the run's network once it is up (ctx.net after a join or leave)
     started = time.monotonic()
     result = ScenarioResult(name=scenario.name, run_dir=run.root, status="error")
     own_network = network is None
@@ -391,10 +396,9 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     watchdog: StallWatchdog | None = None
     sampler: ResourceSampler | None = None
     try:
-        ctx.net = network or _network_up(scenario, progress)
-        bus.emit("network_ready", network=ctx.net.name, nodes=len(ctx.net.nodes), backend=ctx.net.spec.backend)
-        ctx.ledger = FaultLedger(ctx.net, bus.emit)
-        ctx.solvers = solver_control(ctx.net)
+        net = network or _network_up(scenario, progress)
+        bus.emit("network_ready", network=net.name, nodes=len(net.nodes), backend=net.spec.backend)
+        ctx = ScenarioRun(scenario, run, bus, progress, net)
         if scenario.deploy:
             _deploy(ctx, progress)
         ctx.chain_start = chain_mark(ctx.net)
@@ -419,7 +423,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
             ctx.paused.clear()
             for problem in problems:
                 bus.emit("heal_failed", problem=problem)
-            if ctx.solvers is not None and ctx.solvers.available:
+            if ctx.solvers.available:
                 try:
                     ctx.solvers.stop_all(everything=own_network and not keep)
                 except TestbedError as exc:
@@ -464,13 +468,14 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
                 monitor.stop()
             except Exception:
                 pass
-        if ctx.net is not None and ctx.ledger is not None and result.status == "error":
+        if ctx is not None and result.status == "error":
             ctx.ledger.heal_all(restart_crashed=False)
-        if ctx.net is not None:
-            _keep_logs(run, ctx.net, also=ctx.departed_nodes)
-        if ctx.net is not None and own_network and not keep:
-            progress(f"tearing down {ctx.net.name!r}")
-            ctx.net.down()
+        net = ctx.net if ctx is not None else net
+        if net is not None:
+            _keep_logs(run, net, also=ctx.departed_nodes if ctx is not None else [])
+        if net is not None and own_network and not keep:
+            progress(f"tearing down {net.name!r}")
+            net.down()
         result.seconds = round(time.monotonic() - started, 2)
         summary = {"scenario": scenario.name, "status": result.status, "seconds": result.seconds, "error": result.error,
                    "assertions": [a.to_json() for a in result.assertions]}

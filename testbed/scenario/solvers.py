@@ -25,6 +25,10 @@ class SolverControl(Protocol):
 
     def stop_all(self, everything: bool = False) -> None: ...
 
+    def use_network(self, net) -> None:
+        """After a join or leave: act on the new Network object."""
+        ...
+
 
 class MissingSolvers:
     available = False
@@ -36,6 +40,9 @@ class MissingSolvers:
         return None  # nothing runs, so stopping is already true
 
     def stop_all(self, everything: bool = False) -> None:
+        return None
+
+    def use_network(self, net) -> None:
         return None
 
 
@@ -59,6 +66,9 @@ class ManagedSolvers:
     def stop(self, org: str) -> None:
         self.plugin.stop(self.net, orgs=[org])
         self.started.discard(org)
+
+    def use_network(self, net) -> None:
+        self.net = net
 
     def stop_all(self, everything: bool = False) -> None:
         """Stop the Solvers this run started (with `everything`, every Solver of the network)."""
