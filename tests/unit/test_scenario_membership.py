@@ -121,7 +121,7 @@ def test_engine_switches_to_the_joined_and_the_remaining_network(nodes, tmp_path
         calls.append(("leave", net, org))
         return remaining
 
-    monkeypatch.setattr("testbed.scenario.engine.solver_control", lambda net: MissingSolvers())
+    monkeypatch.setattr("testbed.scenario.steps.solver_control", lambda net: MissingSolvers())
     monkeypatch.setattr(membership, "join", join)
     monkeypatch.setattr(membership, "leave", leave)
     result = run_scenario(scenario, network=founders, runs_dir=tmp_path / "runs")
