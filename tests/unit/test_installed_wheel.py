@@ -32,10 +32,11 @@ def installed(tmp_path_factory):
     python = env_dir / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
+    # the wheel first (pip would take this project, visible through the path file, as installed)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
+                    str(wheel)], check=True, timeout=600, capture_output=True)
     borrowed = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (Path(site) / "borrowed-deps.pth").write_text("\n".join(sorted(borrowed)) + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, timeout=600, capture_output=True)
     elsewhere = base / "elsewhere"
     elsewhere.mkdir()
     return env_dir, elsewhere
