@@ -28,10 +28,10 @@ from testbed.solver_plugin import solver_plugin
 from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir, list_networks, state_root, write_json_atomic
 from testbed.network_observe import NetworkObservation, NetworkStatus, NodeStatus  # noqa: F401  (re-exported)
-from testbed.network_plan import check_ports_free, client_binary, node_names, plan_nodes  # noqa: F401  (re-exported)
+from testbed.network_plan import (WEI_PER_ETH, check_ports_free, client_binary, genesis_blocks,  # noqa: F401  (re-exported)
+                                  node_names, plan_nodes)
 
 Progress = Callable[[str], None]
-WEI_PER_ETH = 10**18
 
 
 def _quiet(_: str) -> None:
@@ -129,12 +129,9 @@ class Network(NetworkObservation):
         self.state.root.mkdir(parents=True, mode=0o700)
         self.keys.save(self.state.keys_dir)
         write_json_atomic(self.state.spec_file, json.loads(self.spec.model_dump_json()))
-        validators = [n.address for n in self.nodes if n.is_validator]
-        alloc = {addr: self.spec.account_balance_eth * WEI_PER_ETH for addr in self.keys.funded_addresses()}
         delay = engine_of(self.spec).genesis_delay_s(len(self.nodes))
         timestamp = hex(int(time.time() + delay)) if delay else None
-        for name in self.spec.clients:  # one genesis block; in a mixed network, in each client's format
-            genesis = get_client(name).genesis(self.spec, validators, alloc)
+        for name, genesis in genesis_blocks(self.spec, self.nodes, self.keys).items():
             if timestamp:
                 genesis["timestamp"] = timestamp
             write_json_atomic(self.state.genesis_file_of(name, self.spec.client), genesis)

@@ -18,6 +18,7 @@ from testbed.keys import NetworkKeys
 from testbed.spec.network import NetworkSpec
 
 Progress = Callable[[str], None]
+WEI_PER_ETH = 10**18
 
 
 def _quiet(_: str) -> None:
@@ -75,3 +76,11 @@ def check_ports_free(nodes: list[NodePlan], spec_source: str) -> None:
                         f"port {port} ({node.name} {label}) is already in use on {node.host}",
                         hint=f"set ports.base in {spec_source} to a free range, or stop what uses it",
                     ) from None
+
+
+def genesis_blocks(spec: NetworkSpec, nodes: list[NodePlan], keys: NetworkKeys) -> dict[str, dict]:
+    """The network's one genesis block in each of its clients' formats (two in a mixed network):
+    the validator nodes' addresses, every funded account with the spec's balance."""
+    validators = [n.address for n in nodes if n.is_validator]
+    alloc = {addr: spec.account_balance_eth * WEI_PER_ETH for addr in keys.funded_addresses()}
+    return {name: get_client(name).genesis(spec, validators, alloc) for name in spec.clients}

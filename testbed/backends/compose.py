@@ -38,17 +38,17 @@ from testbed.errors import StateError
 from testbed.keys import NetworkKeys, write_secret
 from testbed.monitoring.prometheus import node_scrape_jobs
 from testbed.spec.network import NetworkSpec
+from testbed.state import StateDir
 
 CONTAINER_ROOT = Path("/opt/cti-testbed")  # where a node's files are inside its container
 NETWORK_KEY = "consortium"
 PROMETHEUS_PORT = 9090
-WEI_PER_ETH = 10**18
 
 
 def export_compose(spec: NetworkSpec, out_dir: Path) -> dict:
     """Write the project into `out_dir` (absent or empty); returns a summary. Written to a
     temporary directory beside it and moved into place at the end: nothing half-written is left."""
-    from testbed.network_plan import node_names, plan_nodes
+    from testbed.network_plan import genesis_blocks, node_names, plan_nodes
 
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise StateError(f"{out_dir} exists and is not an empty directory", hint="give a new directory")
@@ -60,11 +60,8 @@ def export_compose(spec: NetworkSpec, out_dir: Path) -> dict:
         nodes = plan_nodes(spec, keys, backend)
         root = CONTAINER_ROOT / spec.name
         keys.save(tmp / "keys")
-        validators = [n.address for n in nodes if n.is_validator]
-        alloc = {a: spec.account_balance_eth * WEI_PER_ETH for a in keys.funded_addresses()}
-        for client in spec.clients:
-            name = _genesis_name(client, spec.client)
-            (tmp / name).write_text(json.dumps(get_client(client).genesis(spec, validators, alloc), indent=2) + "\n")
+        for client, genesis in genesis_blocks(spec, nodes, keys).items():
+            (tmp / _genesis_name(client, spec.client)).write_text(json.dumps(genesis, indent=2) + "\n")
         services: dict[str, dict] = {}
         for node in nodes:
             services.update(_node_services(spec, node, [n for n in nodes if n.name != node.name], tmp, root))
@@ -108,7 +105,8 @@ def export_compose(spec: NetworkSpec, out_dir: Path) -> dict:
 
 
 def _genesis_name(client: str, network_client: str) -> str:
-    return "genesis.json" if client == network_client else f"genesis-{client}.json"
+    """The genesis file's name, as in a network's state directory."""
+    return StateDir(Path(".")).genesis_file_of(client, network_client).name
 
 
 def _node_services(spec: NetworkSpec, node, peers, out: Path, root: Path) -> dict[str, dict]:
