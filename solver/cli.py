@@ -78,7 +78,8 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
     workdir = Path(dir) if dir else solver_dir(net, org)
     config = SolverConfig(workdir=workdir, intel=open_store(intel or intel_dir(net, org)), org_name=org,
                           host=node.host, port=endpoint_port(net, org), depth=depth_for(net, depth),
-                          records_dir=records, crash_after=_parse_crash(crash_after))
+                          records_dir=records, crash_after=_parse_crash(crash_after),
+                          metrics_dir=net.state.root / "monitor")
     solver = Solver(connect(net.org_rpc_urls(org)), deployment_of(net), role_accounts(net, org).solver.private_key, config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -33,6 +33,7 @@ from solver.delivery import DeliveryServer, fsync_dir, outbox_path
 from solver.errors import IntelError, SolverError
 from solver.intel import IntelStore
 from solver.journal import Journal, TaskRow
+from solver.metrics import SolverMetrics
 from solver.pipeline import REPLACED, UNREAD, Intent, TransactionPipeline  # noqa: F401  (re-exported)
 from solver.txs import TxSender, json_rpc_batch
 from solver.watch import TaskWatcher
@@ -58,6 +59,7 @@ class SolverConfig:
     gas_limit: int | None = None
     records_dir: Path | None = None
     crash_after: dict[str, int] = field(default_factory=dict)  # fault injection: SIGKILL self
+    metrics_dir: Path | None = None  # the network's monitor directory (solver/metrics.py); None: no metrics
 
     @property
     def journal_path(self) -> Path:
@@ -84,6 +86,7 @@ class Solver(TransactionPipeline):
         self.server: DeliveryServer | None = None
         self.nonce: int | None = None
         self._crash_points = CrashPoints(config.crash_after)
+        self.metrics = SolverMetrics(config.metrics_dir, config.org_name) if config.metrics_dir else None
         self._block_times: dict[int, int] = {}
         self._misp_uuids: dict[int, str] = {}  # token -> its MISP event (fixed when the CTI is published)
         self._authorized: dict[int, bool] = {}  # token -> this account may solve it (read once per tick)
@@ -214,6 +217,8 @@ class Solver(TransactionPipeline):
             intents, self._intents, self._deferred = self._intents, None, None
         if intents:
             self._flush(intents)
+        if self.metrics is not None:
+            self.metrics.update(self.journal.counts())
 
     def _advance_all(self, rows: list[TaskRow], looks: dict[int, tuple[str, object]]) -> None:
         for row in rows:
@@ -427,6 +432,8 @@ class Solver(TransactionPipeline):
             "encrypted_at": row.encrypted_at, "finish_sent_at": row.finish_sent_at, "finished_at": row.finished_at,
         })
         self.journal.update(row.task_id, recorded=1)
+        if self.metrics is not None:
+            self.metrics.closed(row.step, row.seen_at, row.finished_at)
     # ---- fault injection --------------------------------------------------------------------
 
     def _crash(self, point: str) -> None:
@@ -439,6 +446,8 @@ class Solver(TransactionPipeline):
         write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -10,20 +10,16 @@ latencies.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from testbed.runs import RunDir
 
 RECORDS_FILE = "tasks.jsonl"
 
 
 def append(directory: Path, record: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    fd = os.open(directory / RECORDS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line)  # one write of one line: concurrent appenders do not interleave
-    finally:
-        os.close(fd)
+    """One line at the end of `directory`/tasks.jsonl (a run directory, or the Solver's own)."""
+    RunDir(Path(directory)).append_jsonl(RECORDS_FILE, record)  # one write: concurrent appenders do not interleave
 
 
 def read(path: Path) -> list[dict]:

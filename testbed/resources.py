@@ -111,6 +111,10 @@ class ResourceSampler:
             self.rows += self.sample_now()
 
     def stop(self) -> list[dict]:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self.close()
         return self.rows
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

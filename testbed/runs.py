@@ -1,10 +1,13 @@
 """Run directories: every run has an id and its own directory holding its inputs, status,
-events and results, written atomically, so the directory alone explains the run.
+events and results, written atomically, so the directory alone explains the run. RunDir is the
+one writer of a run's files: whole files (`write_json`, `write_jsonl`, `write_text`) and appended
+lines (`event`, `append_jsonl`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -42,8 +45,29 @@ class RunDir:
         return path
 
     def write_jsonl(self, name: str, rows) -> Path:
+        """The whole file at once, one compact JSON object per line (atomically)."""
         path = self.root / name
-        write_text_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+        write_text_atomic(path, "".join(json.dumps(row, sort_keys=True, separators=(",", ":"), default=str) + "\n"
+                                        for row in rows))
+        return path
+
+    def append_jsonl(self, name: str, row: dict) -> None:
+        """One line at the end of `name`, in one write: appenders in other threads or processes
+        (the Solvers' tasks.jsonl) never interleave; a reader keeps whole lines."""
+        line = (json.dumps(row, sort_keys=True, default=str) + "\n").encode()
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """A text file of the run (logs/<node>.log, report.html), atomically."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
         return path
 
     def event(self, kind: str, at: float | None = None, /, **data) -> dict:
@@ -51,8 +75,7 @@ class RunDir:
         (`at`: when it happened, if not now; both positional, so any field name is free). Every
         writer of events goes through here."""
         event = {"time": round(time.time() if at is None else at, 3), "event": kind, **data}
-        with open(self.root / "events.jsonl", "a") as handle:
-            handle.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+        self.append_jsonl("events.jsonl", event)
         return event
 
 

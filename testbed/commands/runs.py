@@ -75,6 +75,10 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           csv: Optional[Path] = typer.Option(None, "--csv", help="Also write Locust's own CSV files: PREFIX_stats.csv, "
                                              "PREFIX_stats_history.csv, PREFIX_failures.csv (totals: the last step's)."),
           html: Optional[Path] = typer.Option(None, "--html", help="Also write Locust's own HTML report to this file."),
+          monitor: str = typer.Option("auto", help="The nodes' CPU/memory/disk/network series: psutil (node processes "
+                                      "of this machine) | prometheus (the nodes' own metrics via the network's "
+                                      "Prometheus: 'testbed monitor up', else one started for the run) | auto "
+                                      "(psutil for local nodes, else prometheus)."),
           as_json: bool = JsonOpt) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
@@ -87,6 +91,8 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         raise StateError(f"--users {users}: Locust workers run transfer users only", hint="drop --workers for CTI users")
     if worker_hosts not in ("local", "ansible"):
         raise StateError(f"--worker-hosts {worker_hosts!r}: one of local, ansible")
+    if monitor not in ("auto", "psutil", "prometheus"):
+        raise StateError(f"--monitor {monitor!r}: one of auto, psutil, prometheus")
     if remote_workers and not master_port:
         raise StateError("--remote-workers needs --master-port: the workers on other hosts must know where to connect")
     spec = shipped.resolve(spec, "network")
@@ -98,7 +104,7 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         "options": {"batch_size": batch, "per_user_rate": per_user_rate, "users": users, "workers": workers,
                     "worker_hosts": worker_hosts, "remote_workers": remote_workers, "master_bind": master_bind,
                     "master_port": master_port, "csv_prefix": str(csv.resolve()) if csv else "",
-                    "html_file": str(html.resolve()) if html else ""},
+                    "html_file": str(html.resolve()) if html else "", "monitor": monitor},
     })
     result = answer["result"]
     if as_json:

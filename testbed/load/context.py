@@ -18,6 +18,7 @@ distributed run holds (testbed.load.distributed).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 
@@ -28,6 +29,7 @@ from testbed.chain.rpc import RpcClient, RpcError
 from testbed.load.accounts import LoadAccount
 from testbed.load.profiles import users_for_rate
 from testbed.load.records import Recorder, TxRow
+from testbed.monitoring.textfile import LoadMetrics
 from testbed.poll import poll_until
 from testbed.resources import ResourceSampler, node_pids
 
@@ -169,6 +171,10 @@ class LoadContext(SenderContext):
         self.net = net
         self.poll_interval = poll_interval
         self.generators = None  # how the users run: in this process or on workers (runner.py / distributed.py)
+        self.prometheus = None  # PrometheusResources when the nodes' resource series come from Prometheus
+        # the run's figures for a running monitor (node-exporter's textfile collector; nothing without one)
+        self.metrics = LoadMetrics(net.state.root / "monitor", SUBMIT, INCLUSION)
+        environment.events.request.add_listener(self.metrics.on_request)
         self._greenlets: list[gevent.Greenlet] = []
         self._watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
         self.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
@@ -183,11 +189,13 @@ class LoadContext(SenderContext):
     # ---- background ------------------------------------------------------------------------
     def start(self) -> None:
         self._greenlets = [gevent.spawn(self._watch_blocks), gevent.spawn(self._sample_heads),
-                           gevent.spawn(self._sample_resources)]
+                           gevent.spawn(self._sample_resources), gevent.spawn(self._write_metrics)]
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=True, timeout=5)
         self._watch.close()
+        self.metrics.target.set(0)
+        self.metrics.write()  # the final totals (the next load run removes them)
 
     def poll_blocks(self) -> int:
         head = int(self._watch.call("eth_blockNumber"), 16)
@@ -260,8 +268,14 @@ class LoadContext(SenderContext):
             for rpc in clients.values():
                 rpc.close()
 
+    def _write_metrics(self) -> None:
+        while True:
+            self.metrics.target.set(self.target_rate or 0)
+            self.metrics.write()
+            gevent.sleep(1.0)
+
     def _sample_resources(self) -> None:
-        sampler = ResourceSampler(lambda: node_pids(self.net))
+        sampler = ResourceSampler(lambda: {"generator": os.getpid()} if self.prometheus else node_pids(self.net))
         sampler.sample_now()  # starts the CPU measurement of every process
         while True:
             gevent.sleep(1.0)

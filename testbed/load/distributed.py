@@ -147,10 +147,10 @@ class WorkerPool:
     `expect` workers started by someone else connect on their own).
     """
 
-    def __init__(self, env, ctx, net, run_root: Path, *, expect: int, launcher=None, bind_host: str = "127.0.0.1",
+    def __init__(self, env, ctx, net, run, *, expect: int, launcher=None, bind_host: str = "127.0.0.1",
                  bind_port: int = 0, connect_timeout: float = 90.0, progress: Progress = lambda _: None,
                  runner=None) -> None:
-        self.env, self.ctx, self.net, self.run_root = env, ctx, net, run_root
+        self.env, self.ctx, self.net, self.run = env, ctx, net, run  # run: the run directory (testbed.runs.RunDir)
         self.expect, self.launcher, self.connect_timeout, self.progress = expect, launcher, connect_timeout, progress
         ctx.recorder.late_rows = True
         # `runner`: a master Locust already made (plain `locust --master` with testbed/load/locustfile.py)
@@ -166,9 +166,8 @@ class WorkerPool:
             self.runner.register_message(kind, self._reply)
         self.runner.register_message("testbed_rows", self._rows)
         pids = launcher.start(self.address) if launcher is not None else []
-        (run_root / "workers.json").write_text(json.dumps(
-            {"master": self.address, "expected": expect, "started_pids": pids,
-             "where": type(launcher).__name__ if launcher is not None else "started elsewhere"}, indent=1))
+        run.write_json("workers.json", {"master": self.address, "expected": expect, "started_pids": pids,
+                                        "where": type(launcher).__name__ if launcher is not None else "started elsewhere"})
 
     # ---- set-up ------------------------------------------------------------------------------
     def start(self, accounts_per_org: int) -> "WorkerPool":

@@ -127,7 +127,7 @@ def _setup(environment) -> None:
 
         expect = options.expect_workers
         print(f"waiting for {expect} Locust worker(s) to connect (--expect-workers)")
-        ctx.generators = WorkerPool(environment, ctx, net, ctx.run.root, expect=expect, runner=environment.runner,
+        ctx.generators = WorkerPool(environment, ctx, net, ctx.run, expect=expect, runner=environment.runner,
                                     connect_timeout=600, progress=print)
         ctx.generators.start(-(-(-(-per_org * len(net.members) // expect) + 1) // len(net.members)))
 
@@ -172,7 +172,7 @@ def _quit(environment, **_) -> None:
     ctx.stop()
     if ctx.cti is not None:
         ctx.cti.conclude(ctx.recorder, ctx.run)  # reverted contract calls, cti.json
-    ctx.recorder.write(ctx.run.root)
+    ctx.recorder.write(ctx.run)
     record_pedometer(ctx.net, ctx.run, since=ctx.since)
     agreement = ctx.net.agreement()
     ctx.run.write_json("agreement.json", {"agreed": agreement.agreed, "summary": agreement.summary()})

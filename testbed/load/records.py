@@ -18,10 +18,7 @@ run directory as JSON lines, from which every figure of the report is recomputed
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from testbed.runs import read_jsonl  # noqa: F401 (re-exported)
-from testbed.state import write_text_atomic
 
 TX_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "included_block", "included_time",
              "block_timestamp", "status", "error", "reorged")
@@ -150,11 +147,8 @@ class Recorder:
         self.heads.append({"time": t, "node": node, "head": head})
 
     # ---- output ----------------------------------------------------------------------------
-    def write(self, root: Path) -> None:
-        _jsonl(root / "txs.jsonl", (r.to_json() for r in self.rows))
+    def write(self, run) -> None:
+        """Every record into the run directory (a testbed.runs.RunDir)."""
+        run.write_jsonl("txs.jsonl", (r.to_json() for r in self.rows))
         for name in ("blocks", "heads", "rates", "resources", "reorgs"):
-            _jsonl(root / f"{name}.jsonl", getattr(self, name))
-
-
-def _jsonl(path: Path, rows) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+            run.write_jsonl(f"{name}.jsonl", getattr(self, name))

@@ -58,6 +58,7 @@ class LoadOptions:
     master_port: int = 0  # 0: any free port
     csv_prefix: str = ""  # also Locust's own CSV files: <prefix>_stats.csv, _stats_history.csv, _failures.csv
     html_file: str = ""  # also Locust's own HTML report
+    monitor: str = "auto"  # the nodes' resource series: psutil | prometheus | auto (testbed.monitoring.resources)
 
 
 class InProcess:
@@ -80,6 +81,17 @@ class InProcess:
 
 
 def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Environment, LoadContext]:
+    """The run's Locust environment and context, its accounts funded, its resource sources open."""
+    env, ctx = _setup_users(net, run, opts, shape, progress)
+    try:
+        with_prometheus(net, ctx, opts, progress)
+    except BaseException:
+        _abort(env, ctx)
+        raise
+    return env, ctx
+
+
+def _setup_users(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Environment, LoadContext]:
     from testbed.load.cti_calls import CONSUMER_POOL, PUBLISHER_POOL, prepare_cti
     from testbed.load.cti_users import needs_transfers, user_classes
 
@@ -125,7 +137,7 @@ def _setup_distributed(net, run, opts: LoadOptions, classes, shape, progress: Pr
     ctx = LoadContext.attach(env, net, {org.name: [] for org in net.members}, batch_size=opts.batch_size,
                              per_user_rate=opts.per_user_rate, poll_interval=opts.poll_interval)
     launcher, bind = _launcher(net, run, opts)
-    pool = WorkerPool(env, ctx, net, run.root, expect=expect, launcher=launcher, bind_host=bind,
+    pool = WorkerPool(env, ctx, net, run, expect=expect, launcher=launcher, bind_host=bind,
                       bind_port=opts.master_port, progress=progress)
     ctx.generators = pool
     try:
@@ -180,9 +192,11 @@ def _finish(env: Environment, ctx: LoadContext, run, opts: LoadOptions, progress
         ctx.stop()
         env.runner.quit()
         ctx.generators.close()
+    if ctx.prometheus is not None:
+        ctx.recorder.resources += ctx.prometheus.stop()
     if ctx.cti is not None:
         ctx.cti.conclude(ctx.recorder, run)  # reverted contract calls, cti.json
-    ctx.recorder.write(run.root)
+    ctx.recorder.write(run)
     record_pedometer(ctx.net, run, since=since)
     if dropped:
         progress(f"load: {dropped} transactions accepted but not in a block after {opts.drain_timeout:.0f}s")
@@ -194,6 +208,16 @@ def _abort(env: Environment, ctx: LoadContext) -> None:
     ctx.stop()
     env.runner.quit()
     ctx.generators.close()
+    if ctx.prometheus is not None:
+        ctx.prometheus.close()
+
+
+def with_prometheus(net, ctx: LoadContext, opts: LoadOptions, progress: Progress) -> None:
+    """The nodes' resource series from Prometheus when `opts.monitor` says so (psutil keeps the generator's)."""
+    from testbed.monitoring.resources import PrometheusResources, resolve
+
+    if resolve(net, opts.monitor) == "prometheus":
+        ctx.prometheus = PrometheusResources.open(net, progress).start()
 
 
 def run_profile(net, run, profile: Profile, opts: LoadOptions, progress: Progress = lambda _: None) -> dict:

@@ -152,8 +152,13 @@ def resources(samples: list[dict]) -> str:
     for name, rows in sorted(by_proc.items()):
         rows.sort(key=lambda r: r["time"])
         cpu.plot([r["time"] - t0 for r in rows], [r["cpu_percent"] for r in rows], lw=1, label=name)
-        mem.plot([r["time"] - t0 for r in rows], [r["rss_mb"] for r in rows], lw=1, label=name)
+        kind = next((k for k in ("rss_mb", "heap_mb", "used_mb") if any(r.get(k) is not None for r in rows)), None)
+        cpu.plot([r["time"] - t0 for r in rows if r.get("cpu_percent") is not None],
+                 [r["cpu_percent"] for r in rows if r.get("cpu_percent") is not None], lw=1, label=name)
+        if kind is not None:
+            mem.plot([r["time"] - t0 for r in rows if r.get(kind) is not None],
+                     [r[kind] for r in rows if r.get(kind) is not None], lw=1, label=name)
     cpu.set(xlabel="seconds since start", ylabel="% of one core", title="CPU per process")
-    mem.set(xlabel="seconds since start", ylabel="MB", title="Resident memory per process")
+    mem.set(xlabel="seconds since start", ylabel="MB", title="Memory per process (RSS; Go nodes via Prometheus: heap)")
     cpu.legend(fontsize=6, ncol=2)
     return _svg(fig)

@@ -15,7 +15,7 @@ from pathlib import Path
 from testbed.report import plots
 from testbed.report.data import RunData
 from testbed.report.summary import fault_periods, per_second, summarize
-from testbed.state import write_json_atomic, write_text_atomic
+from testbed.runs import RunDir
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:64em;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
@@ -187,14 +187,30 @@ def _load(s: dict) -> str:
 def _resources(s: dict, data: RunData) -> str:
     if not s["cpu"]:
         return _empty("No resource samples in this run (load and bench runs sample the node processes).")
-    return (_table(["process", "CPU % of one core (mean)", "max RSS MB", "disk read MB", "disk write MB",
+    notes = {"psutil": "Sampled once a second with psutil from this machine's processes. Network I/O is that of the "
+                       "process's network namespace without loopback: per organization on the netns backend; on the "
+                       "local backend every node shares the machine's (nodes talk over loopback, so it stays near zero).",
+             "prometheus": "From Prometheus: what each node reports about itself wherever it runs (geth and GoQuorum: "
+                           "CPU refreshed every 3 s, memory = Go heap held, not RSS; network = devp2p bytes; Besu: "
+                           "CPU and RSS), one point a second; 'machine' rows come from node-exporter."}
+    sources = s["cpu"].get("sources") or ["psutil"]
+    return (_table(["process", "CPU % of one core (mean)", "max memory MB", "disk read MB", "disk write MB",
                     "net in MB", "net out MB"],
-                   [[name, v["cpu_percent"], v["rss_mb_max"], v.get("read_mb"), v.get("write_mb"), v.get("rx_mb"),
+                   [[name, v["cpu_percent"], _memory(v), v.get("read_mb"), v.get("write_mb"), v.get("rx_mb"),
                      v.get("tx_mb")] for name, v in sorted(s["cpu"]["per_process"].items())])
-            + "<p><small>Sampled once a second with psutil. Network I/O is that of the process's network namespace "
-              "without loopback: per organization on the netns backend; on the local backend every node shares the "
-              "machine's (nodes talk over loopback, so it stays near zero).</small></p>"
+            + "".join(f"<p><small>{html.escape(notes[source])}</small></p>" for source in sources if source in notes)
             + plots.resources(data.resources))
+
+
+def _memory(figures: dict) -> str | float | None:
+    """The peak memory figure of a process, named when it is not the RSS."""
+    if figures.get("rss_mb_max") is not None:
+        return figures["rss_mb_max"]
+    if figures.get("heap_mb_max") is not None:
+        return f"{figures['heap_mb_max']} (Go heap)"
+    if figures.get("used_mb_max") is not None:
+        return f"{figures['used_mb_max']} (machine in use)"
+    return None
 
 
 def render_html(data: RunData, summary: dict) -> str:
@@ -230,11 +246,8 @@ def render_html(data: RunData, summary: dict) -> str:
 
 def render(run_dir: Path) -> tuple[Path, Path]:
     """Write report.html and summary.json into `run_dir`, from its files alone."""
-    run_dir = Path(run_dir)
-    data = RunData.load(run_dir)
+    run = RunDir(Path(run_dir))
+    data = RunData.load(run.root)
     summary = summarize(data)
-    json_path = run_dir / "summary.json"
-    write_json_atomic(json_path, summary)
-    html_path = run_dir / "report.html"
-    write_text_atomic(html_path, render_html(data, summary))
-    return html_path, json_path
+    json_path = run.write_json("summary.json", summary)
+    return run.write_text("report.html", render_html(data, summary)), json_path

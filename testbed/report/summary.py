@@ -50,12 +50,26 @@ def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
     for sample in resources:
         if start <= sample["time"] <= end + 1:
             by_proc[sample["process"]].append(sample)
-    per_process = {name: {"cpu_percent": round(mean(s["cpu_percent"] for s in rows), 1),
-                          "rss_mb_max": max(s["rss_mb"] for s in rows), **_io_during(rows)} for name, rows in by_proc.items()}
+    per_process = {name: {**_cpu_memory(rows), **_io_during(rows)} for name, rows in by_proc.items()}
     generator = [v["cpu_percent"] for k, v in per_process.items() if k.startswith("generator")]
-    nodes = [v["cpu_percent"] for k, v in per_process.items() if not k.startswith("generator")]
+    nodes = [v["cpu_percent"] for k, v in per_process.items() if not k.startswith(("generator", "machine"))]
+    sources = sorted({s.get("source", "psutil") for rows in by_proc.values() for s in rows})
     return {"generator_percent": round(sum(generator), 1),
-            "nodes_percent": round(sum(nodes), 1), "per_process": per_process}
+            "nodes_percent": round(sum(nodes), 1), "per_process": per_process, "sources": sources}
+
+
+MEMORY_FIELDS = ("rss_mb", "heap_mb", "used_mb")  # a process's RSS; a Go node's heap held; a machine's memory in use
+
+
+def _cpu_memory(rows: list[dict]) -> dict:
+    """Mean CPU % and the peak of each memory figure the rows carry (see MEMORY_FIELDS)."""
+    cpu = [s["cpu_percent"] for s in rows if s.get("cpu_percent") is not None]
+    out = {"cpu_percent": round(mean(cpu), 1) if cpu else None}
+    for key in MEMORY_FIELDS:
+        values = [s[key] for s in rows if s.get(key) is not None]
+        if values:
+            out[f"{key}_max"] = max(values)
+    return out
 
 
 def step_figures(data: RunData, start: float, end: float, warmup: float = 3.0) -> dict:

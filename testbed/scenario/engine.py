@@ -23,7 +23,7 @@ from typing import Callable
 from testbed.contracts import chain_mark, record_pedometer
 from testbed.engines import engine_of
 from testbed.errors import TestbedError
-from testbed.resources import ResourceSampler, node_pids
+from testbed.monitoring.resources import samplers as resource_samplers
 from testbed.runs import RunDir
 from testbed.scenario.assertions import AssertionResult, RunFacts, judge
 from testbed.scenario.events import EventBus
@@ -97,7 +97,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     own_network = network is None
     monitor: AgreementMonitor | None = None
     watchdog: StallWatchdog | None = None
-    sampler: ResourceSampler | None = None
+    samplers: list = []
     try:
         net = network or _network_up(scenario, progress)
         bus.emit("network_ready", network=net.name, nodes=len(net.nodes), backend=net.spec.backend)
@@ -105,10 +105,9 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         if scenario.deploy:
             deploy_cti(ctx, progress)
         ctx.chain_start = chain_mark(ctx.net)
-        if ctx.net.backend.local_processes:  # the nodes are processes of this machine: sample what they use
-            sampler = ResourceSampler(lambda: node_pids(ctx.net)).start()
+        samplers = resource_samplers(ctx.net, scenario.spec.monitor.resources, progress)
         monitor = AgreementMonitor(ctx.endpoints, validator_method=lambda node: ctx.net.validator_rpc_of(node).list_method,
-                                   admin=lambda: ctx.net.admin_urls() or {}, out_dir=run.root, interval=scenario.spec.monitor.interval,
+                                   admin=lambda: ctx.net.admin_urls() or {}, run=run, interval=scenario.spec.monitor.interval,
                                    recheck=scenario.spec.monitor.recheck, stall_after=scenario.spec.monitor.stall_after,
                                    views=ctx.views, emit=bus.emit).start()
         watchdog = StallWatchdog(ctx.net, enabled=scenario.spec.monitor.watchdog, paused=ctx.ledger.splits_network,
@@ -150,8 +149,9 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         for a in result.assertions:
             bus.emit("check", name=a.name, passed=a.passed, detail=a.detail)
         _write_records(run, ctx, txs, tasks)
-        if sampler is not None:
-            run.write_jsonl("resources.jsonl", sampler.stop())
+        if samplers:
+            rows = [row for sampler in samplers for row in sampler.stop()]
+            run.write_jsonl("resources.jsonl", sorted(rows, key=lambda r: (r["time"], r["process"])))
         record_pedometer(ctx.net, run, since=ctx.chain_start)
         result.status = "passed" if all(a.passed for a in result.assertions) else "failed"
     except TestbedError as exc:
@@ -164,8 +164,8 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
     finally:
         if watchdog is not None:
             watchdog.stop()
-        if sampler is not None:
-            sampler.stop()
+        for sampler in samplers:
+            sampler.close()
         if monitor is not None:
             try:
                 monitor.stop()
@@ -218,10 +218,8 @@ def _write_records(run: RunDir, ctx: ScenarioRun, txs, tasks) -> None:
 
 
 def _keep_logs(run: RunDir, net, lines: int = 200, also: list[str] = ()) -> None:
-    target = run.root / "logs"
-    target.mkdir(exist_ok=True)
     for name in [n.name for n in net.nodes] + list(also):
         try:
-            (target / f"{name}.log").write_text("\n".join(net.state.tail_log(name, lines)) + "\n")
+            run.write_text(f"logs/{name}.log", "\n".join(net.state.tail_log(name, lines)) + "\n")
         except OSError:
             pass

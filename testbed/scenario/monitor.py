@@ -12,19 +12,17 @@ only gathers, writes `samples.jsonl` and builds the verdict (`monitor.json`).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.chain.sample import ValidatorMethod, method_of, validator_set
 from testbed.consensus import (HeadPoint, NodeSnapshot, Reorg, apply_hashes, find_divergences, find_reorgs,
                                find_stalls, find_state_mismatches, liveness)
-from testbed.state import write_text_atomic
+from testbed.runs import RunDir
 
 Endpoints = Callable[[], dict[str, str]]  # node name -> RPC URL of the nodes that are up now
 Emit = Callable[..., None]
@@ -81,13 +79,13 @@ class MonitorVerdict:
 
 
 class AgreementMonitor:
-    def __init__(self, endpoints: Endpoints, *, validator_method: ValidatorMethod, out_dir: Path,
+    def __init__(self, endpoints: Endpoints, *, validator_method: ValidatorMethod, run: RunDir,
                  interval: float = 0.5, recheck: int = 12, stall_after: float = 5.0, views=None,
                  views_every: int = 4, emit: Emit = _quiet, timeout: float = 3.0, admin: Endpoints | None = None) -> None:
         self.endpoints = endpoints
         self.validator_method = validator_method
         self.admin = admin or dict  # node name -> its admin endpoint, where validator sets are read
-        self.out_dir = Path(out_dir)
+        self.run = run  # where samples.jsonl and monitor.json go
         self.interval = interval
         self.recheck = recheck
         self.stall_after = stall_after
@@ -109,7 +107,6 @@ class AgreementMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._samples_file = self.out_dir / "samples.jsonl"
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="monitor-rpc")
         self.errors: list[str] = []
 
@@ -139,8 +136,7 @@ class AgreementMonitor:
             self.sample(force_views=True)
         self._pool.shutdown(wait=True)
         verdict = self.verdict()
-        write_text_atomic(self.out_dir / "monitor.json",
-                          json.dumps(verdict.to_json(), indent=2, sort_keys=True, default=str) + "\n")
+        self.run.write_json("monitor.json", verdict.to_json())
         return verdict
 
     def _loop(self) -> None:
@@ -276,8 +272,7 @@ class AgreementMonitor:
             row["views"] = self._compare_views(endpoints, [s.node for s in live], common, now)
         self.samples += 1
         self.live_at_end = [s.node for s in live]
-        with open(self._samples_file, "a") as handle:
-            handle.write(json.dumps(row, sort_keys=True) + "\n")
+        self.run.append_jsonl("samples.jsonl", row)
         return row
 
     def _compare_views(self, endpoints: dict[str, str], nodes: list[str], block: int, now: float) -> dict:

@@ -304,6 +304,21 @@ class MonitorSettings(Strict):
     recheck: int = Field(12, ge=1, le=1024, description="Heights below the head re-read each sample (reorgs).")
     watchdog: bool = Field(True, description="Rewind a Clique chain stuck on equal-weight branches while no fault "
                            "is active (recorded; the agreement verdict names it). false: leave the stall to be seen.")
+    resources: Literal["auto", "psutil", "prometheus"] = Field(
+        "auto", description="Where the per-node CPU, memory, disk and network series come from. psutil: the node "
+        "processes of this machine; prometheus: the nodes' own metrics, scraped by the network's Prometheus ("
+        "'testbed monitor up', else one started for the run), wherever the nodes run; auto: psutil when the nodes "
+        "are processes of this machine, else prometheus when it is installed. 'monitor: prometheus' is short for "
+        "'monitor: {resources: prometheus}'.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in ("prometheus", "psutil", "auto"):
+                raise ValueError(f"{value!r}: give prometheus, psutil or auto, or a mapping (interval, resources, ...)")
+            return {"resources": value}
+        return value
 
 
 class ScenarioSpec(Strict):
@@ -328,4 +343,9 @@ def json_schema() -> dict:
     for option in schema["$defs"]["Step"]["properties"]["parallel"]["anyOf"]:
         if option.get("type") == "array":
             option["items"] = {"anyOf": [step, {"type": "array", "items": step}]}
+    # `monitor: prometheus` is short for {resources: prometheus} (MonitorSettings._shorthand)
+    monitor = schema["properties"]["monitor"]
+    schema["properties"]["monitor"] = {"anyOf": [{"$ref": "#/$defs/MonitorSettings"},
+                                                 {"enum": ["auto", "psutil", "prometheus"]}],
+                                       **{k: v for k, v in monitor.items() if k != "$ref"}}
     return schema

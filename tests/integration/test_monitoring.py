@@ -17,7 +17,9 @@ import pytest
 from testbed.chain.rpc import RpcClient
 from testbed.monitoring import prometheus
 from testbed.network import Network
+from testbed.report import render
 from testbed.report.data import RunData
+from testbed.scenario.engine import run_scenario
 
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
 
@@ -60,10 +62,39 @@ def transactions_in_blocks(net, first: int, last: int) -> int:
     return sum(len(b["transactions"]) for b in blocks)
 
 
-def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_home):
+def prometheus_rows_of_every_node(net, resources: list[dict]) -> dict[str, list[dict]]:
+    """The rows Prometheus gave for each node (asserting each node has some, with its CPU and memory)."""
+    by_node = {n.name: [r for r in resources if r["process"] == n.name and r.get("source") == "prometheus"]
+               for n in net.nodes}
+    for name, rows in by_node.items():
+        assert len(rows) >= 5, (name, rows)
+        assert any(r.get("cpu_percent", 0) > 0 for r in rows), (name, rows)  # a validator sealing blocks
+        assert all(r.get("heap_mb", 0) > 1 for r in rows if "heap_mb" in r) and any("heap_mb" in r for r in rows)
+    return by_node
+
+
+def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_home, tmp_path):
     net = Network.create(spec_with(NETWORKS / "four-orgs.yaml", name="it-monitor", port_base=31400), progress=print)
     pids = node_pids(net)
     try:
+        # a scenario with `monitor: prometheus` on a network without a monitor: it starts one for the
+        # run, reads every node's series from it and stops it again
+        scenario = tmp_path / "watched.yaml"
+        scenario.write_text(f"name: watched\nnetwork: {NETWORKS / 'four-orgs.yaml'}\nmonitor: prometheus\n"
+                            "settle: 1s\nsteps:\n  - wait: 8s\n  - wait: {blocks: 2}\n")
+        result = run_scenario(scenario, network=net, runs_dir=tmp_path / "runs", progress=print)
+        assert result.status == "passed", result.error
+        assert prometheus.read_record(net) is None  # the run's own monitor is gone with it
+        resources = RunData.load(result.run_dir).resources
+        prometheus_rows_of_every_node(net, resources)
+        assert any(r["process"].startswith("machine ") and r.get("used_mb", 0) > 0 for r in resources)
+        assert any(r["process"] == "generator" and r.get("source", "psutil") == "psutil" for r in resources)
+        html_path, json_path = render(result.run_dir)
+        summary = json.loads(json_path.read_text())
+        assert summary["cpu"]["sources"] == ["prometheus", "psutil"]
+        assert all(summary["cpu"]["per_process"][n.name]["heap_mb_max"] > 1 for n in net.nodes)
+        assert "From Prometheus" in html_path.read_text()
+
         record = prometheus.up(net, print)
         pids += [p["pid"] for p in record["processes"].values()]
         url = record["url"]
@@ -86,11 +117,24 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
         assert wait_for(lambda: transactions_counted(url) is not None, timeout=30)
         before, first = settled(url), head(net)
         request = {"command": "load", "network": net.name, "profile": "constant:40:5",
-                   "options": {"batch_size": 10, "per_user_rate": 20.0, "drain_timeout": 15.0}}
+                   "options": {"batch_size": 10, "per_user_rate": 20.0, "drain_timeout": 15.0, "monitor": "prometheus"}}
         proc = subprocess.run([sys.executable, "-m", "testbed.load", json.dumps(request)], capture_output=True,
                               text=True, timeout=180)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        txs = RunData.load(Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])).txs
+        load_run = RunData.load(Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"]))
+        txs = load_run.txs
+        prometheus_rows_of_every_node(net, load_run.resources)  # the running monitor's, which stays up
+        assert prometheus.running(net) is not None
+        # the generator's own figures (node-exporter's textfile collector): what the run recorded
+
+        def generator_figure(name: str) -> float | None:
+            result = api(url, "query", query=f"sum(max_over_time({name}[5m]))")["result"]
+            return float(result[0]["value"][1]) if result else None
+
+        assert wait_for(lambda: generator_figure("testbed_load_included_total") == included, timeout=20), \
+            (generator_figure("testbed_load_included_total"), included)
+        assert generator_figure("testbed_load_offered_total") == len(txs)  # every row was sent in a batch
+        assert generator_figure("testbed_load_inclusion_latency_seconds_count") == included
         included = sum(t["status"] == "included" for t in txs)
         assert included > 100
         # the exporter counts every transaction of every block: the run's and the funding of its

@@ -7,6 +7,7 @@ from eth_account import Account
 
 from testbed.chain.txs import MAX_FEE_PER_GAS, TRANSFER_GAS, TransferSigner
 from testbed.load.records import Recorder, TxRow, read_jsonl
+from testbed.runs import RunDir
 
 
 def block(number, txs, parent=None, tag=""):
@@ -58,7 +59,7 @@ def test_write_and_read_back(tmp_path):
     rec.apply_block(block(1, ["0xh0"]), 1001.0)
     rec.rate(1000.0, 100.0, 4)
     rec.head(1000.0, "acme-v1", 1)
-    rec.write(tmp_path)
+    rec.write(RunDir(tmp_path))
     txs = read_jsonl(tmp_path / "txs.jsonl")
     assert [t["status"] for t in txs] == ["included", "submitted"]
     assert set(txs[0]) >= {"hash", "org", "node", "submit_time", "included_block", "included_time", "status"}

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from testbed.runs import RunDir
 from testbed.scenario.monitor import AgreementMonitor
 from tests.unit.helpers_net import refused_url
 
@@ -87,7 +88,7 @@ def nodes():
 def monitor_for(fakes, tmp_path, **kw) -> AgreementMonitor:
     return AgreementMonitor(lambda: {f.name: f.url for f in fakes}, validator_method="clique_getSigners",
                             admin=lambda: {f.name: f.url for f in fakes},
-                            out_dir=tmp_path, recheck=4, **kw)
+                            run=RunDir(tmp_path), recheck=4, **kw)
 
 
 def test_agreement_and_incremental_fetch(nodes, tmp_path):
@@ -168,7 +169,7 @@ def test_a_stopped_chain_is_a_stall(nodes, tmp_path):
 def test_unreachable_node_is_not_fatal(nodes, tmp_path):
     a = nodes("a", chain("aa", 5))
     with refused_url() as gone:
-        mon = AgreementMonitor(lambda: {"a": a.url, "gone": gone}, validator_method=None, out_dir=tmp_path)
+        mon = AgreementMonitor(lambda: {"a": a.url, "gone": gone}, validator_method=None, run=RunDir(tmp_path))
         row = mon.sample()
     assert row["nodes"]["gone"]["head"] is None
     verdict = mon.stop()
