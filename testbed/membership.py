@@ -13,7 +13,8 @@ from typing import Callable
 
 from testbed import validators
 from testbed.chain.rpc import RpcClient
-from testbed.chain.txs import InclusionTracker, send_batch, sign_transfers
+from testbed.chain.inclusion import InclusionTracker
+from testbed.chain.txs import send_batch, sign_transfers
 from testbed.clients import fee_rules
 from testbed.chain.wait import wait_for_block, wait_for_block_on_nodes
 from testbed.errors import ChainError, SpecError, StateError
@@ -87,14 +88,15 @@ def fund(net: Network, addresses: list[str], amount_wei: int, progress: Progress
         for i, address in enumerate(addresses):
             txs += sign_transfers(net.keys.operator.private_key, chain_id=net.spec.chain_id, start_nonce=start + i,
                                   count=1, to=address, org="operator", node=node.name, value=amount_wei, fees=fees)
-        tracker = InclusionTracker(rpc, int(rpc.call("eth_blockNumber"), 16) + 1)
+        tracker = InclusionTracker.from_head(rpc)
         send_batch(rpc, txs)
         records = [t.record for t in txs]
         rejected = [r for r in records if r.status == "rejected"]
         if rejected:
             raise ChainError(f"funding transfer rejected: {rejected[0].error}")
-        tracker.watch(records)
-        if not tracker.wait_all(timeout):
+        for record in records:
+            tracker.submitted(record)
+        if not tracker.wait_all(rpc, timeout):
             raise ChainError(f"funding transfers not included after {timeout:.0f}s")
     progress(f"funded {len(addresses)} accounts")
 

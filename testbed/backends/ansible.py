@@ -60,6 +60,7 @@ class AnsibleBackend:
         self.runner = runner or AnsibleRunner(self.dir, self.state_dir / "runs" / "ansible")
         self.shares_filesystem = self.lab is not None  # lab hosts are namespaces of this machine
         self.local_processes = False  # commands run on the hosts, with the binary shipped there
+        self.resource_source = "prometheus"  # the figures come from the hosts' nodes, not from pids of this machine
         self.progress: Progress = _quiet
         self._ready = False
         digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:10]

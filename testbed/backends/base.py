@@ -22,6 +22,9 @@ class Backend(Protocol):
     # nodes are processes of this machine that run the client's command line as built (local, netns):
     # companion tools of the toolchain (geth's clef) can run beside them
     local_processes: bool
+    # where a run's per-node CPU/memory/disk/network series come from by default (testbed.monitoring.resources):
+    # "psutil" (the nodes are processes of this machine) or "prometheus" (what each node reports, wherever it runs)
+    resource_source: str
 
     def host_for(self, org_index: int, node_index: int) -> str:
         """The address a node binds to and peers dial."""

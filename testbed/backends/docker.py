@@ -229,6 +229,7 @@ class DockerBackend:
     name = "docker"
     shares_filesystem = True
     local_processes = False  # containers of pinned images
+    resource_source = "prometheus"  # the containers' own metrics endpoints
 
     def runs_image_of(self, client: str) -> bool:
         return True  # every client from its pinned image (images.py)

@@ -15,6 +15,7 @@ class LocalBackend:
     name = "local"
     shares_filesystem = True
     local_processes = True
+    resource_source = "psutil"
 
     def runs_image_of(self, client: str) -> bool:
         return False  # processes of the toolchain's builds

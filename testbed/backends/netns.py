@@ -77,6 +77,7 @@ class NetnsBackend:
     name = "netns"
     shares_filesystem = True
     local_processes = True  # in namespaces, but processes of this machine running the argv as given
+    resource_source = "psutil"
 
     def runs_image_of(self, client: str) -> bool:
         return False  # processes of the toolchain's builds, in namespaces

@@ -10,7 +10,7 @@ any latency percentile can be recomputed afterwards from the raw log.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from eth_account import Account
 
@@ -42,19 +42,24 @@ class FeeRules:
 LONDON = FeeRules()
 
 
-@dataclass
+@dataclass(slots=True)
 class TxRecord:
+    """One sent transaction, the harness's one transaction record (txs.jsonl): where it went,
+    when, and where the chain put it (testbed.chain.inclusion reads that from the blocks)."""
+
     hash: str
     org: str
     node: str
     sender: str
     nonce: int
+    kind: str = "transfer"  # transfer, or the contract call (buy, request, ...)
     submit_time: float | None = None
     included_block: int | None = None
     included_time: float | None = None  # when the harness first saw the block holding it
     block_timestamp: int | None = None
-    status: str = "signed"  # signed | submitted | rejected | included
+    status: str = "signed"  # signed | submitted | rejected (error: the node's reason) | included | dropped
     error: str | None = None
+    reorged: int = 0  # times a block holding it left the chain (it was then read again from the canonical one)
 
     @property
     def latency(self) -> float | None:
@@ -63,7 +68,10 @@ class TxRecord:
         return self.included_time - self.submit_time
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f: getattr(self, f) for f in TX_FIELDS}
+
+
+TX_FIELDS = tuple(f.name for f in fields(TxRecord))
 
 
 @dataclass(frozen=True)
@@ -129,61 +137,6 @@ def is_already_known(error: object) -> bool:
 
 def nonce_of(rpc: RpcClient, address: str) -> int:
     return int(rpc.call("eth_getTransactionCount", address, "pending"), 16)
-
-
-@dataclass
-class BlockRecord:
-    number: int
-    hash: str
-    timestamp: int
-    tx_count: int
-    gas_used: int
-    seen_time: float
-
-
-class InclusionTracker:
-    """Reads every new block once and marks the submitted transactions it includes."""
-
-    def __init__(self, rpc: RpcClient, start_block: int) -> None:
-        self.rpc = rpc
-        self.next_block = start_block
-        self.blocks: list[BlockRecord] = []
-        self.pending: dict[str, TxRecord] = {}
-
-    def watch(self, records: list[TxRecord]) -> None:
-        for record in records:
-            if record.status == "submitted":
-                self.pending[record.hash] = record
-
-    def poll(self) -> int:
-        """Read blocks up to the head; return how many watched transactions became included."""
-        head = int(self.rpc.call("eth_blockNumber"), 16)
-        if head < self.next_block:
-            return 0
-        numbers = list(range(self.next_block, head + 1))
-        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        seen = time.time()
-        found = 0
-        for block in blocks:
-            record = BlockRecord(number=int(block["number"], 16), hash=block["hash"], timestamp=int(block["timestamp"], 16),
-                                 tx_count=len(block["transactions"]), gas_used=int(block["gasUsed"], 16), seen_time=seen)
-            self.blocks.append(record)
-            for tx_hash in block["transactions"]:
-                tx = self.pending.pop(tx_hash, None)
-                if tx is not None:
-                    tx.status, tx.included_block, tx.included_time = "included", record.number, seen
-                    tx.block_timestamp = record.timestamp
-                    found += 1
-        self.next_block = head + 1
-        return found
-
-    def wait_all(self, timeout: float, interval: float = 0.2) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.pending and time.monotonic() < deadline:
-            self.poll()
-            if self.pending:
-                time.sleep(interval)
-        return not self.pending
 
 
 class TransferSigner:

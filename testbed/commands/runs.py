@@ -78,7 +78,7 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
           monitor: str = typer.Option("auto", help="The nodes' CPU/memory/disk/network series: psutil (node processes "
                                       "of this machine) | prometheus (the nodes' own metrics via the network's "
                                       "Prometheus: 'testbed monitor up', else one started for the run) | auto "
-                                      "(psutil for local nodes, else prometheus)."),
+                                      "(psutil for local nodes, else prometheus) | none."),
           as_json: bool = JsonOpt) -> None:
     """Find the maximum sustainable transfer rate: step the offered rate until a limit breaks; write JSON + report."""
     try:
@@ -91,8 +91,8 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         raise StateError(f"--users {users}: Locust workers run transfer users only", hint="drop --workers for CTI users")
     if worker_hosts not in ("local", "ansible"):
         raise StateError(f"--worker-hosts {worker_hosts!r}: one of local, ansible")
-    if monitor not in ("auto", "psutil", "prometheus"):
-        raise StateError(f"--monitor {monitor!r}: one of auto, psutil, prometheus")
+    if monitor not in ("auto", "psutil", "prometheus", "none"):
+        raise StateError(f"--monitor {monitor!r}: one of auto, psutil, prometheus, none")
     if remote_workers and not master_port:
         raise StateError("--remote-workers needs --master-port: the workers on other hosts must know where to connect")
     spec = shipped.resolve(spec, "network")

@@ -17,9 +17,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from testbed.chain.inclusion import InclusionTracker
 from testbed.chain.rpc import RpcClient
-from testbed.chain.txs import (LONDON, FeeRules, InclusionTracker, SignedTx, TransferSigner, TxRecord,
-                               is_nonce_conflict, nonce_of, send_batch)
+from testbed.chain.txs import (LONDON, FeeRules, SignedTx, TransferSigner, TxRecord, is_nonce_conflict, nonce_of,
+                                send_batch)
 from testbed.clients import fee_rules
 from testbed.errors import ChainError
 from testbed.poll import poll_until
@@ -91,15 +92,16 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
     records: list[TxRecord] = []
     fees = fee_rules(net.spec)
     with RpcClient(net.nodes[0].rpc_url, timeout=10) as watch:
-        tracker = InclusionTracker(watch, int(watch.call("eth_blockNumber"), 16) + 1)
+        tracker = InclusionTracker.from_head(watch)
         for org, group in accounts.items():
             funder = TransferSigner(net.keys.of(org).funder.private_key, chain_id=net.spec.chain_id, fees=fees)
             with RpcClient(group[0].rpc_url, timeout=30) as rpc:
                 sent = _fund_group(rpc, funder, org, group, amount_wei)
-            tracker.watch(sent)
+            for record in sent:
+                tracker.submitted(record)
             records += sent
         progress(f"funding {len(records)} load accounts from the organizations' genesis accounts")
-        if not tracker.wait_all(timeout):
+        if not tracker.wait_all(watch, timeout):
             raise ChainError(f"{len(tracker.pending)} funding transfers not included after {timeout:.0f}s")
         _wait_funded_everywhere(accounts, amount_wei, timeout)
     return records

@@ -26,9 +26,10 @@ import gevent
 import gevent.pool
 
 from testbed.chain.rpc import RpcClient, RpcError
+from testbed.chain.txs import TxRecord
 from testbed.load.accounts import LoadAccount
 from testbed.load.profiles import users_for_rate
-from testbed.load.records import Recorder, TxRow
+from testbed.load.records import Recorder
 from testbed.monitoring.textfile import LoadMetrics
 from testbed.poll import poll_until
 from testbed.resources import ResourceSampler, node_pids
@@ -116,7 +117,7 @@ class SenderContext:
         """Wait for the sends still on their way (users stopped mid-batch)."""
         self._inflight.join(timeout=timeout)
 
-    def settled(self, rows: list[TxRow]) -> None:
+    def settled(self, rows: list[TxRecord]) -> None:
         """A batch's rows know their fate (submitted or rejected); a worker forwards them here."""
 
     def _submit(self, rpc: RpcClient, account: LoadAccount, batch: list[tuple[int, str, str]], kind: str) -> None:
@@ -124,8 +125,8 @@ class SenderContext:
         start = time.time()
         # rows are recorded before sending: whatever happens next, every tx is accounted for
         # (nonce, hash, raw) or (nonce, hash, raw, kind): a contract-call batch names each row's kind
-        rows = [TxRow(item[1], account.org, account.node, account.address, item[0], item[3] if len(item) > 3 else kind,
-                      start) for item in batch]
+        rows = [TxRecord(item[1], account.org, account.node, account.address, item[0], item[3] if len(item) > 3 else kind,
+                         start, status="submitted") for item in batch]
         for row in rows:
             self.recorder.submitted(row)
         t = time.perf_counter()
@@ -171,13 +172,14 @@ class LoadContext(SenderContext):
         self.net = net
         self.poll_interval = poll_interval
         self.generators = None  # how the users run: in this process or on workers (runner.py / distributed.py)
+        self.sample_nodes = True  # psutil samples the node processes too (runner.with_resource_source)
         self.prometheus = None  # PrometheusResources when the nodes' resource series come from Prometheus
         # the run's figures for a running monitor (node-exporter's textfile collector; nothing without one)
         self.metrics = LoadMetrics(net.state.root / "monitor", SUBMIT, INCLUSION)
         environment.events.request.add_listener(self.metrics.on_request)
         self._greenlets: list[gevent.Greenlet] = []
         self._watch = RpcClient(net.nodes[0].rpc_url, timeout=10)
-        self.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
+        self.recorder.next_block = int(self._watch.call("eth_blockNumber"), 16) + 1
         self.t0 = time.time()
 
     @classmethod
@@ -198,38 +200,15 @@ class LoadContext(SenderContext):
         self.metrics.write()  # the final totals (the next load run removes them)
 
     def poll_blocks(self) -> int:
-        head = int(self._watch.call("eth_blockNumber"), 16)
-        if head < self.next_block:
-            return 0
-        blocks = self._watch.batch([("eth_getBlockByNumber", [hex(n), False]) for n in range(self.next_block, head + 1)])
-        recorder = self.recorder
-        known = recorder.hash_at(self.next_block - 1)
-        if blocks and known is not None and blocks[0]["parentHash"] != known:
-            # reorg: walk back to the last block we read that is still canonical, forget the rest
-            number = self.next_block - 1
-            while number > recorder.blocks[0]["number"]:
-                canonical = self._watch.call("eth_getBlockByNumber", hex(number), False)
-                if canonical and canonical["hash"] == recorder.hash_at(number):
-                    break
-                number -= 1
-            recorder.rollback(number + 1, time.time())
-            self.next_block = number + 1
-            return self.poll_blocks()
-        seen = time.time()
+        """Read the new blocks (testbed.chain.inclusion); one inclusion event per load transaction found."""
         fire = self.environment.events.request.fire
         found = 0
-        for block in blocks:
-            try:
-                included = recorder.apply_block(block, seen)
-            except ValueError:  # the chain moved between reads: read again on the next poll
-                break
-            self.next_block = int(block["number"], 16) + 1
-            for row in included:
-                found += 1
-                if row.reorged:  # its inclusion event already fired, from the block that left the chain
-                    continue
-                fire(request_type=INCLUSION, name=row.kind, response_time=(seen - row.submit_time) * 1000,
-                     response_length=0, context={"block": row.included_block}, exception=None)
+        for row in self.recorder.poll(self._watch):
+            found += 1
+            if row.reorged:  # its inclusion event already fired, from the block that left the chain
+                continue
+            fire(request_type=INCLUSION, name=row.kind, response_time=(row.included_time - row.submit_time) * 1000,
+                 response_length=0, context={"block": row.included_block}, exception=None)
         return found
 
     def drain(self, timeout: float) -> int:
@@ -275,7 +254,7 @@ class LoadContext(SenderContext):
             gevent.sleep(1.0)
 
     def _sample_resources(self) -> None:
-        sampler = ResourceSampler(lambda: {"generator": os.getpid()} if self.prometheus else node_pids(self.net))
+        sampler = ResourceSampler(lambda: node_pids(self.net) if self.sample_nodes else {"generator": os.getpid()})
         sampler.sample_now()  # starts the CPU measurement of every process
         while True:
             gevent.sleep(1.0)

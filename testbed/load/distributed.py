@@ -42,13 +42,12 @@ from typing import Callable
 
 import gevent
 
-from testbed.chain.txs import FeeRules
+from testbed.chain.txs import FeeRules, TxRecord
 from testbed.clients import fee_rules
 from testbed.errors import TestbedError
 from testbed.load.accounts import AccountRef, fund_accounts, new_account
 from testbed.load.address import parse_master
 from testbed.load.context import INCLUSION, SenderContext, presign
-from testbed.load.records import TxRow
 from testbed.poll import poll_until
 from testbed.resources import ResourceSampler
 
@@ -238,8 +237,8 @@ class WorkerPool:
         recorder, fire = self.ctx.recorder, self.env.events.request.fire
         for values in data["rows"]:
             item = dict(zip(ROW_FIELDS, values))
-            row = TxRow(item["hash"], item["org"], item["node"], item["sender"], item["nonce"], item["kind"],
-                        item["submit_time"])
+            row = TxRecord(item["hash"], item["org"], item["node"], item["sender"], item["nonce"], item["kind"],
+                           item["submit_time"], status="submitted")
             row.error = item["error"]
             if recorder.submitted(row):  # its block came first: included now, its event fires now
                 fire(request_type=INCLUSION, name=row.kind, response_time=row.latency * 1000, response_length=0,
@@ -303,10 +302,10 @@ class WorkerPool:
 class _RowOutbox:
     """A worker's recorder: rows are settled by the sender and forwarded, never kept."""
 
-    def submitted(self, row: TxRow) -> bool:
+    def submitted(self, row: TxRecord) -> bool:
         return False
 
-    def reject(self, row: TxRow, error: str) -> None:
+    def reject(self, row: TxRecord, error: str) -> None:
         row.status, row.error = "rejected", error
 
 
@@ -320,7 +319,7 @@ class WorkerContext(SenderContext):
         super().__init__(environment, _RowOutbox(), accounts, setup["recipient"], batch_size=setup["batch_size"],
                          per_user_rate=setup["per_user_rate"])
         self.index = setup["index"]
-        self.outbox: list[TxRow] = []
+        self.outbox: list[TxRecord] = []
         self.samples: list[dict] = []
 
     def current_rate(self) -> float:
@@ -329,7 +328,7 @@ class WorkerContext(SenderContext):
             return users * self.per_user_rate
         return self.target_rate * users / self.target_users  # this worker's users' share
 
-    def settled(self, rows: list[TxRow]) -> None:
+    def settled(self, rows: list[TxRecord]) -> None:
         self.outbox.extend(rows)
 
     def forward(self, runner) -> None:
@@ -393,7 +392,9 @@ def run_worker(master: str, progress: Progress) -> int:
     host, port = parse_master(master, "worker: master address")
     logging.basicConfig(level=os.environ.get("TESTBED_WORKER_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from locust.env import Environment  # a load entry point: Locust patches with gevent here
+    from locust.env import (
+        Environment,  # a load entry point: Locust patches with gevent here
+    )
 
     from testbed.load.users import TransferUser
 

@@ -84,7 +84,7 @@ def _setup(net, run, opts: LoadOptions, shape, progress: Progress) -> tuple[Envi
     """The run's Locust environment and context, its accounts funded, its resource sources open."""
     env, ctx = _setup_users(net, run, opts, shape, progress)
     try:
-        with_prometheus(net, ctx, opts, progress)
+        with_resource_source(net, ctx, opts, progress)
     except BaseException:
         _abort(env, ctx)
         raise
@@ -212,11 +212,14 @@ def _abort(env: Environment, ctx: LoadContext) -> None:
         ctx.prometheus.close()
 
 
-def with_prometheus(net, ctx: LoadContext, opts: LoadOptions, progress: Progress) -> None:
-    """The nodes' resource series from Prometheus when `opts.monitor` says so (psutil keeps the generator's)."""
+def with_resource_source(net, ctx: LoadContext, opts: LoadOptions, progress: Progress) -> None:
+    """Where the nodes' resource series come from (`opts.monitor`, testbed.monitoring.resources):
+    psutil samples the node processes beside the generator; prometheus reads them back at the end."""
     from testbed.monitoring.resources import PrometheusResources, resolve
 
-    if resolve(net, opts.monitor) == "prometheus":
+    choice = resolve(net, opts.monitor)
+    ctx.sample_nodes = choice == "psutil"
+    if choice == "prometheus":
         ctx.prometheus = PrometheusResources.open(net, progress).start()
 
 

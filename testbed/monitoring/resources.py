@@ -37,6 +37,7 @@ QUERIES = {  # client -> row field -> (PromQL over the `nodes_*` jobs, scale)
     "besu": {"cpu_percent": ("rate(process_cpu_seconds_total[5s]) * 100", 1.0),
              "rss_mb": ("process_resident_memory_bytes", 1 / MB)},
 }
+CHOICES = ("auto", "psutil", "prometheus", "none")
 MACHINE = {"cpu_percent": ('sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5s])) * 100', 1.0),
            "used_mb": ("node_memory_MemTotal_bytes - node_memory_MemAvailable_bytes", 1 / MB)}
 
@@ -152,23 +153,23 @@ class PrometheusResources:
 
 
 def resolve(net, choice: str) -> str:
-    """psutil, prometheus or none for `choice` (psutil | prometheus | auto) on `net` (see `samplers`)."""
-    if choice not in ("auto", "psutil", "prometheus"):
-        raise StateError(f"resources {choice!r}: one of auto, psutil, prometheus")
-    local = net.backend.local_processes
+    """psutil, prometheus or none for `choice` (auto | psutil | prometheus | none) on `net`: auto is
+    what the backend says (psutil for nodes that are processes of this machine, else prometheus),
+    none when that is prometheus and it is not installed."""
+    if choice not in CHOICES:
+        raise StateError(f"resources {choice!r}: one of {', '.join(CHOICES)}")
     if choice == "auto":
-        return "psutil" if local else ("prometheus" if shutil.which("prometheus") else "none")
-    if choice == "psutil" and not local:
+        choice = net.backend.resource_source
+        return "none" if choice == "prometheus" and not shutil.which("prometheus") else choice
+    if choice == "psutil" and not net.backend.local_processes:
         raise StateError(f"resources: psutil samples processes of this machine; the nodes of {net.name!r} "
                          f"({net.spec.backend} backend) are not", hint="use 'monitor: prometheus' (or auto)")
     return choice
 
 
 def samplers(net, choice: str, progress=lambda _: None) -> list:
-    """The resource samplers of a run, started: `choice` is psutil, prometheus or auto (psutil when
-    the nodes are processes of this machine, else prometheus when it is installed, else none).
-    With prometheus, this process (the generator) is still sampled with psutil. Each has
-    `stop() -> rows`."""
+    """The resource samplers of a run, started (`choice`: see `resolve`). With prometheus, this
+    process (the generator) is still sampled with psutil. Each has `stop() -> rows` and `close()`."""
     choice = resolve(net, choice)
     if choice == "psutil":
         return [ResourceSampler(lambda: node_pids(net)).start()]

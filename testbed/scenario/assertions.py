@@ -42,7 +42,7 @@ class RunFacts:
     heads: list[HeadPoint]
     periods: dict[str, tuple[float, float]]  # step name -> (start, end), wall clock
     txs: list  # TxRecord of every load phase
-    blocks: list  # BlockRecord seen by the load phases
+    blocks: list  # the blocks the load phases read (dicts: testbed.chain.inclusion)
     tasks: dict[str, dict]  # alias -> {"id", "states": {node: state name}}
     step_errors: list[str] = field(default_factory=list)
     interventions: list[dict] = field(default_factory=list)  # e.g. stuck Clique branches rewound by the harness
@@ -162,7 +162,7 @@ def _lost_tasks(spec, facts: RunFacts) -> AssertionResult:
 
 def _min_tps(value: float, facts: RunFacts) -> AssertionResult:
     included = [t for t in facts.txs if t.status == "included" and t.included_block is not None]
-    stamps = {b.number: b.timestamp for b in facts.blocks}
+    stamps = {b["number"]: b["timestamp"] for b in facts.blocks}
     per_block: dict[int, int] = {}
     for t in included:
         per_block[t.included_block] = per_block.get(t.included_block, 0) + 1

@@ -210,7 +210,7 @@ def _write_records(run: RunDir, ctx: ScenarioRun, txs, tasks) -> None:
         for lr in ctx.load_results:
             rows += [{**r.to_json(), "phase": lr.phase} for r in lr.records]
         run.write_jsonl("txs.jsonl", rows)
-        run.write_jsonl("blocks.jsonl", ({**vars(b), "phase": lr.phase} for lr in ctx.load_results for b in lr.blocks))
+        run.write_jsonl("blocks.jsonl", ({**b, "phase": lr.phase} for lr in ctx.load_results for b in lr.blocks))
         run.write_json("load.json", [lr.figures() for lr in ctx.load_results])
     if ctx.cti is not None:
         run.write_json("tasks.json", {"requested": ctx.cti.tasks, "final": tasks, "ctis": ctx.cti.ctis})

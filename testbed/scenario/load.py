@@ -19,15 +19,17 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
-from testbed.chain.txs import BlockRecord, InclusionTracker, TransferSigner, TxRecord, is_already_known, nonce_of
+from testbed.chain.inclusion import InclusionTracker
+from testbed.chain.txs import TX_FIELDS, TransferSigner, TxRecord, is_already_known, nonce_of
 from testbed.clients import fee_rules
 from testbed.errors import ChainError, TestbedError
 from testbed.metrics import included_tps, latency_summary
+from testbed.runs import read_jsonl
 
 LOCUST_ENTRY = "testbed.load"  # `python -m testbed.load '{"command": "load", ...}'`: Locust in its own process
 
@@ -36,7 +38,7 @@ LOCUST_ENTRY = "testbed.load"  # `python -m testbed.load '{"command": "load", ..
 class LoadResult:
     phase: int
     records: list[TxRecord] = field(default_factory=list)
-    blocks: list[BlockRecord] = field(default_factory=list)
+    blocks: list[dict] = field(default_factory=list)  # the tracker's (testbed.chain.inclusion)
     resent: int = 0
     started: float = 0.0
     finished: float = 0.0
@@ -48,7 +50,7 @@ class LoadResult:
         ours: dict[int, int] = {}
         for r in included:
             ours[r.included_block] = ours.get(r.included_block, 0) + 1
-        stamps = {b.number: b.timestamp for b in self.blocks}
+        stamps = {b["number"]: b["timestamp"] for b in self.blocks}
         busy = [(stamps[n], c) for n, c in ours.items() if n in stamps]
         return {
             "phase": self.phase, "sent": len(self.records), "included": len(included), "rejected": len(rejected),
@@ -63,6 +65,24 @@ class LoadResult:
 class _Sender:
     def __init__(self, org: str, node: str, url: str, signer: TransferSigner, nonce: int, to: str) -> None:
         self.org, self.node, self.url, self.signer, self.nonce, self.to = org, node, url, signer, nonce, to
+
+
+class _Watch:
+    """The node the tracker reads blocks from; another live one when it goes down (a fault step)."""
+
+    def __init__(self, load: "TransferLoad", node: str) -> None:
+        self.load, self.node = load, node
+        self.rpc = RpcClient(load._url(node), timeout=10)
+
+    def poll(self, tracker: InclusionTracker) -> None:
+        try:
+            tracker.poll(self.rpc)
+        except (RpcError, KeyError, TypeError):
+            live = [n for n in self.load.alive() if n != self.node]
+            if live:  # read blocks from another node, from where we were
+                self.rpc.close()
+                self.node = live[0]
+                self.rpc = RpcClient(self.load._url(live[0]), timeout=10)
 
 
 class TransferLoad:
@@ -130,9 +150,8 @@ class TransferLoad:
             return self._run_locust()
         result = LoadResult(phase=self.index)
         senders = self._senders()
-        tracker_node = [self.alive()[0]]
-        rpc = RpcClient(self._url(tracker_node[0]), timeout=10)
-        tracker = InclusionTracker(rpc, int(rpc.call("eth_blockNumber"), 16) + 1)
+        watch = _Watch(self, self.alive()[0])
+        tracker = InclusionTracker.from_head(watch.rpc)
         self.emit("load_started", phase=self.index, rate=self.phase.rate, duration=self.phase.duration,
                   senders=len(senders), engine=engine)
         result.started = start = time.time()
@@ -154,13 +173,15 @@ class TransferLoad:
                     sent += 1
                 for batch in by_node.values():
                     self._send(batch)
-                    tracker.watch([r for _, r, _ in batch])
-                self._poll(tracker, tracker_node)
+                    for _, record, _ in batch:
+                        if record.status == "submitted":
+                            tracker.submitted(record)
+                watch.poll(tracker)
                 time.sleep(max(0.0, self.tick - (time.time() - start - elapsed)))
             self.emit("load_sending_done", phase=self.index, sent=sent)
-            self._drain(tracker, tracker_node, result)
+            self._drain(tracker, watch, result)
         finally:
-            tracker.rpc.close()
+            watch.rpc.close()
             result.finished = time.time()
             result.blocks = list(tracker.blocks)
         self._confirm(result)
@@ -194,39 +215,24 @@ class TransferLoad:
         if proc.returncode not in (0, 1) or not out:
             raise TestbedError(f"the Locust load phase failed (exit {proc.returncode}): {tail[-1] if tail else 'no output'}")
         run_dir = Path(json.loads(out[-1])["run_dir"])
-        names = {f.name for f in fields(TxRecord)}
-        for line in (run_dir / "txs.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            result.records.append(TxRecord(**{k: v for k, v in row.items() if k in names}))
-        block_names = {f.name for f in fields(BlockRecord)}
-        for line in (run_dir / "blocks.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            result.blocks.append(BlockRecord(**{k: v for k, v in row.items() if k in block_names}))
+        for row in read_jsonl(run_dir / "txs.jsonl"):
+            result.records.append(TxRecord(**{k: v for k, v in row.items() if k in TX_FIELDS}))
+        result.blocks += read_jsonl(run_dir / "blocks.jsonl")
         self._confirm(result)  # the final chain decides, also for the Locust layer's records
         figures = result.figures()
         self.emit("load_finished", run_dir=str(run_dir), **{k: v for k, v in figures.items() if k != "lost_examples"})
         return result
 
-    def _poll(self, tracker: InclusionTracker, holder: list[str]) -> None:
-        try:
-            tracker.poll()
-        except (RpcError, KeyError, TypeError):
-            live = [n for n in self.alive() if n != holder[0]]
-            if live:  # the tracking node went down: read blocks from another, from where we were
-                tracker.rpc.close()
-                holder[0] = live[0]
-                tracker.rpc = RpcClient(self._url(live[0]), timeout=10)
-
-    def _drain(self, tracker: InclusionTracker, holder: list[str], result: LoadResult) -> None:
+    def _drain(self, tracker: InclusionTracker, watch: "_Watch", result: LoadResult) -> None:
         deadline = time.monotonic() + self.phase.drain
         last_resend = time.monotonic()
         while tracker.pending and time.monotonic() < deadline and not self.stop.is_set():
-            self._poll(tracker, holder)
+            watch.poll(tracker)
             if tracker.pending and time.monotonic() - last_resend > 5:
                 result.resent += self._rebroadcast(list(tracker.pending))
                 last_resend = time.monotonic()
             time.sleep(0.3)
-        self._poll(tracker, holder)
+        watch.poll(tracker)
 
     def _rebroadcast(self, hashes: list[str]) -> int:
         """Send pending transactions' raw bytes again to every live node (same hash; idempotent)."""

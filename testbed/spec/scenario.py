@@ -304,19 +304,20 @@ class MonitorSettings(Strict):
     recheck: int = Field(12, ge=1, le=1024, description="Heights below the head re-read each sample (reorgs).")
     watchdog: bool = Field(True, description="Rewind a Clique chain stuck on equal-weight branches while no fault "
                            "is active (recorded; the agreement verdict names it). false: leave the stall to be seen.")
-    resources: Literal["auto", "psutil", "prometheus"] = Field(
+    resources: Literal["auto", "psutil", "prometheus", "none"] = Field(
         "auto", description="Where the per-node CPU, memory, disk and network series come from. psutil: the node "
         "processes of this machine; prometheus: the nodes' own metrics, scraped by the network's Prometheus ("
         "'testbed monitor up', else one started for the run), wherever the nodes run; auto: psutil when the nodes "
-        "are processes of this machine, else prometheus when it is installed. 'monitor: prometheus' is short for "
+        "are processes of this machine, else prometheus when it is installed; none: no resource series. "
+        "'monitor: prometheus' is short for "
         "'monitor: {resources: prometheus}'.")
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
-            if value not in ("prometheus", "psutil", "auto"):
-                raise ValueError(f"{value!r}: give prometheus, psutil or auto, or a mapping (interval, resources, ...)")
+            if value not in ("prometheus", "psutil", "auto", "none"):
+                raise ValueError(f"{value!r}: give prometheus, psutil, auto or none, or a mapping (interval, resources, ...)")
             return {"resources": value}
         return value
 
@@ -346,6 +347,6 @@ def json_schema() -> dict:
     # `monitor: prometheus` is short for {resources: prometheus} (MonitorSettings._shorthand)
     monitor = schema["properties"]["monitor"]
     schema["properties"]["monitor"] = {"anyOf": [{"$ref": "#/$defs/MonitorSettings"},
-                                                 {"enum": ["auto", "psutil", "prometheus"]}],
+                                                 {"enum": ["auto", "psutil", "prometheus", "none"]}],
                                        **{k: v for k, v in monitor.items() if k != "$ref"}}
     return schema

@@ -28,6 +28,7 @@ network:
 
 class RecordingBackend:
     local_processes = False  # nothing to sample: the fake nodes are no processes
+    resource_source = "none"
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []

@@ -7,16 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from testbed.chain.txs import TxRecord
 from testbed.errors import TestbedError
 from testbed.load.distributed import ROW_FIELDS, WorkerContext, WorkerPool, run_worker, worker_command
-from testbed.load.records import Recorder, TxRow
+from testbed.load.records import Recorder
 from testbed.spec.scenario import Load
 
 from .test_load_records import block
 
 
 def row(i, t=999.5):
-    return TxRow(f"0xh{i}", "acme", "acme-v1", "0xs", i, "transfer", t)
+    return TxRecord(f"0xh{i}", "acme", "acme-v1", "0xs", i, "transfer", t, status="submitted")
 
 
 def test_a_row_arriving_after_its_block_is_included_from_that_block():
@@ -81,7 +82,7 @@ def message(kind, data):
     return SimpleNamespace(type=kind, data=data)
 
 
-def wire(r: TxRow, status="submitted", error=None):
+def wire(r: TxRecord, status="submitted", error=None):
     r.status, r.error = status, error
     return [getattr(r, f) for f in ROW_FIELDS]
 

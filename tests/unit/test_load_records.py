@@ -5,8 +5,8 @@ import json
 import pytest
 from eth_account import Account
 
-from testbed.chain.txs import MAX_FEE_PER_GAS, TRANSFER_GAS, TransferSigner
-from testbed.load.records import Recorder, TxRow, read_jsonl
+from testbed.chain.txs import MAX_FEE_PER_GAS, TRANSFER_GAS, TransferSigner, TxRecord
+from testbed.load.records import Recorder, read_jsonl
 from testbed.runs import RunDir
 
 
@@ -16,7 +16,7 @@ def block(number, txs, parent=None, tag=""):
 
 
 def rows(rec, n, t=999.5):
-    out = [TxRow(f"0xh{i}", "acme", "acme-v1", "0xs", i, "transfer", t) for i in range(n)]
+    out = [TxRecord(f"0xh{i}", "acme", "acme-v1", "0xs", i, "transfer", t, status="submitted") for i in range(n)]
     for r in out:
         rec.submitted(r)
     return out

@@ -56,12 +56,15 @@ def test_report_figures_name_the_memory_and_leave_the_machine_out_of_the_nodes()
 
 
 def _net(local: bool):
-    return SimpleNamespace(name="n", backend=SimpleNamespace(local_processes=local), spec=SimpleNamespace(backend="ansible"))
+    return SimpleNamespace(name="n", backend=SimpleNamespace(local_processes=local,
+                                                             resource_source="psutil" if local else "prometheus"),
+                           spec=SimpleNamespace(backend="ansible"))
 
 
 def test_the_source_follows_where_the_nodes_run(monkeypatch):
     assert resolve(_net(True), "auto") == "psutil"
     assert resolve(_net(True), "prometheus") == "prometheus"
+    assert resolve(_net(False), "none") == "none"
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/prometheus" if name == "prometheus" else None)
     assert resolve(_net(False), "auto") == "prometheus"
     monkeypatch.setattr("shutil.which", lambda name: None)
@@ -75,5 +78,6 @@ def test_the_source_follows_where_the_nodes_run(monkeypatch):
 def test_scenario_monitor_shorthand():
     assert MonitorSettings.model_validate("prometheus").resources == "prometheus"
     assert MonitorSettings.model_validate({"interval": 1}).resources == "auto"
-    with pytest.raises(ValueError, match="give prometheus, psutil or auto"):
+    assert MonitorSettings.model_validate("none").resources == "none"
+    with pytest.raises(ValueError, match="give prometheus, psutil, auto or none"):
         MonitorSettings.model_validate("grafana")
