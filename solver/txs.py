@@ -15,7 +15,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
-from testbed.chain.txs import refusal_kind
+from testbed.chain.txs import TxSigner, refusal_kind
 from testbed.cti.errors import as_revert
 from testbed.cti.tx import contract_tx, fees_now
 from testbed.errors import ChainError
@@ -48,6 +48,7 @@ class TxSender:
         self._chain_id: int | None = None
         self._gas: dict[str, int] = {}
         self._fees: dict[str, int] | None = None
+        self._signer: TxSigner | None = None
 
     def new_block(self) -> None:
         self._fees = None
@@ -101,8 +102,10 @@ class TxSender:
         return self.sign_tx(tx, gas, nonce)
 
     def sign_tx(self, tx: dict[str, Any], gas: int, nonce: int) -> SignedTx:
-        signed = self.account.sign_transaction({**tx, "gas": gas, "nonce": nonce, **self._fees_now()})
-        return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex(), nonce)
+        if self._signer is None:  # the one signer of the harness (testbed.chain.txs)
+            self._signer = TxSigner(self.account.key.hex(), chain_id=self.chain_id)
+        raw, tx_hash = self._signer.sign_fields({**tx, "gas": gas, "nonce": nonce, **self._fees_now()})
+        return SignedTx(raw, tx_hash, nonce)
 
     def precheck_batch(self, calls: list[tuple[str, dict[str, Any], int]]) -> list[ChainError | None]:
         """One JSON-RPC batch of eth_call for (function, tx, gas) calls whose gas is known, each run

@@ -139,14 +139,15 @@ def nonce_of(rpc: RpcClient, address: str) -> int:
     return int(rpc.call("eth_getTransactionCount", address, "pending"), 16)
 
 
-class TransferSigner:
-    """Signs transactions for one account about 6x faster than eth-account: EIP-1559 (type 2)
-    on London chains, legacy EIP-155 at the chain's fixed gas price otherwise (`fees`).
+class TxSigner:
+    """The harness's one transaction signer: one account's transactions, about 6x faster than
+    eth-account. EIP-1559 (type 2) on London chains, legacy EIP-155 at a fixed gas price otherwise.
 
-    Same bytes as `Account.sign_transaction` (checked by a unit test for both types): the
-    transaction is RLP-encoded once by hand and signed with coincurve directly, skipping
-    eth-account's dict validation and object layers. Load generation signs thousands per
-    second with it.
+    Same bytes as `Account.sign_transaction` (unit-tested for transfers, contract calls and
+    contract creation, both types): the transaction is RLP-encoded by hand and signed with
+    coincurve directly, skipping eth-account's dict validation and object layers. The load signs
+    thousands of transfers a second with `sign`; the CTI client (testbed.cti.tx) and the Solver
+    (solver/txs.py) sign their contract calls with `sign_fields`, with fees read from the chain.
     """
 
     def __init__(self, private_key: str, *, chain_id: int, max_fee_per_gas: int = MAX_FEE_PER_GAS,
@@ -164,18 +165,34 @@ class TransferSigner:
         self.chain_id, self.max_fee, self.tip, self.fees = chain_id, max_fee_per_gas, tip, fees
 
     def sign(self, nonce: int, to: str, value: int = 1, gas: int = TRANSFER_GAS, data: bytes = b"") -> tuple[str, str]:
-        """(tx hash, raw tx), both 0x-hex."""
+        """(tx hash, raw tx), both 0x-hex, at this signer's fixed fees."""
         if not self.fees.london:
-            return self._sign_legacy(nonce, to, value, gas, data)
-        fields = [self.chain_id, nonce, self.tip, self.max_fee, gas, bytes.fromhex(to.removeprefix("0x")), value, data, []]
+            return self._sign_legacy(nonce, to, value, gas, data, self.fees.gas_price)
+        return self._sign_1559(nonce, to, value, gas, data, self.tip, self.max_fee)
+
+    def sign_fields(self, tx: dict) -> tuple[bytes, str]:
+        """(raw tx, 0x tx hash) of an eth-account style dict: nonce, gas, to (absent or None: a
+        contract creation), value, data, and either maxFeePerGas + maxPriorityFeePerGas or gasPrice."""
+        to, value, data = tx.get("to") or "", int(tx.get("value", 0)), tx.get("data") or b""
+        if isinstance(data, str):
+            data = bytes.fromhex(data.removeprefix("0x"))
+        if "gasPrice" in tx:
+            tx_hash, raw = self._sign_legacy(tx["nonce"], to, value, tx["gas"], data, int(tx["gasPrice"]))
+        else:
+            tx_hash, raw = self._sign_1559(tx["nonce"], to, value, tx["gas"], data, int(tx["maxPriorityFeePerGas"]),
+                                           int(tx["maxFeePerGas"]))
+        return bytes.fromhex(raw[2:]), tx_hash
+
+    def _sign_1559(self, nonce: int, to: str, value: int, gas: int, data: bytes, tip: int, max_fee: int) -> tuple[str, str]:
+        fields = [self.chain_id, nonce, tip, max_fee, gas, bytes.fromhex(to.removeprefix("0x")), value, data, []]
         signature = self._key.sign_recoverable(self._keccak(b"\x02" + self._rlp(fields)), hasher=None)
         raw = b"\x02" + self._rlp(fields + [signature[64], int.from_bytes(signature[:32], "big"),
                                             int.from_bytes(signature[32:64], "big")])
         return "0x" + self._keccak(raw).hex(), "0x" + raw.hex()
 
-    def _sign_legacy(self, nonce: int, to: str, value: int, gas: int, data: bytes) -> tuple[str, str]:
+    def _sign_legacy(self, nonce: int, to: str, value: int, gas: int, data: bytes, gas_price: int) -> tuple[str, str]:
         """EIP-155: sign rlp([nonce, gasPrice, gas, to, value, data, chainId, 0, 0]); v = recid + 2*chainId + 35."""
-        fields = [nonce, self.fees.gas_price, gas, bytes.fromhex(to.removeprefix("0x")), value, data]
+        fields = [nonce, gas_price, gas, bytes.fromhex(to.removeprefix("0x")), value, data]
         signature = self._key.sign_recoverable(self._keccak(self._rlp(fields + [self.chain_id, 0, 0])), hasher=None)
         raw = self._rlp(fields + [signature[64] + 2 * self.chain_id + 35, int.from_bytes(signature[:32], "big"),
                                   int.from_bytes(signature[32:64], "big")])

@@ -18,7 +18,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import TimeExhausted
 
-from testbed.chain.txs import is_already_known, is_nonce_conflict
+from testbed.chain.txs import TxSigner, is_already_known, is_nonce_conflict
 from testbed.cti.errors import as_revert
 from testbed.errors import ChainError
 
@@ -53,6 +53,13 @@ class Signer:
         self._nonce: int | None = None
         self._lock = threading.Lock()
         self._chain_id: int | None = None
+        self._signer: TxSigner | None = None
+
+    def signer(self) -> TxSigner:
+        """The account's signer (testbed.chain.txs: the one signer of the harness)."""
+        if self._signer is None:
+            self._signer = TxSigner(self.account.key.hex(), chain_id=self.chain_id())
+        return self._signer
 
     @property
     def address(self) -> str:
@@ -96,9 +103,9 @@ class Signer:
             if self._nonce is None:
                 self._nonce = self.w3.eth.get_transaction_count(self.address, "pending")
             tx["nonce"] = self._nonce
-            signed = self.account.sign_transaction(tx)
+            signed = self.signer().sign_fields(tx)
             self._nonce += 1
-        return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+        return signed
 
     def send(self, operation: str, tx: dict[str, Any], *, gas: int | None = None) -> str:
         """Sign and send; return the tx hash without waiting.

@@ -19,7 +19,7 @@ from typing import Callable
 
 from testbed.chain.inclusion import InclusionTracker
 from testbed.chain.rpc import RpcClient
-from testbed.chain.txs import (LONDON, FeeRules, SignedTx, TransferSigner, TxRecord, is_nonce_conflict, nonce_of,
+from testbed.chain.txs import (LONDON, FeeRules, SignedTx, TxSigner, TxRecord, is_nonce_conflict, nonce_of,
                                 send_batch)
 from testbed.clients import fee_rules
 from testbed.errors import ChainError
@@ -33,7 +33,7 @@ class LoadAccount:
     org: str
     node: str
     rpc_url: str
-    signer: TransferSigner
+    signer: TxSigner
     nonce: int = 0
     presigned: deque = field(default_factory=deque)  # (nonce, hash, raw)
     inflight: object = None  # the greenlet sending this account's last batch (the next user waits for it)
@@ -71,7 +71,7 @@ class AccountRef:
 def new_account(org: str, node: str, rpc_url: str, chain_id: int, fees: FeeRules = LONDON) -> LoadAccount:
     """A fresh throwaway key, in memory only."""
     return LoadAccount(org=org, node=node, rpc_url=rpc_url,
-                       signer=TransferSigner("0x" + secrets.token_hex(32), chain_id=chain_id, fees=fees))
+                       signer=TxSigner("0x" + secrets.token_hex(32), chain_id=chain_id, fees=fees))
 
 
 def make_accounts(net, per_org: int) -> dict[str, list[LoadAccount]]:
@@ -94,7 +94,7 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
     with RpcClient(net.nodes[0].rpc_url, timeout=10) as watch:
         tracker = InclusionTracker.from_head(watch)
         for org, group in accounts.items():
-            funder = TransferSigner(net.keys.of(org).funder.private_key, chain_id=net.spec.chain_id, fees=fees)
+            funder = TxSigner(net.keys.of(org).funder.private_key, chain_id=net.spec.chain_id, fees=fees)
             with RpcClient(group[0].rpc_url, timeout=30) as rpc:
                 sent = _fund_group(rpc, funder, org, group, amount_wei)
             for record in sent:
@@ -107,7 +107,7 @@ def fund_accounts(net, accounts: dict[str, list], *, amount_wei: int = FUNDING_W
     return records
 
 
-def _fund_group(rpc: RpcClient, signer: TransferSigner, org: str, group: list, amount_wei: int,
+def _fund_group(rpc: RpcClient, signer: TxSigner, org: str, group: list, amount_wei: int,
                 retries: int = 3) -> list[TxRecord]:
     """One funding transfer per account, from `signer`'s account. That account may have other senders
     (a scenario's CTI calls): a transfer whose nonce one of them took first is signed again with

@@ -13,7 +13,7 @@ capped at 600 tx/s.
 
 Pre-signing. Each contract call is ABI-encoded once per (function, arguments) with web3's
 contract encoding, its gas estimated once per function (x GAS_MARGIN), and signed with
-explicit nonces by the fast `TransferSigner` (same EIP-1559 bytes as eth-account): the hot
+explicit nonces by the fast `TxSigner` (same EIP-1559 bytes as eth-account): the hot
 path does no RPC except sending. A consumer batch of n is one `buy(token, n-1)` followed by
 n-1 `request(token, key)` with consecutive nonces (executed in that order in one block or
 consecutive ones), so ~98 % of the consumer's transactions are requests. The org Solvers
@@ -31,7 +31,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from testbed.chain.txs import TransferSigner
+from testbed.chain.txs import TxSigner
 from testbed.clients import fee_rules
 from testbed.load.accounts import LoadAccount
 
@@ -58,7 +58,7 @@ def encode(contract, function: str, args: list) -> bytes:
     return bytes.fromhex(contract.encode_abi(function, args=list(args)).removeprefix("0x"))
 
 
-def sign_call(signer: TransferSigner, nonce: int, call: Call) -> tuple[int, str, str, str]:
+def sign_call(signer: TxSigner, nonce: int, call: Call) -> tuple[int, str, str, str]:
     """(nonce, hash, raw, kind): a row ChainUser.submit accepts."""
     tx_hash, raw = signer.sign(nonce, call.to, value=call.value, gas=call.gas, data=call.data)
     return nonce, tx_hash, raw, call.kind
@@ -254,7 +254,7 @@ def prepare_cti(net, users: str, batch_size: int, progress: Callable[[str], None
         for pool, pairs in ((load.consumers, load.consumers[org]), (load.publishers, load.publishers[org])):
             accounts = []
             for pair in pairs:
-                signer = TransferSigner(pair.private_key, chain_id=chain_id, fees=fees)
+                signer = TxSigner(pair.private_key, chain_id=chain_id, fees=fees)
                 account = CtiAccount(org=org, node=node.name, rpc_url=node.rpc_url, signer=signer)
                 account.nonce = w3.eth.get_transaction_count(pair.address, "pending")
                 if pool is load.consumers:

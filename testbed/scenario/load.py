@@ -25,7 +25,7 @@ from typing import Callable
 
 from testbed.chain.rpc import RpcClient, RpcError
 from testbed.chain.inclusion import InclusionTracker
-from testbed.chain.txs import TX_FIELDS, TransferSigner, TxRecord, is_already_known, nonce_of
+from testbed.chain.txs import TX_FIELDS, TxSigner, TxRecord, is_already_known, nonce_of
 from testbed.clients import fee_rules
 from testbed.errors import ChainError, TestbedError
 from testbed.metrics import included_tps, latency_summary
@@ -63,7 +63,7 @@ class LoadResult:
 
 
 class _Sender:
-    def __init__(self, org: str, node: str, url: str, signer: TransferSigner, nonce: int, to: str) -> None:
+    def __init__(self, org: str, node: str, url: str, signer: TxSigner, nonce: int, to: str) -> None:
         self.org, self.node, self.url, self.signer, self.nonce, self.to = org, node, url, signer, nonce, to
 
 
@@ -115,7 +115,7 @@ class TransferLoad:
                 raise ChainError("no live node to send load through")
             with RpcClient(urls[0], timeout=10) as rpc:
                 for pair in self.net.keys.of(org).load:
-                    signer = TransferSigner(pair.private_key, chain_id=self.net.spec.chain_id, fees=fees)
+                    signer = TxSigner(pair.private_key, chain_id=self.net.spec.chain_id, fees=fees)
                     senders.append(_Sender(org, node, self._url(node), signer, nonce_of(rpc, signer.address), to))
         return senders
 

@@ -12,7 +12,7 @@ import rlp
 from eth_account import Account
 from web3 import Web3
 
-from testbed.chain.txs import TransferSigner
+from testbed.chain.txs import TxSigner
 from testbed.cti.artifacts import load
 from testbed.load.cti_calls import (CallBook, CtiAccount, consumer_batch, encode, publisher_batch, sign_call)
 
@@ -73,7 +73,7 @@ def test_publisher_batch_lists_a_new_uuid_each_time(book):
 
 
 def test_signed_call_matches_eth_account(book):
-    signer = TransferSigner(KEY, chain_id=CHAIN_ID)
+    signer = TxSigner(KEY, chain_id=CHAIN_ID)
     call = book.request(3, PUBKEY)
     nonce, tx_hash, raw, kind = sign_call(signer, 12, call)
     assert (nonce, kind) == (12, "cti_request")
@@ -88,7 +88,7 @@ def test_signed_call_matches_eth_account(book):
 
 
 def test_account_presigns_whole_batches_with_consecutive_nonces(book):
-    signer = TransferSigner(KEY, chain_id=CHAIN_ID)
+    signer = TxSigner(KEY, chain_id=CHAIN_ID)
     account = CtiAccount(org="a", node="a-0", rpc_url="http://x", signer=signer, nonce=40, presigned=deque(),
                          plan=lambda size, serial: consumer_batch(book, 2, PUBKEY, size))
     account.presign_batches(3, 4)

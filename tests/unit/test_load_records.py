@@ -5,7 +5,7 @@ import json
 import pytest
 from eth_account import Account
 
-from testbed.chain.txs import MAX_FEE_PER_GAS, TRANSFER_GAS, TransferSigner, TxRecord
+from testbed.chain.txs import MAX_FEE_PER_GAS, TRANSFER_GAS, TxSigner, TxRecord
 from testbed.load.records import Recorder, read_jsonl
 from testbed.runs import RunDir
 
@@ -70,7 +70,7 @@ def test_write_and_read_back(tmp_path):
 def test_fast_signer_matches_eth_account():
     key = "0x" + "42" * 32
     to = Account.from_key("0x" + "07" * 32).address  # checksummed, as eth-account wants
-    signer = TransferSigner(key, chain_id=1337)
+    signer = TxSigner(key, chain_id=1337)
     for nonce in (0, 1, 300):
         tx_hash, raw = signer.sign(nonce, to, value=7)
         ref = Account.from_key(key).sign_transaction({
@@ -88,7 +88,7 @@ def test_fast_signer_matches_eth_account_for_legacy_transactions(chain_id, gas_p
 
     key = "0x" + "42" * 32
     to = Account.from_key("0x" + "07" * 32).address
-    signer = TransferSigner(key, chain_id=chain_id, fees=FeeRules(london=False, gas_price=gas_price))
+    signer = TxSigner(key, chain_id=chain_id, fees=FeeRules(london=False, gas_price=gas_price))
     for nonce, data in ((0, b""), (1, b"\x01\x02"), (300, b"")):
         tx_hash, raw = signer.sign(nonce, to, value=7, gas=50_000, data=data)
         ref = Account.from_key(key).sign_transaction({
@@ -96,3 +96,18 @@ def test_fast_signer_matches_eth_account_for_legacy_transactions(chain_id, gas_p
             "data": data})
         assert raw == "0x" + ref.raw_transaction.hex().removeprefix("0x")
         assert tx_hash == "0x" + ref.hash.hex().removeprefix("0x")
+
+
+@pytest.mark.parametrize("fees", [{"maxFeePerGas": 2 * 7 + 10**9, "maxPriorityFeePerGas": 10**9}, {"gasPrice": 0},
+                                  {"gasPrice": 5}])
+@pytest.mark.parametrize("to, data", [("call", "0xa9059cbb" + "00" * 64), (None, "0x6080604052" + "00" * 40)])
+def test_sign_fields_matches_eth_account_for_contract_calls_and_creation(fees, to, data):
+    """The CTI client and the Solver sign their contract calls (and the deployment) with the same
+    signer: eth-account's bytes for a call with data and value, and for a contract creation."""
+    key = "0x" + "42" * 32
+    tx = {"chainId": 1337, "nonce": 9, "gas": 210_000, "value": 3, "data": data, **fees}
+    if to is not None:
+        tx["to"] = Account.from_key("0x" + "07" * 32).address
+    raw, tx_hash = TxSigner(key, chain_id=1337).sign_fields({**tx, "from": Account.from_key(key).address})
+    ref = Account.from_key(key).sign_transaction(tx)
+    assert raw == bytes(ref.raw_transaction) and tx_hash == "0x" + bytes(ref.hash).hex()

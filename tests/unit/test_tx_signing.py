@@ -13,7 +13,7 @@ from testbed.chain.rpc import RpcError
 from testbed.chain.txs import is_nonce_conflict
 from testbed.cti.tx import NONCE_RETRIES, Signer
 from testbed.errors import ChainError
-from testbed.chain.txs import TransferSigner
+from testbed.chain.txs import TxSigner
 from testbed.load.accounts import AccountRef, _fund_group
 
 KEY = "0x" + "42" * 32
@@ -113,7 +113,7 @@ def targets(n):
 
 def test_funding_signs_again_the_transfers_whose_nonce_was_taken():
     rpc = _refusing_rpc({5}, "nonce too low")  # a CTI call took nonce 5 between our read and our batch
-    sent = _fund_group(rpc, TransferSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
+    sent = _fund_group(rpc, TxSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
     assert len(sent) == 3 and len({r.hash for r in sent}) == 3
     assert sorted(r.nonce for r in sent) == sorted(rpc.accepted) == [6, 7, 8]
 
@@ -121,7 +121,7 @@ def test_funding_signs_again_the_transfers_whose_nonce_was_taken():
 def test_funding_fails_on_any_other_refusal():
     rpc = _refusing_rpc({6}, "insufficient funds for transfer")
     with pytest.raises(ChainError, match="funding load accounts of acme: 1 transfers rejected"):
-        _fund_group(rpc, TransferSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
+        _fund_group(rpc, TxSigner(KEY, chain_id=1337), "acme", targets(3), 10**18)
 
 
 class CountingEth(FakeEth):
