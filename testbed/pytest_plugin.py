@@ -2,8 +2,9 @@
 
 Fixtures:
     consortium      a running Network from a spec, torn down (and its state removed) after the test.
-                    The spec is scenarios/networks/four-orgs.yaml unless the test says otherwise:
-                        @pytest.mark.consortium(spec="path/to/net.yaml", name="qa-net", port_base=29400)
+                    The spec is scenarios/networks/four-orgs.yaml unless the test says otherwise;
+                    deploy=True also deploys the CTI contracts (and starts every org's Solver):
+                        @pytest.mark.consortium(spec="path/to/net.yaml", name="qa-net", port_base=29400, deploy=True)
     run_scenario    run a scenario file inside a test:
                         result = run_scenario("scenarios/phishing-campaign.yaml")             # own network
                         result = run_scenario("my.yaml", network=consortium)                 # on the fixture's
@@ -12,12 +13,17 @@ Fixtures:
 State goes to a temporary TESTBED_HOME per test session (unless TESTBED_HOME is set);
 `--testbed-port-base` moves every network of the session (default 29400). Nothing is
 imported or started until a fixture is used.
+
+For fixtures of a wider scope (a module's network), `consortium_network(spec)` is the same
+set-up as a context manager; the project's own integration tests build theirs on it.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -33,7 +39,8 @@ def pytest_addoption(parser) -> None:
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "consortium(spec=None, name=None, port_base=None): network for the consortium fixture")
+    config.addinivalue_line("markers", "consortium(spec=None, name=None, port_base=None, deploy=False): network for "
+                            "the consortium fixture")
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +57,34 @@ def testbed_state_home(tmp_path_factory):
         os.environ.pop("TESTBED_HOME", None)
 
 
+@contextmanager
+def consortium_network(spec, *, source: str | None = None, deploy: bool = False,
+                       progress: Callable[[str], None] = lambda _: None) -> Iterator:
+    """A running Network from `spec` (a NetworkSpec), with the CTI contracts deployed if `deploy`;
+    taken down with its state afterwards, also when deploying or the test fails. The network is
+    taken down as saved under its name (a test that changed the membership replaced the object),
+    unless the test took it down itself."""
+    from testbed.errors import StateError
+    from testbed.network import Network
+
+    network = Network.create(spec, source=source, progress=progress)
+    try:
+        if deploy:
+            from testbed.contracts import deploy_to_network
+
+            deploy_to_network(network, progress=progress)
+        yield network
+    finally:
+        if network.state.root.exists():
+            try:
+                network = Network.load(network.name, network.state.root.parent)
+            except StateError:
+                pass
+            network.down(purge=True)
+
+
 @pytest.fixture
 def consortium(request, testbed_state_home):
-    from testbed.network import Network
     from testbed.scenario.resolve import apply_overrides
     from testbed.spec import load_network_spec
 
@@ -63,11 +95,8 @@ def consortium(request, testbed_state_home):
     if options.get("name"):
         overrides["name"] = options.pop("name")
     spec = apply_overrides(load_network_spec(spec_path), overrides)
-    network = Network.create(spec, source=str(spec_path))
-    try:
+    with consortium_network(spec, source=str(spec_path), deploy=bool(options.pop("deploy", False))) as network:
         yield network
-    finally:
-        network.down(purge=True)
 
 
 @pytest.fixture

@@ -43,6 +43,14 @@ def _io_during(rows: list[dict]) -> dict:
     return out
 
 
+def _resource_window(data: RunData, submits: list, start: float, end: float) -> tuple[float, float]:
+    """The load's window when the run offered load; else the whole span of the samples."""
+    if submits:
+        return start, end
+    times = [r["time"] for r in data.resources]
+    return min(times), max(times)
+
+
 def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
     """Mean CPU % (100 = one core) of the generator (with its Locust workers, `generator-w<n>`, if any)
     and of all node processes together, and peak RSS."""
@@ -222,7 +230,7 @@ def summarize(data: RunData) -> dict:
         "block_interval_s": {"mean": round(mean(intervals), 3) if intervals else None,
                              "max": max(intervals, default=None), "p95": percentile(intervals, 95)},
         "head_lag_blocks": head_lag(data),
-        "cpu": cpu_figures(data.resources, start, end) if data.resources else None,
+        "cpu": cpu_figures(data.resources, *_resource_window(data, submits, start, end)) if data.resources else None,
         "per_org_load": {org: dict(c) for org, c in sorted(per_org.items())},
         "faults": fault_periods(data.events),
         "interventions": interventions(data.events),

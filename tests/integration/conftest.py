@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from testbed import toolchain
-from testbed.contracts import deploy_to_network
 from testbed.network import Network
 from testbed.poll import poll_until
+from testbed.pytest_plugin import consortium_network
 from testbed.spec import load_network_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,28 +106,24 @@ def assert_no_process(pids: list[int], grace: float = 10.0) -> None:
 def four_orgs(testbed_home, request):
     """The four-org network once per live client/engine (module scope: one at a time)."""
     spec = spec_with(NETWORKS / request.param, name="it-four-orgs", port_base=24000)
-    network = Network.create(spec, progress=print)
-    started = node_pids(network)
-    yield network
-    # `down` itself is checked here, after every test of the module whatever their order: it names
-    # every running node as stopped and leaves none of their processes (nor geth's clef)
-    running = sorted(network.running_nodes())
-    assert sorted(network.down(purge=True)) == running
+    with consortium_network(spec, progress=print) as network:
+        started = node_pids(network)
+        yield network
+        # `down` itself is checked here, after every test of the module whatever their order: it names
+        # every running node as stopped and leaves none of their processes (nor geth's clef)
+        running = sorted(network.running_nodes())
+        assert sorted(network.down(purge=True)) == running
     assert_no_process(started)
 
 
 @contextmanager
-def deployed_four_orgs(name: str, port_base: int, *, reload_on_down: bool = False) -> Iterator[Network]:
+def deployed_four_orgs(name: str, port_base: int) -> Iterator[Network]:
     """four-orgs under `name` and `port_base`, with the CTI contracts deployed; taken down with
-    its state afterwards, also when deploying or a test fails. `reload_on_down`: take down the
-    network as saved under `name` (tests that change the membership replace the object)."""
+    its state afterwards (as saved: tests that change the membership replace the object), also
+    when deploying or a test fails (the plugin's consortium_network)."""
     spec = spec_with(NETWORKS / "four-orgs.yaml", name=name, port_base=port_base)
-    network = Network.create(spec, progress=print)
-    try:
-        deploy_to_network(network, progress=print)
+    with consortium_network(spec, deploy=True, progress=print) as network:  # taken down as saved
         yield network
-    finally:
-        (Network.load(name) if reload_on_down else network).down(purge=True)
 
 
 def observe(sample, seconds: float, interval: float = 1.0) -> list:

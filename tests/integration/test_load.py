@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from testbed.chain.rpc import RpcClient
-from testbed.network import Network
 from testbed.metrics import percentile
+from testbed.pytest_plugin import consortium_network
 from testbed.report import render
 from testbed.report.data import RunData
 from testbed.report.summary import step_figures
@@ -31,10 +31,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def four_orgs(testbed_home):
     """Its own network (name and ports), so load never shares a chain with another module's test."""
-    network = Network.create(spec_with(NETWORKS / "four-orgs.yaml", name="it-load", port_base=24800), progress=print)
-    started = node_pids(network)
-    yield network
-    network.down(purge=True)
+    with consortium_network(spec_with(NETWORKS / "four-orgs.yaml", name="it-load", port_base=24800),
+                            progress=print) as network:
+        started = node_pids(network)
+        yield network
     assert_no_process(started)
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.contracts import deploy_to_network
-from testbed.network import Network
+from testbed.pytest_plugin import consortium_network
 from testbed.report.data import RunData
 
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
@@ -27,16 +26,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def cti_net(testbed_home):
-    network = Network.create(spec_with(NETWORKS / "four-orgs.yaml", name="it-load-cti", port_base=26500), progress=print)
-    started = node_pids(network)
-    try:
-        deploy_to_network(network, progress=print)  # also starts the org Solvers
+    spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-load-cti", port_base=26500)
+    with consortium_network(spec, deploy=True, progress=print) as network:  # deploying starts the org Solvers
+        started = node_pids(network)
         yield network
-    finally:
-        from solver.manage import stop_solvers
-        stop_solvers(network)
-        network.down(purge=True)
-        assert_no_process(started)
+    assert_no_process(started)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def _answers(rpc: RpcClient) -> bool:
 
 @pytest.fixture(scope="module")
 def network(testbed_home):
-    with deployed_four_orgs("it-join", 24600, reload_on_down=True) as net:
+    with deployed_four_orgs("it-join", 24600) as net:
         yield net
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from testbed.chain.rpc import RpcClient
 from testbed.monitoring import prometheus
-from testbed.network import Network
+from testbed.pytest_plugin import consortium_network
 from testbed.report import render
 from testbed.report.data import RunData
 from testbed.scenario.engine import run_scenario
@@ -74,9 +74,9 @@ def prometheus_rows_of_every_node(net, resources: list[dict]) -> dict[str, list[
 
 
 def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_home, tmp_path):
-    net = Network.create(spec_with(NETWORKS / "four-orgs.yaml", name="it-monitor", port_base=31400), progress=print)
-    pids = node_pids(net)
-    try:
+    with consortium_network(spec_with(NETWORKS / "four-orgs.yaml", name="it-monitor", port_base=31400),
+                            progress=print) as net:
+        pids = node_pids(net)
         # a scenario with `monitor: prometheus` on a network without a monitor: it starts one for the
         # run, reads every node's series from it and stops it again
         scenario = tmp_path / "watched.yaml"
@@ -125,6 +125,8 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
         txs = load_run.txs
         prometheus_rows_of_every_node(net, load_run.resources)  # the running monitor's, which stays up
         assert prometheus.running(net) is not None
+        included = sum(t["status"] == "included" for t in txs)
+        assert included > 100
         # the generator's own figures (node-exporter's textfile collector): what the run recorded
 
         def generator_figure(name: str) -> float | None:
@@ -135,13 +137,10 @@ def test_prometheus_scrapes_every_target_and_counts_a_runs_transactions(testbed_
             (generator_figure("testbed_load_included_total"), included)
         assert generator_figure("testbed_load_offered_total") == len(txs)  # every row was sent in a batch
         assert generator_figure("testbed_load_inclusion_latency_seconds_count") == included
-        included = sum(t["status"] == "included" for t in txs)
-        assert included > 100
         # the exporter counts every transaction of every block: the run's and the funding of its
         # accounts, exactly what the chain holds between the two quiet moments
         after, last = settled(url), head(net)
         assert after - before == transactions_in_blocks(net, first + 1, last) >= included, (after - before, included)
-    finally:
         running = sorted(net.running_nodes())
         assert sorted(net.down(purge=True)) == running  # and the monitor with it
-        assert_no_process(pids)
+    assert_no_process(pids)

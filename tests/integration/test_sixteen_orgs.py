@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.network import Network
+from testbed.pytest_plugin import consortium_network
 
 from . import conformance
 from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
@@ -14,14 +14,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_sixteen_organizations_up_agree_and_down(testbed_home):
-    network = Network.create(spec_with(NETWORKS / "sixteen-orgs.yaml", name="it-sixteen", port_base=31000),
-                             progress=print)
-    pids = node_pids(network)
-    try:
+    with consortium_network(spec_with(NETWORKS / "sixteen-orgs.yaml", name="it-sixteen", port_base=31000),
+                            progress=print) as network:
+        pids = node_pids(network)
         assert len(network.nodes) == 16 and len(network.organizations) == 16
         assert all(n.is_validator for n in network.nodes)
         conformance.check_fully_peered_same_validators_and_agreeing(network)
-    finally:
         running = sorted(network.running_nodes())
         assert sorted(network.down(purge=True)) == running
-        assert_no_process(pids)
+    assert_no_process(pids)

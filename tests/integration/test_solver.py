@@ -21,12 +21,12 @@ from solver.daemon import CRASH_POINTS
 from solver.records import load_tasks
 from solver.seed import seed_network
 from solver.watch import TASK_CHANGED, org_topic
-from testbed.contracts import deploy_to_network, deployment_of
+from testbed.contracts import deployment_of
 from testbed.cti import TaskState
 from testbed.cti.deploy import connect
 from testbed.cti.misp import attribute_rows, parse_event
 from testbed.cti.tx import contract_tx
-from testbed.network import Network
+from testbed.pytest_plugin import consortium_network
 from testbed.watchdog import StallWatchdog
 from tests.integration.conftest import NETWORKS, assert_no_process, node_pids, spec_with
 
@@ -40,16 +40,10 @@ def net(testbed_home):
     base = spec_with(NETWORKS / "four-orgs.yaml", name="it-solver", port_base=28200)
     orgs = [o.model_dump() | ({"members": 1} if o.name == FAILOVER_ORG else {}) for o in base.organizations]
     spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-solver", port_base=28200, organizations=orgs)
-    network = Network.create(spec, progress=print)
-    pids = node_pids(network)
-    try:
-        deploy_to_network(network, progress=print)  # starts every org's Solver
-        for org in network.spec.organizations:
-            pids.append(manage.running(network, org.name).pid)
+    with consortium_network(spec, deploy=True, progress=print) as network:  # deploying starts every org's Solver
+        pids = node_pids(network) + [manage.running(network, org.name).pid for org in network.spec.organizations]
         yield network
-    finally:
-        network.down(purge=True)
-        assert_no_process(pids)
+    assert_no_process(pids)
 
 
 def consumer_for(net, org: str) -> Consumer:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from testbed.chain.rpc import RpcClient
+from testbed.pytest_plugin import consortium_network
 from testbed.report.data import RunData
 
 from .conftest import CLIENT_SPECS, NETWORKS, spec_with, wait_for
@@ -27,17 +28,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module", params=list(CLIENT_SPECS.values()), ids=list(CLIENT_SPECS))
 def cti_net(testbed_home, request):
     """A deployed four-org network with its Solvers, once per live client (one at a time)."""
-    from solver.manage import stop_solvers
-    from testbed.contracts import deploy_to_network
-    from testbed.network import Network
-
-    network = Network.create(spec_with(NETWORKS / request.param, name="it-task-ids", port_base=26800), progress=print)
-    try:
-        deploy_to_network(network, progress=print)
+    with consortium_network(spec_with(NETWORKS / request.param, name="it-task-ids", port_base=26800), deploy=True,
+                            progress=print) as network:
         yield network
-    finally:
-        stop_solvers(network)
-        network.down(purge=True)
 
 
 def test_parallel_requests_under_load_each_get_their_own_task(cti_net):

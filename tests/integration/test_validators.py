@@ -10,7 +10,7 @@ import time
 import pytest
 
 from testbed import validators
-from testbed.network import Network
+from testbed.pytest_plugin import consortium_network
 
 from . import conformance
 from .conftest import NETWORKS, spec_with
@@ -24,9 +24,8 @@ def five_nodes(testbed_home, request):
     spec = spec_with(NETWORKS / request.param, name="it-votes", port_base=24200)
     data = spec.model_dump()
     data["organizations"][0]["members"] = 1
-    network = Network.create(type(spec).model_validate(data), progress=print)
-    yield network
-    network.down(purge=True)
+    with consortium_network(type(spec).model_validate(data), progress=print) as network:
+        yield network
 
 
 def test_every_node_peered_and_agreeing_on_every_height(five_nodes):

@@ -81,3 +81,16 @@ def test_scenario_monitor_shorthand():
     assert MonitorSettings.model_validate("none").resources == "none"
     with pytest.raises(ValueError, match="give prometheus, psutil, auto or none"):
         MonitorSettings.model_validate("grafana")
+
+
+def test_a_run_without_load_reports_the_resources_of_its_whole_span(tmp_path):
+    from testbed.report.data import RunData
+    from testbed.report.summary import summarize
+    from testbed.runs import RunDir
+
+    run = RunDir(tmp_path)
+    run.set_status("passed")
+    run.write_jsonl("resources.jsonl", [{"time": 100.0 + s, "process": "a-v1", "pid": None, "source": "prometheus",
+                                         "cpu_percent": 4.0 + s, "heap_mb": 30.0} for s in range(10)])
+    cpu = summarize(RunData.load(tmp_path))["cpu"]
+    assert cpu["per_process"]["a-v1"]["cpu_percent"] == 8.5 and cpu["sources"] == ["prometheus"]
