@@ -229,7 +229,7 @@ class Consumer:
                     last = head
                     if until_done and left == 0:
                         return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the node is away or restarting: the loop retries, it never dies
                 log.warning("consumer: %s: %s (retrying)", exc.__class__.__name__, str(exc)[:200])
             stop.wait(interval)
 

@@ -80,7 +80,7 @@ class MispServerStore:
 
             try:
                 self._misp = PyMISP(self.url, self.key, ssl=self.ssl, timeout=self.timeout, tool="cti-testbed solver")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - pymisp: requests, its own, ValueError
                 raise IntelError(f"cannot connect to the MISP server {self.url}: {exc}") from None
         return self._misp
 
@@ -91,7 +91,7 @@ class MispServerStore:
             answer = self._client().get_event(misp_uuid, pythonify=False)
         except IntelError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pymisp raises many types (requests, its own, ValueError) for a failed fetch
             raise IntelError(f"MISP server {self.url}: cannot get event {misp_uuid}: {exc}") from None
         if not isinstance(answer, dict) or "errors" in answer:
             raise IntelError(f"MISP server {self.url} has no event {misp_uuid}: {answer.get('errors') if isinstance(answer, dict) else answer}")

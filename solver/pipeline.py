@@ -72,7 +72,7 @@ class TransactionPipeline:
                 checked.append((intent, self.sender.build(self.tasks, intent.function, intent.args), gas))
         try:
             verdicts = self.sender.precheck_batch([(i.function, tx, gas) for i, tx, gas in checked]) if checked else []
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any batch failure falls back to checking one by one
             log.warning("pre-check batch failed (%s): checking one by one", str(exc)[:200])
             checked, single, verdicts = [], intents, []
         ready = []

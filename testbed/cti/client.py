@@ -135,7 +135,7 @@ class CtiClient:
     def _call(self, contract: str, function: str, *args: Any) -> Any:
         try:
             return self.c[contract].functions[function](*args).call({"from": self.address})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - web3 and eth-tester raise different types for a revert; others re-raised
             revert = as_revert(f"{contract}.{function}", exc)
             if revert is None:
                 raise

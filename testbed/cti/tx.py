@@ -119,7 +119,7 @@ class Signer:
             try:
                 self.w3.eth.send_raw_transaction(raw)
                 return tx_hash
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - web3 and eth-tester raise different types for a refused send
                 if is_already_known(exc):
                     return tx_hash
                 self._nonce = None  # the node may not have taken it: re-read the nonce next time
@@ -148,7 +148,7 @@ class Signer:
             try:
                 self.w3.eth.call({k: v for k, v in call.items() if k in ("to", "data", "value")}
                                  | {"from": self.address}, receipt["blockNumber"])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - web3 and eth-tester raise different types for a revert
                 revert = as_revert(operation, exc)
                 if revert is not None:
                     return revert

@@ -169,7 +169,7 @@ def run_scenario(scenario: Scenario | Path | str, *, runs_dir: Path | None = Non
         if monitor is not None:
             try:
                 monitor.stop()
-            except Exception:
+            except Exception:  # noqa: BLE001 - teardown after an error: the run's error is the one reported
                 pass
         if ctx is not None and result.status == "error":
             ctx.ledger.heal_all(restart_crashed=False)

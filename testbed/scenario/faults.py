@@ -132,10 +132,10 @@ class FaultLedger:
                         self._close(fault, "network torn down")
             except TestbedError as exc:
                 problems.append(f"{fault.kind} {fault.target}: {exc}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - healing goes on with the next fault whatever broke this one
                 problems.append(f"{fault.kind} {fault.target}: {exc.__class__.__name__}: {exc}")
         try:
             self.net.backend.heal()  # belt and braces: no rule survives the run
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a problem of the heal, the run goes on
             problems.append(f"backend heal: {exc}")
         return problems
