@@ -16,7 +16,7 @@ def publish_event_file(net, org: str, event: Path, *, title: str | None = None, 
     from testbed.cti import CtiClient
     from testbed.cti.deploy import connect
     from testbed.cti.misp import MispEventError, parse_event
-    from testbed.scenario.solvers import store_event
+    from testbed.solver_plugin import require_solver_plugin
     from testbed.spec.loader import read_text_file
 
     raw = read_text_file(event, hint="give a MISP event JSON file").encode()
@@ -29,7 +29,7 @@ def publish_event_file(net, org: str, event: Path, *, title: str | None = None, 
                          hint=f"members: {', '.join(o.name for o in net.members)}")
     deployment = deployment_of(net)
     roles = net.keys.of(org)
-    misp_uuid, content = store_event(net, org, raw)
+    misp_uuid, content = require_solver_plugin().store_intel(net, org, raw)  # the Solver owns the store
     client = CtiClient(connect(net.org_rpc_urls(org)), deployment, roles.publisher.private_key)
     listed_title = (title or parsed.info or "indicators")[:200]
     sent = client.publish(misp_uuid, listed_title, content, price_wei, supply, solvers=[roles.solver.address])
