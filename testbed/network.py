@@ -22,14 +22,14 @@ from testbed.clients import get_client
 from testbed.clients.base import NodePlan, ValidatorRpc
 from testbed.engines import engine_of
 from testbed.errors import NotSupportedError, StateError, TestbedError
-from testbed.keys import NetworkKeys, write_secret
+from testbed.keys import NetworkKeys
 from testbed.monitoring import prometheus
 from testbed.solver_plugin import solver_plugin
 from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir, list_networks, state_root, write_json_atomic
 from testbed.network_observe import NetworkObservation, NetworkStatus, NodeStatus  # noqa: F401  (re-exported)
 from testbed.network_plan import (WEI_PER_ETH, check_ports_free, client_binary, genesis_blocks,  # noqa: F401  (re-exported)
-                                  node_names, plan_nodes)
+                                  node_names, plan_nodes, write_node_files)
 
 Progress = Callable[[str], None]
 
@@ -147,14 +147,7 @@ class Network(NetworkObservation):
         """Write a node's files; with peers_only, only its non-secret files (config, peer lists)."""
         node_dir = self.state.node_dir(node.name)
         node_dir.mkdir(parents=True, exist_ok=True)
-        for rendered in self.adapter_of(node).node_files(self.spec, node, self.peers_of(node)):
-            target = node_dir / rendered.path
-            if rendered.secret:
-                if not peers_only:
-                    write_secret(target, rendered.content)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(rendered.content)
+        write_node_files(self.spec, node, self.peers_of(node), node_dir, secrets=not peers_only)
 
     def write_network_record(self, binary: Path | None = None, **extra) -> None:
         previous = json.loads(self.state.network_file.read_text()) if self.state.network_file.is_file() else {}

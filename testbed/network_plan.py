@@ -14,7 +14,7 @@ from testbed.clients import get_client
 from testbed.backends.images import IMAGE_ENTRYPOINT
 from testbed.clients.base import NodePlan, NodePorts
 from testbed.errors import StateError
-from testbed.keys import NetworkKeys
+from testbed.keys import NetworkKeys, write_secret
 from testbed.spec.network import NetworkSpec
 
 Progress = Callable[[str], None]
@@ -84,3 +84,21 @@ def genesis_blocks(spec: NetworkSpec, nodes: list[NodePlan], keys: NetworkKeys) 
     validators = [n.address for n in nodes if n.is_validator]
     alloc = {addr: spec.account_balance_eth * WEI_PER_ETH for addr in keys.funded_addresses()}
     return {name: get_client(name).genesis(spec, validators, alloc) for name in spec.clients}
+
+
+def write_node_files(spec: NetworkSpec, node: NodePlan, peers: list[NodePlan], directory: Path, *,
+                     secrets: bool = True) -> list[str]:
+    """Write a node's files (its client adapter's `node_files`) under `directory`: secret ones 0600
+    (only with `secrets`), the others as they are. Returns the paths of the secret files, relative
+    to `directory`. The state directory (Network.render_node_files) and the compose export use it."""
+    written = []
+    for rendered in get_client(spec.client_of(node.org)).node_files(spec, node, peers):
+        target = directory / rendered.path
+        if rendered.secret:
+            if secrets:
+                write_secret(target, rendered.content)
+                written.append(rendered.path)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(rendered.content)
+    return written

@@ -35,7 +35,7 @@ from testbed.backends.docker import DockerBackend, container_spec, network_spec,
 from testbed.backends.images import IMAGE_ENTRYPOINT, PROMETHEUS_IMAGE, image_for
 from testbed.clients import get_client
 from testbed.errors import StateError
-from testbed.keys import NetworkKeys, write_secret
+from testbed.keys import NetworkKeys
 from testbed.monitoring.prometheus import node_scrape_jobs
 from testbed.spec.network import NetworkSpec
 from testbed.state import StateDir
@@ -111,19 +111,14 @@ def _genesis_name(client: str, network_client: str) -> str:
 
 def _node_services(spec: NetworkSpec, node, peers, out: Path, root: Path) -> dict[str, dict]:
     """The node's service and its init service; writes the node's files under out/nodes/<node>."""
+    from testbed.network_plan import write_node_files
+
     client = spec.client_of(node.org)
     adapter = get_client(client)
     node_dir, host_dir = root / "nodes" / node.name, out / "nodes" / node.name
     genesis_name = _genesis_name(client, spec.client)
     genesis = root / genesis_name
-    secrets = []
-    for rendered in adapter.node_files(spec, node, peers):
-        if rendered.secret:
-            write_secret(host_dir / rendered.path, rendered.content)
-            secrets.append(rendered.path)
-        else:
-            (host_dir / rendered.path).parent.mkdir(parents=True, exist_ok=True)
-            (host_dir / rendered.path).write_text(rendered.content)
+    secrets = write_node_files(spec, node, peers, host_dir)
     (host_dir / "ipc").mkdir(mode=0o700, parents=True, exist_ok=True)
     binary = Path(IMAGE_ENTRYPOINT[client])
     image = image_for(client, spec.image if client == spec.client else None)
