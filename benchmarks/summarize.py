@@ -20,6 +20,7 @@ COMMANDS = {
     "network_startup": ".venv/bin/python benchmarks/network_startup.py",
     "load_transfers": ".venv/bin/python benchmarks/load_transfers.py --client {client}",
     "load_cti": ".venv/bin/python benchmarks/load_cti.py --client {client}",
+    "generator": ".venv/bin/python benchmarks/generator.py",
 }
 
 
@@ -104,13 +105,26 @@ def cti(since: float) -> list[dict]:
     return rows
 
 
+def generator(since: float) -> list[dict]:
+    runs = [r for r in _runs("generator", since) if r.get("label") == "baseline"]
+    if not runs:
+        return []
+    return [{"figure": "load generator alone against a stub endpoint (one process)", "client": "no node",
+             "command": COMMANDS["generator"], "when": _when(runs),
+             "max_offered_tps": _figure([r.get("max_offered_tps") for r in runs]),
+             "sign_transfers_per_s": _figure([r.get("sign_transfers_per_s") for r in runs]),
+             "cpu_percent_at_max": _figure([max((s["generator_cpu_percent"] for s in r["steps"]
+                                                 if s["offered_tps"] == r.get("max_offered_tps")), default=None)
+                                            for r in runs])}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--since", default="2026-11-01", help="only runs from this UTC day on")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     since = time.mktime(time.strptime(args.since, "%Y-%m-%d")) - time.timezone
-    rows = startup(since) + transfers(since) + cti(since)
+    rows = startup(since) + transfers(since) + cti(since) + generator(since)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
