@@ -23,6 +23,7 @@ import yaml
 
 from testbed.backends.ssh_lab import SSHD
 from testbed.clients import get_client
+from testbed.monitoring import prometheus
 from testbed.network import Network
 from testbed.report.data import RunData
 
@@ -169,5 +170,10 @@ def test_locust_workers_on_the_member_hosts_feed_one_record(lab):
     # correctness, not speed: no more than the profile asks, none of what the nodes accepted lost
     assert 0 < len(data.txs) <= 80 * 6 + 20 and statuses["included"] > 0 and not statuses["dropped"], statuses
     assert {"generator-w0", "generator-w1"} <= {r["process"] for r in data.resources}
+    # the nodes' figures come from the hosts (what each node reports, scraped by a Prometheus the
+    # run started and stopped), not from pids of this machine
+    from_hosts = {r["process"] for r in data.resources if r.get("source") == "prometheus" and r.get("cpu_percent") is not None}
+    assert from_hosts >= {n.name for n in network.nodes}, from_hosts
+    assert prometheus.read_record(network) is None
     runs = sorted((network.state.runs_dir / "ansible").iterdir())
     assert any("-workers-start-" in r.name for r in runs) and any("-workers-stop-" in r.name for r in runs)
