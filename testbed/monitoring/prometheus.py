@@ -43,10 +43,35 @@ def prometheus_binary() -> str:
     return found
 
 
-def free_port() -> int:
+def free_port(wanted: int = 0) -> int:
+    """`wanted` if it is free on 127.0.0.1, else any free port (checked as the servers bind: with
+    SO_REUSEADDR, so a port its last owner left in TIME_WAIT counts as free)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", wanted))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def monitor_ports(directory: Path, names: list[str]) -> dict[str, int]:
+    """The ports of the monitor's processes: those of its last start where they are still free (the
+    same `instance` labels again, so a restarted monitor continues its series in the same data
+    directory instead of leaving the old ones beside the new), kept in `ports.json`."""
+    path = directory / "ports.json"
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    ports: dict[str, int] = {}
+    for name in names:
+        port = free_port(int(previous.get(name, 0)))
+        while port in ports.values():
+            port = free_port()
+        ports[name] = port
+    write_json_atomic(path, ports)
+    return ports
 
 
 def node_scrape_jobs(spec, nodes) -> list[dict]:
@@ -100,10 +125,8 @@ def up(net, progress=lambda _: None) -> dict:
     binary = prometheus_binary()
     directory = monitor_dir(net)
     directory.mkdir(parents=True, exist_ok=True)
-    ports = {"prometheus": free_port(), "exporter": free_port()}
     node_exporter = shutil.which("prometheus-node-exporter")
-    if node_exporter:
-        ports["node_exporter"] = free_port()
+    ports = monitor_ports(directory, ["prometheus", "exporter"] + (["node_exporter"] if node_exporter else []))
     (directory / "prometheus.yml").write_text(render_config(net, ports["exporter"], ports.get("node_exporter")))
     marker = str(directory)  # in every command line: the monitor's processes are told apart by it
     commands = {

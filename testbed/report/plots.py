@@ -151,7 +151,6 @@ def resources(samples: list[dict]) -> str:
     fig, (cpu, mem) = plt.subplots(1, 2, figsize=(9, 2.8))
     for name, rows in sorted(by_proc.items()):
         rows.sort(key=lambda r: r["time"])
-        cpu.plot([r["time"] - t0 for r in rows], [r["cpu_percent"] for r in rows], lw=1, label=name)
         kind = next((k for k in ("rss_mb", "heap_mb", "used_mb") if any(r.get(k) is not None for r in rows)), None)
         cpu.plot([r["time"] - t0 for r in rows if r.get("cpu_percent") is not None],
                  [r["cpu_percent"] for r in rows if r.get("cpu_percent") is not None], lw=1, label=name)

@@ -27,3 +27,17 @@ def test_jobs_targets_and_labels():
     assert jobs["testbed"]["static_configs"] == [{"targets": ["127.0.0.1:9101"]}]
     assert jobs["node_exporter"]["static_configs"] == [{"targets": ["127.0.0.1:9102"]}]
     assert "node_exporter" not in {j["job_name"] for j in json.loads(render_config(net, 9101, None))["scrape_configs"]}
+
+
+def test_a_restarted_monitor_takes_its_ports_again_where_they_are_free(tmp_path):
+    import socket
+
+    from testbed.monitoring.prometheus import monitor_ports
+
+    first = monitor_ports(tmp_path, ["prometheus", "exporter"])
+    assert len(set(first.values())) == 2
+    assert monitor_ports(tmp_path, ["prometheus", "exporter"]) == first
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", first["exporter"]))
+        again = monitor_ports(tmp_path, ["prometheus", "exporter"])
+    assert again["prometheus"] == first["prometheus"] and again["exporter"] != first["exporter"]

@@ -94,3 +94,13 @@ def test_a_run_without_load_reports_the_resources_of_its_whole_span(tmp_path):
                                          "cpu_percent": 4.0 + s, "heap_mb": 30.0} for s in range(10)])
     cpu = summarize(RunData.load(tmp_path))["cpu"]
     assert cpu["per_process"]["a-v1"]["cpu_percent"] == 8.5 and cpu["sources"] == ["prometheus"]
+
+
+def test_the_resources_chart_takes_rows_with_some_figures_missing():
+    from testbed.report.plots import resources
+
+    rows = [{"time": 1.0, "process": "a-v1", "heap_mb": 30.0}, {"time": 2.0, "process": "a-v1", "cpu_percent": 5.0},
+            {"time": 1.0, "process": "machine x", "cpu_percent": 90.0, "used_mb": 900.0},
+            {"time": 1.5, "process": "generator", "cpu_percent": 3.0, "rss_mb": 60.0}]
+    svg = resources(rows)
+    assert "<svg" in svg and "Go nodes via Prometheus: heap" in svg
