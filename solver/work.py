@@ -16,6 +16,7 @@ from solver.errors import IntelError
 from solver.journal import TaskRow
 from testbed.state import write_bytes_atomic
 
+
 class TaskWork:
     def _problem(self, task) -> str | None:
         """Why this task cannot be delivered (reject reason), or None."""
