@@ -19,7 +19,7 @@ import pytest
 from testbed.pytest_plugin import consortium_network
 from testbed.report.data import RunData
 
-from .conftest import NETWORKS, assert_no_process, node_pids, spec_with
+from .conftest import NETWORKS, assert_no_process, node_pids, spec_with, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,9 @@ def cti_net(testbed_home):
     spec = spec_with(NETWORKS / "four-orgs.yaml", name="it-load-cti", port_base=26500)
     with consortium_network(spec, deploy=True, progress=print) as network:  # deploying starts the org Solvers
         started = node_pids(network)
+        # the monitor's directory: the Solvers write their figures there (solver/metrics.py), as
+        # they do while 'testbed monitor up' runs (node-exporter serves them to Prometheus)
+        (network.state.root / "monitor").mkdir(exist_ok=True)
         yield network
     assert_no_process(started)
 
@@ -85,6 +88,37 @@ def test_activity_counters_equal_included_buys_and_requests(cti_net, cti_run):
         # consumers take the other orgs' listings in turn: every publisher (and its Solver) gets work
         assert now["sold"] > before["sold"], (org, now, before)
     assert sum(requested.values()) > 0
+
+
+def test_every_solver_publishes_its_queue_and_deliveries(cti_net, cti_run):
+    """Each org's Solver process writes its metrics file: once the tasks are done, the tasks it saw
+    finished equal its org's Solved counter on the chain (a fresh deployment: both from zero), its
+    delivery-time histogram counts each of them, and its queue is empty."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from testbed.contracts import deployment_of
+    from testbed.cti import CtiClient
+    from testbed.cti.deploy import connect
+
+    client = CtiClient(connect(cti_net.nodes[0].rpc_url), deployment_of(cti_net),
+                       cti_net.keys.of(cti_net.spec.organizations[0].name).steps.private_key)
+    org_ids = cti_run[2]["org_ids"]
+
+    def figures(org: str) -> dict[str, float]:
+        path = cti_net.state.root / "monitor" / f"solver-{org}.prom"
+        text = path.read_text() if path.is_file() else ""
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name in ("testbed_solver_finished_total", "testbed_solver_delivery_seconds_count",
+                              "testbed_solver_queue")}
+
+    def settled() -> bool:
+        return all(figures(org).get("testbed_solver_finished_total") == client.activity(org_id)["solved"]
+                   and figures(org).get("testbed_solver_queue") == 0 for org, org_id in org_ids.items())
+
+    assert wait_for(settled, timeout=90), {org: (figures(org), client.activity(i)["solved"]) for org, i in org_ids.items()}
+    assert sum(figures(org)["testbed_solver_finished_total"] for org in org_ids) > 0
+    for org in org_ids:
+        assert figures(org)["testbed_solver_delivery_seconds_count"] == figures(org)["testbed_solver_finished_total"]
 
 
 
