@@ -185,7 +185,8 @@ def test_audit_scenarios(sandbox, text):
 
 
 @pytest.mark.parametrize("args", [["up", "--check", "/dev/zero"], ["down", "../victim", "--purge"],
-                                  ["status", "[/x]"], ["up", "--check", "/no/such/[/x].yaml"]])
+                                  ["status", "[/x]"], ["up", "--check", "/no/such/[/x].yaml"],
+                                  ["bench", "--monitor", "grafana"]])
 def test_audit_paths_and_names(sandbox, args):
     code, out, err = cli(*args)
     lines = err.strip().splitlines()
