@@ -91,8 +91,10 @@ def bench(spec: Path = typer.Argument(DEFAULT_SPEC, help="Network spec YAML (ign
         raise StateError(f"--users {users}: Locust workers run transfer users only", hint="drop --workers for CTI users")
     if worker_hosts not in ("local", "ansible"):
         raise StateError(f"--worker-hosts {worker_hosts!r}: one of local, ansible")
-    if monitor not in ("auto", "psutil", "prometheus", "none"):
-        raise StateError(f"--monitor {monitor!r}: one of auto, psutil, prometheus, none")
+    from testbed.spec.scenario import RESOURCE_SOURCES
+
+    if monitor not in RESOURCE_SOURCES:
+        raise StateError(f"--monitor {monitor!r}: one of {', '.join(RESOURCE_SOURCES)}")
     if remote_workers and not master_port:
         raise StateError("--remote-workers needs --master-port: the workers on other hosts must know where to connect")
     spec = shipped.resolve(spec, "network")

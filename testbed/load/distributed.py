@@ -392,9 +392,7 @@ def run_worker(master: str, progress: Progress) -> int:
     host, port = parse_master(master, "worker: master address")
     logging.basicConfig(level=os.environ.get("TESTBED_WORKER_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from locust.env import (
-        Environment,  # a load entry point: Locust patches with gevent here
-    )
+    from locust.env import Environment  # a load entry point: Locust patches with gevent here
 
     from testbed.load.users import TransferUser
 

@@ -27,6 +27,7 @@ from testbed.errors import StateError
 from testbed.monitoring import prometheus
 from testbed.poll import poll_until
 from testbed.resources import ResourceSampler, node_pids
+from testbed.spec.scenario import RESOURCE_SOURCES
 
 MB = 2**20
 GETH_FAMILY = {"cpu_percent": ("system_cpu_procload", 1.0), "heap_mb": ("system_memory_held", 1 / MB),
@@ -37,7 +38,6 @@ QUERIES = {  # client -> row field -> (PromQL over the `nodes_*` jobs, scale)
     "besu": {"cpu_percent": ("rate(process_cpu_seconds_total[5s]) * 100", 1.0),
              "rss_mb": ("process_resident_memory_bytes", 1 / MB)},
 }
-CHOICES = ("auto", "psutil", "prometheus", "none")
 MACHINE = {"cpu_percent": ('sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5s])) * 100', 1.0),
            "used_mb": ("node_memory_MemTotal_bytes - node_memory_MemAvailable_bytes", 1 / MB)}
 
@@ -73,6 +73,7 @@ class PrometheusResources:
     net: object
     url: str
     own: bool
+    started: float | None = None  # set by `start`; `stop` reads the series since then once
 
     @classmethod
     def open(cls, net, progress=lambda _: None, timeout: float = 60.0) -> "PrometheusResources":
@@ -139,7 +140,7 @@ class PrometheusResources:
     def stop(self) -> list[dict]:
         """The series since `start` (read once; later calls give nothing), then `close`."""
         try:
-            if getattr(self, "started", None) is None:
+            if self.started is None:
                 return []
             started, self.started = self.started, None
             return self.rows(started, time.time())
@@ -156,8 +157,8 @@ def resolve(net, choice: str) -> str:
     """psutil, prometheus or none for `choice` (auto | psutil | prometheus | none) on `net`: auto is
     what the backend says (psutil for nodes that are processes of this machine, else prometheus),
     none when that is prometheus and it is not installed."""
-    if choice not in CHOICES:
-        raise StateError(f"resources {choice!r}: one of {', '.join(CHOICES)}")
+    if choice not in RESOURCE_SOURCES:
+        raise StateError(f"resources {choice!r}: one of {', '.join(RESOURCE_SOURCES)}")
     if choice == "auto":
         choice = net.backend.resource_source
         return "none" if choice == "prometheus" and not shutil.which("prometheus") else choice

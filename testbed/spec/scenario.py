@@ -20,7 +20,7 @@ spec (node and organization names, backend abilities, aliases defined before use
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -298,13 +298,17 @@ class Assertion(Strict):
         return self.name or self.kind.replace("_", " ")
 
 
+ResourceSource = Literal["auto", "psutil", "prometheus", "none"]  # testbed.monitoring.resources.resolve
+RESOURCE_SOURCES: tuple[str, ...] = get_args(ResourceSource)
+
+
 class MonitorSettings(Strict):
     interval: Duration = Field(0.5, gt=0, le=60)
     stall_after: Duration = Field(5.0, gt=0, description="No new block for this long counts as a stall.")
     recheck: int = Field(12, ge=1, le=1024, description="Heights below the head re-read each sample (reorgs).")
     watchdog: bool = Field(True, description="Rewind a Clique chain stuck on equal-weight branches while no fault "
                            "is active (recorded; the agreement verdict names it). false: leave the stall to be seen.")
-    resources: Literal["auto", "psutil", "prometheus", "none"] = Field(
+    resources: ResourceSource = Field(
         "auto", description="Where the per-node CPU, memory, disk and network series come from. psutil: the node "
         "processes of this machine; prometheus: the nodes' own metrics, scraped by the network's Prometheus ("
         "'testbed monitor up', else one started for the run), wherever the nodes run; auto: psutil when the nodes "
@@ -316,7 +320,7 @@ class MonitorSettings(Strict):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
-            if value not in ("prometheus", "psutil", "auto", "none"):
+            if value not in RESOURCE_SOURCES:
                 raise ValueError(f"{value!r}: give prometheus, psutil, auto or none, or a mapping (interval, resources, ...)")
             return {"resources": value}
         return value
@@ -347,6 +351,6 @@ def json_schema() -> dict:
     # `monitor: prometheus` is short for {resources: prometheus} (MonitorSettings._shorthand)
     monitor = schema["properties"]["monitor"]
     schema["properties"]["monitor"] = {"anyOf": [{"$ref": "#/$defs/MonitorSettings"},
-                                                 {"enum": ["auto", "psutil", "prometheus", "none"]}],
+                                                 {"enum": list(RESOURCE_SOURCES)}],
                                        **{k: v for k, v in monitor.items() if k != "$ref"}}
     return schema
