@@ -33,10 +33,11 @@ from solver.intel import IntelStore
 from solver.journal import Journal, TaskRow
 from solver.metrics import SolverMetrics
 from solver.pipeline import REPLACED, UNREAD, Intent, TransactionPipeline  # noqa: F401  (re-exported)
-from solver.txs import TxSender, json_rpc_batch
+from solver.txs import TxSender
 from solver.watch import TaskWatcher
 from solver.work import TaskWork
 from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
+from testbed.chain.rpc import RpcError
 from testbed.errors import ChainError
 from testbed.state import write_text_atomic
 
@@ -236,7 +237,7 @@ class Solver(TransactionPipeline, TaskWork):
 
     def _prefetch(self, rows: list[TaskRow]) -> dict[int, tuple[str, object]]:
         """What each unfinished task needs first this tick, read in JSON-RPC batches
-        (`json_rpc_batch`): the receipt of its journaled transaction (None: not mined yet) or its
+        (`testbed.chain.rpc.ProviderBatch`): the receipt of its journaled transaction (None: not mined yet) or its
         state. Sequential per-task reads were most of a busy Solver's time. A task whose answer is
         an error (e.g. NoSuchTask), or every task when the provider has no batches (py-evm in unit
         tests), is read one by one as before."""
@@ -245,7 +246,7 @@ class Solver(TransactionPipeline, TaskWork):
         if not requests:
             return {}
         try:
-            answers = json_rpc_batch(self.w3, requests)
+            answers = self.sender.rpc.batch(requests, allow_errors=True)
         except Exception as exc:  # no batches here, or the node is away: per-task reads will tell
             if not self._said_no_batches:
                 log.info("no JSON-RPC batches (%s): reading tasks one by one", exc.__class__.__name__)
@@ -254,10 +255,9 @@ class Solver(TransactionPipeline, TaskWork):
             return {}
         self._batches = True
         found: dict[int, tuple[str, object]] = {}
-        for row, answer in zip(rows, answers):
-            if "error" in answer:
+        for row, result in zip(rows, answers):
+            if isinstance(result, RpcError):
                 continue  # read on its own below (e.g. a NoSuchTask revert)
-            result = answer.get("result")
             if row.pending_hash:
                 found[row.task_id] = ("receipt", None if result is None else {
                     "status": int(result["status"], 16), "blockNumber": int(result["blockNumber"], 16)})

@@ -15,13 +15,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
+from testbed.chain.rpc import ProviderBatch, RpcError
 from testbed.chain.txs import TxSigner, refusal_kind
 from testbed.cti.errors import as_revert
 from testbed.cti.tx import contract_tx, fees_now
 from testbed.errors import ChainError
 
 GWEI = 10**9
-BATCH_SIZE = 200  # calls per JSON-RPC batch (geth takes up to 1000 by default)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class TxSender:
 
     def __init__(self, w3, account: LocalAccount, *, gas_limit: int | None = None, tip_wei: int = GWEI) -> None:
         self.w3 = w3
+        self.rpc = ProviderBatch(w3)  # the batch forms (and the Solver's batched reads)
         self.account = account
         self.gas_limit = gas_limit
         self.tip_wei = tip_wei
@@ -113,23 +114,21 @@ class TxSender:
         Raises when the provider has no batches (the caller then checks one by one)."""
         requests = [("eth_call", [{"from": tx["from"], "to": tx["to"], "data": tx["data"], "value": hex(tx.get("value", 0)),
                                    "gas": hex(gas)}, "latest"]) for _, tx, gas in calls]
-        answers = json_rpc_batch(self.w3, requests)
+        answers = self.rpc.batch(requests, allow_errors=True)
         verdicts: list[ChainError | None] = []
         for (function, tx, _), answer in zip(calls, answers):
-            error = answer.get("error")
-            if not error:
+            if not isinstance(answer, RpcError):
                 verdicts.append(None)
                 continue
-            failure = RpcFailure(error)
-            verdicts.append(as_revert(f"{tx['to'][:10]}.{function}", failure)
-                            or ChainError(f"{function}: pre-check failed: {failure}"))
+            verdicts.append(as_revert(f"{tx['to'][:10]}.{function}", answer)
+                            or ChainError(f"{function}: pre-check failed: {answer}"))
         return verdicts
 
     def send_batch(self, raws: list[bytes]) -> list[str | Exception]:
         """Send (or re-send) signed bytes in one JSON-RPC batch; per transaction what `send` returns
         or the failure. Raises when the provider has no batches."""
-        answers = json_rpc_batch(self.w3, [("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
-        return [_send_outcome(RpcFailure(a["error"])) if a.get("error") else "sent" for a in answers]
+        answers = self.rpc.batch([("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws], allow_errors=True)
+        return [_send_outcome(a) if isinstance(a, RpcError) else "sent" for a in answers]
 
     def send(self, raw: bytes) -> str:
         """Send (or re-send) signed bytes: "sent", "known" (the node has them) or "used" (the
@@ -150,27 +149,7 @@ class TxSender:
             return None
 
 
-class RpcFailure(Exception):
-    """A JSON-RPC error object of one batch answer ({code, message, data}), as an exception."""
-
-    def __init__(self, error: dict) -> None:
-        super().__init__(str(error.get("message", error)))
-        self.data = error.get("data")
-
-
 def _send_outcome(exc: Exception) -> str | Exception:
     kind = refusal_kind(exc)
     return {"known": "known", "nonce_used": "used"}.get(kind, exc)
 
-
-def json_rpc_batch(w3, requests: list[tuple[str, list]]) -> list[dict]:
-    """The answers to `requests` ((method, params) pairs), in order, asked BATCH_SIZE at a time;
-    ChainError for an answer that is not one dict per request (e.g. one error for the whole batch)."""
-    answers: list[dict] = []
-    for start in range(0, len(requests), BATCH_SIZE):
-        chunk = requests[start:start + BATCH_SIZE]
-        got = w3.provider.make_batch_request(chunk)
-        if not isinstance(got, list) or len(got) != len(chunk) or not all(isinstance(a, dict) for a in got):
-            raise ChainError(f"unusable JSON-RPC batch answer ({type(got).__name__})")
-        answers += got
-    return answers

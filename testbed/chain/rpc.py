@@ -1,10 +1,12 @@
-"""A small batched JSON-RPC client for sampling many nodes quickly.
+"""The harness's JSON-RPC batches: one client, and the same batches over a web3 provider.
 
-web3.py stays the way to build, sign and send transactions; sampling every node several
-times a second is one HTTP request per node with a JSON-RPC batch, which is what this class
-does and no more. The same client speaks to a node's IPC socket (`ipc:///path/to/node.ipc`):
+`RpcClient` speaks to a node's HTTP endpoint or its IPC socket (`ipc:///path/to/node.ipc`):
 the admin and validator-vote namespaces (clique_, istanbul_, miner_, debug_) are served only
-there, never on the node's HTTP/WS (docs/security.md).
+there, never on the node's HTTP/WS (docs/security.md). `ProviderBatch` gives the same
+`batch` over a web3.py provider, for the Solver, which talks to its node through web3 (and
+to py-evm in unit tests). Both send at most BATCH_SIZE calls per request and turn each
+answer into its result or an `RpcError` that keeps the node's error code and data (revert
+data, for `testbed.cti.errors.as_revert`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,52 @@ from testbed.errors import ChainError
 
 
 class RpcError(ChainError):
-    """A node answered with a JSON-RPC error, or did not answer."""
+    """A node answered with a JSON-RPC error (its `code` and `data` kept), or did not answer."""
+
+    def __init__(self, message: str, *, code: int | None = None, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.data = code, data
+
+
+BATCH_SIZE = 200  # calls per JSON-RPC request (geth and GoQuorum take up to 1000 by default)
+
+
+def _result(source: str, method: str, reply: Any) -> Any:
+    """The result of one JSON-RPC answer, or the RpcError it carries (returned, not raised)."""
+    if not isinstance(reply, dict):
+        return RpcError(f"{source}: {method}: unusable answer ({type(reply).__name__})")
+    error = reply.get("error")
+    if error is None:
+        return reply.get("result")
+    if not isinstance(error, dict):
+        return RpcError(f"{source}: {method}: {error}")
+    return RpcError(f"{source}: {method}: {error.get('message', error)}", code=error.get("code"), data=error.get("data"))
+
+
+def _settle(results: list[Any], allow_errors: bool) -> list[Any]:
+    if not allow_errors:
+        failed = next((r for r in results if isinstance(r, RpcError)), None)
+        if failed is not None:
+            raise failed
+    return results
+
+
+class ProviderBatch:
+    """`RpcClient.batch` over a web3.py provider (`w3.provider.make_batch_request`). A provider
+    without batches (py-evm's) raises what it raises: the caller falls back to single calls."""
+
+    def __init__(self, w3) -> None:
+        self.w3 = w3
+
+    def batch(self, calls: list[tuple[str, list[Any]]], *, allow_errors: bool = False) -> list[Any]:
+        results: list[Any] = []
+        for start in range(0, len(calls), BATCH_SIZE):
+            chunk = calls[start:start + BATCH_SIZE]
+            replies = self.w3.provider.make_batch_request(chunk)
+            if not isinstance(replies, list) or len(replies) != len(chunk):
+                raise RpcError(f"web3 provider: unusable JSON-RPC batch answer ({type(replies).__name__})")
+            results += [_result("web3 provider", method, reply) for (method, _), reply in zip(chunk, replies)]
+        return _settle(results, allow_errors)
 
 
 IPC_SCHEME = "ipc://"
@@ -93,33 +140,22 @@ class RpcClient:
 
     def call(self, method: str, *params: Any) -> Any:
         reply = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
-        if "error" in reply:
-            raise RpcError(f"{self.url}: {method}: {reply['error'].get('message', reply['error'])}")
-        return reply.get("result")
+        return _settle([_result(self.url, method, reply)], allow_errors=False)[0]
 
     def batch(self, calls: list[tuple[str, list[Any]]], *, allow_errors: bool = False) -> list[Any]:
-        """Send calls in one request; results come back in the order of `calls`.
+        """Send calls BATCH_SIZE per request; results come back in the order of `calls`.
 
         With allow_errors, a failing call yields an RpcError instance in its slot instead of raising.
         """
-        if not calls:
-            return []
-        first = next(self._ids)
-        payload = [{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        for _ in range(len(calls) - 1):
-            next(self._ids)
-        replies = self._post(payload)
-        if not isinstance(replies, list):
-            raise RpcError(f"{self.url}: batch answer is not a list")
-        by_id = {r.get("id"): r for r in replies}
         results: list[Any] = []
-        for i, (method, _) in enumerate(calls):
-            reply = by_id.get(first + i, {"error": {"message": "missing from batch answer"}})
-            if "error" in reply:
-                err = RpcError(f"{self.url}: {method}: {reply['error'].get('message', reply['error'])}")
-                if not allow_errors:
-                    raise err
-                results.append(err)
-            else:
-                results.append(reply.get("result"))
-        return results
+        for start in range(0, len(calls), BATCH_SIZE):
+            chunk = calls[start:start + BATCH_SIZE]
+            ids = [next(self._ids) for _ in chunk]
+            replies = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                                  for i, (m, p) in zip(ids, chunk)])
+            if not isinstance(replies, list):
+                raise RpcError(f"{self.url}: batch answer is not a list")
+            by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+            missing = {"error": {"message": "missing from batch answer"}}
+            results += [_result(self.url, m, by_id.get(i, missing)) for i, (m, _) in zip(ids, chunk)]
+        return _settle(results, allow_errors)

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from solver import txs
+from testbed.chain import rpc
+from testbed.chain.rpc import ProviderBatch
 from solver.daemon import Solver
 from solver.journal import TaskRow
 
@@ -21,6 +22,7 @@ def row(task_id, pending_hash=None):
 def solver_with(answer_batch):
     s = Solver.__new__(Solver)
     s.w3 = SimpleNamespace(provider=SimpleNamespace(make_batch_request=answer_batch))
+    s.sender = SimpleNamespace(rpc=ProviderBatch(s.w3))
     s._said_no_batches = False
     s._batches = False
     s.cti = SimpleNamespace(task_call=lambda task_id: {"to": "0xtasks", "data": f"0x{task_id:08x}"},
@@ -47,7 +49,7 @@ def test_one_batch_answers_receipts_and_task_states():
 
 
 def test_batches_are_bounded(monkeypatch):
-    monkeypatch.setattr(txs, "BATCH_SIZE", 3)
+    monkeypatch.setattr(rpc, "BATCH_SIZE", 3)
     sizes = []
 
     def batch(requests):
