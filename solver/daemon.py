@@ -36,8 +36,8 @@ from solver.pipeline import REPLACED, UNREAD, Intent, TransactionPipeline  # noq
 from solver.txs import TxSender
 from solver.watch import TaskWatcher
 from solver.work import TaskWork
-from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
 from testbed.chain.rpc import RpcError
+from testbed.cti import ContractRevert, CtiClient, Deployment, TaskState
 from testbed.errors import ChainError
 from testbed.state import write_text_atomic
 

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from testbed.chain import rpc
-from testbed.chain.rpc import ProviderBatch
 from solver.daemon import Solver
 from solver.journal import TaskRow
+from testbed.chain import rpc
+from testbed.chain.rpc import ProviderBatch
 
 
 def row(task_id, pending_hash=None):
