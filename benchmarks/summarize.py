@@ -21,6 +21,8 @@ COMMANDS = {
     "load_transfers": ".venv/bin/python benchmarks/load_transfers.py --client {client}",
     "load_cti": ".venv/bin/python benchmarks/load_cti.py --client {client}",
     "generator": ".venv/bin/python benchmarks/generator.py",
+    "scale_wan": ".venv/bin/python benchmarks/scale_wan.py",
+    "node_profile": ".venv/bin/python benchmarks/profile_nodes.py",
 }
 
 
@@ -43,8 +45,13 @@ def _figure(values: list[float]) -> dict | None:
     values = sorted(v for v in values if v is not None)
     if not values:
         return None
-    return {"median": round(statistics.median(values), 2), "min": round(values[0], 2), "max": round(values[-1], 2),
+    return {"median": _round(statistics.median(values)), "min": _round(values[0]), "max": _round(values[-1]),
             "n": len(values)}
+
+
+def _round(value: float) -> float:
+    """Two decimals, or four significant digits below 1 (CPU seconds per block are ~0.01)."""
+    return round(value, 2) if abs(value) >= 1 or value == 0 else float(f"{value:.4g}")
 
 
 def _when(runs: list[dict]) -> str:
@@ -118,20 +125,84 @@ def generator(since: float) -> list[dict]:
                                             for r in runs])}]
 
 
+def scale_wan(since: float) -> list[dict]:
+    """Per size: the idle and loaded block interval, included tx/s, p95 and consensus CPU per block."""
+    by_size: dict[int, list[dict]] = {}
+    for run in _runs("scale_wan", since):
+        for size in run.get("sizes", []):
+            if "error" not in size and size.get("load"):
+                by_size.setdefault(size["orgs"], []).append(size | {"time": run["time"], "commit": run.get("commit")})
+    rows = []
+    for orgs, sizes in sorted(by_size.items()):
+        rtt = sorted({tuple(s["one_way_delay_ms"][i] for i in (0, -1)) for s in sizes})
+        rows.append({"figure": f"{orgs} orgs on netns, one-way delays {rtt} ms, 1 s QBFT blocks",
+                     "client": "goquorum qbft", "command": COMMANDS["scale_wan"], "when": _when(sizes),
+                     "idle_block_interval_s": _figure([s["idle"]["mean_interval_s"] for s in sizes]),
+                     "node_cpu_s_per_block_idle": _figure([s["idle"]["node_cpu_s_per_block"] for s in sizes]),
+                     "included_tps_under_load": _figure([s["load"]["included_tps_steady"] for s in sizes]),
+                     "block_interval_under_load_s": _figure([s["load"]["mean_interval_s"] for s in sizes]),
+                     "p95_s_under_load": _figure([s["load"]["p95_s"] for s in sizes]),
+                     "agreed": _figure([1.0 if s.get("agreement", {}).get("agreed") else 0.0 for s in sizes])})
+    return rows
+
+
+def consensus_fit(rows: list[dict]) -> dict | None:
+    """Least-squares fit of the idle consensus CPU per block (all nodes together) as a*N + b*N^2
+    over the measured sizes, from scale_wan's medians."""
+    points = [(int(r["figure"].split()[0]), r["node_cpu_s_per_block_idle"]["median"]) for r in rows
+              if r.get("node_cpu_s_per_block_idle")]
+    if len(points) < 2:
+        return None
+    s2 = sum(n**2 for n, _ in points)
+    s3 = sum(n**3 for n, _ in points)
+    s4 = sum(n**4 for n, _ in points)
+    t1 = sum(n * c for n, c in points)
+    t2 = sum(n**2 * c for n, c in points)
+    det = s2 * s4 - s3 * s3
+    if det == 0:
+        return None
+    a, b = (t1 * s4 - t2 * s3) / det, (s2 * t2 - s3 * t1) / det
+    return {"cpu_s_per_block": "a*N + b*N^2", "a": round(a, 5), "b": round(b, 6), "points": points}
+
+
+def node_profile(since: float) -> list[dict]:
+    """The share of node CPU per category (mean over the nodes of a run, median over runs)."""
+    runs = [r for r in _runs("node_profile", since) if r.get("nodes")]
+    if not runs:
+        return []
+    per_run: list[dict[str, float]] = []
+    for run in runs:
+        nodes = [n["categories_percent"] for n in run["nodes"].values() if "categories_percent" in n]
+        if nodes:
+            names = {k for n in nodes for k in n}
+            per_run.append({k: statistics.mean(n.get(k, 0.0) for n in nodes) for k in names})
+    names = sorted({k for r in per_run for k in r}, key=lambda k: -statistics.median(r.get(k, 0.0) for r in per_run))
+    rates = sorted({r["rate"] for r in runs})
+    row = {"figure": f"GoQuorum node CPU by what it is spent on (% of samples) at {rates} tx/s",
+           "client": "goquorum qbft", "command": COMMANDS["node_profile"], "when": _when(runs)}
+    row.update({f"{k} %": _figure([r.get(k, 0.0) for r in per_run]) for k in names})
+    return [row]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--since", default="2026-11-01", help="only runs from this UTC day on")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     since = time.mktime(time.strptime(args.since, "%Y-%m-%d")) - time.timezone
-    rows = startup(since) + transfers(since) + cti(since) + generator(since)
+    scale = scale_wan(since)
+    rows = startup(since) + transfers(since) + cti(since) + generator(since) + scale + node_profile(since)
+    fit = consensus_fit(scale)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"figures": rows, "consensus_fit": fit}, indent=2))
         return
     for row in rows:
         figures = {k: v for k, v in row.items() if k not in ("figure", "client", "command", "when")}
         shown = "; ".join(f"{k} {v['median']} ({v['min']}-{v['max']}, n={v['n']})" for k, v in figures.items() if v)
         print(f"- {row['figure']} [{row['client']}]: {shown or 'no data'}\n  `{row['command']}`, {row['when']}")
+    if fit:
+        print(f"- consensus CPU per block, all nodes (idle, netns): {fit['a']}*N + {fit['b']}*N^2 s "
+              f"(least squares over {fit['points']})")
 
 
 if __name__ == "__main__":
