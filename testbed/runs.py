@@ -1,7 +1,7 @@
 """Run directories: every run has an id and its own directory holding its inputs, status,
 events and results, written atomically, so the directory alone explains the run. RunDir is the
-one writer of a run's files: whole files (`write_json`, `write_jsonl`, `write_text`) and appended
-lines (`event`, `append_jsonl`).
+one writer of a run's files: whole files (`write_json`, `write_jsonl`, `write_text`), appended
+lines (`event`, `append_jsonl`) and the output streams of processes the run starts (`log_stream`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from testbed.state import write_json_atomic, write_text_atomic
 
@@ -69,6 +70,13 @@ class RunDir:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
         return path
+
+    def log_stream(self, name: str) -> BinaryIO:
+        """A new, empty file of the run for a child process's stdout/stderr (a Locust worker's log);
+        the caller closes it once the process has ended."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("wb")
 
     def event(self, kind: str, at: float | None = None, /, **data) -> dict:
         """Append one event to events.jsonl, the run's one event log: {"time", "event", fields...}

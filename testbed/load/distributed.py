@@ -50,6 +50,7 @@ from testbed.load.address import parse_master
 from testbed.load.context import INCLUSION, SenderContext, presign
 from testbed.poll import poll_until
 from testbed.resources import ResourceSampler
+from testbed.runs import RunDir
 
 Progress = Callable[[str], None]
 ROW_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "status", "error")
@@ -67,14 +68,14 @@ def worker_command(master: str) -> list[str]:
 class LocalProcesses:
     """Worker processes on this machine, started by the master (their logs: <run>/worker-<n>.log)."""
 
-    def __init__(self, count: int, run_root: Path) -> None:
-        self.count, self.run_root = count, run_root
+    def __init__(self, count: int, run: RunDir) -> None:
+        self.count, self.run, self.run_root = count, run, run.root
         self._procs: list[subprocess.Popen] = []
         self._logs: list = []
 
     def start(self, master: str) -> list[int]:
         for n in range(self.count):
-            log = open(self.run_root / f"worker-{n}.log", "w")
+            log = self.run.log_stream(f"worker-{n}.log")
             self._logs.append(log)
             self._procs.append(subprocess.Popen(worker_command(master), stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL))

@@ -156,7 +156,7 @@ def _launcher(net, run, opts: LoadOptions):
     if not opts.workers:
         return None, opts.master_bind
     if opts.worker_hosts == "local":
-        return LocalProcesses(opts.workers, run.root), opts.master_bind
+        return LocalProcesses(opts.workers, run), opts.master_bind
     if opts.worker_hosts != "ansible":
         raise TestbedError(f"worker_hosts {opts.worker_hosts!r}: one of local, ansible")
     from testbed.backends.ansible_workers import master_address
