@@ -50,6 +50,24 @@ def stall_watchdog(net, args):
     return StallWatchdog(net, enabled=not args.no_watchdog, progress=progress).start()
 
 
+def wait_drained(net, timeout: float = 180.0) -> float | None:
+    """Wait until no node holds a pending or queued transaction (txpool_status on each node's
+    admin IPC): a phase that starts on the backlog of a failed step measures the backlog.
+    Returns the seconds waited, or None if the pools were not empty within `timeout`."""
+    import gevent
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        held = 0
+        for node in net.nodes:
+            status = net.admin_call(node.name, "txpool_status")
+            held += int(status["pending"], 16) + int(status["queued"], 16)
+        if held == 0:
+            return round(time.monotonic() - started, 1)
+        gevent.sleep(2.0)
+    return None
+
+
 def progress(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 

@@ -6,7 +6,8 @@
 1. steps the offered rate (testbed bench logic) until included/offered < 0.95, p95 > limit
    or disagreement: the highest passing step is the maximum sustainable rate;
 2. holds that rate for --sustain-seconds (the >= 60 s target), and 80 % of it for 30 s
-   (p95 at 80 % of max);
+   (p95 at 80 % of max), each once every node's txpool is empty again (the backlog of the
+   failed step is not charged to them; the wait is recorded, `drained_before_s`);
 3. records, for every phase, offered vs target (generator tracking), included TPS from
    blocks, p50/p95/p99, CPU of each geth process and of the generator (psutil).
 --geth-flag adds a flag to every geth command line (a lever experiment; a flag already on
@@ -23,7 +24,7 @@ monkey.patch_all()
 import json  # noqa: E402
 
 from _common import (append_run, bench_parser, four_orgs_spec, host_and_network, progress, stall_watchdog,  # noqa: E402
-                     tear_down, temporary_home)
+                     tear_down, temporary_home, wait_drained)
 
 
 def _with_geth_flags(extra: list[str]) -> None:
@@ -80,7 +81,9 @@ def main() -> None:
         result["max_sustainable"] = {"target_tps": top, "included_tps": found["max_sustainable_included_tps"]}
         if top:
             for name, rate, seconds in (("sustained_at_max", top, args.sustain_seconds), ("at_80_percent", 0.8 * top, 30)):
-                progress(f"{name}: {rate:g} tx/s for {seconds:g}s")
+                drained = wait_drained(net)
+                result.setdefault("drained_before_s", {})[name] = drained
+                progress(f"{name}: {rate:g} tx/s for {seconds:g}s (txpools empty after {drained}s)")
                 phase_run = RunDir.create(net.state.runs_dir, name.replace("_", "-"))
                 figures = run_profile(net, phase_run, Constant(rate, seconds), LoadOptions(**opts), progress)
                 result[name] = _phase(figures)
