@@ -50,22 +50,24 @@ def stall_watchdog(net, args):
     return StallWatchdog(net, enabled=not args.no_watchdog, progress=progress).start()
 
 
-def wait_drained(net, timeout: float = 180.0) -> float | None:
-    """Wait until no node holds a pending or queued transaction (txpool_status on each node's
+def wait_drained(net, timeout: float = 180.0) -> dict:
+    """Wait until no node holds an executable (pending) transaction (txpool_status on each node's
     admin IPC): a phase that starts on the backlog of a failed step measures the backlog.
-    Returns the seconds waited, or None if the pools were not empty within `timeout`."""
+    Queued transactions (behind a nonce gap left by a dropped one) never become executable and
+    are only counted. Returns the seconds waited (None: not empty within `timeout`) and the
+    transactions still queued."""
     import gevent
 
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        held = 0
+    while True:
+        pending = queued = 0
         for node in net.nodes:
             status = net.admin_call(node.name, "txpool_status")
-            held += int(status["pending"], 16) + int(status["queued"], 16)
-        if held == 0:
-            return round(time.monotonic() - started, 1)
+            pending, queued = pending + int(status["pending"], 16), queued + int(status["queued"], 16)
+        waited = round(time.monotonic() - started, 1)
+        if pending == 0 or waited >= timeout:
+            return {"seconds": waited if pending == 0 else None, "pending": pending, "queued": queued}
         gevent.sleep(2.0)
-    return None
 
 
 def progress(message: str) -> None:

@@ -83,7 +83,7 @@ def main() -> None:
             for name, rate, seconds in (("sustained_at_max", top, args.sustain_seconds), ("at_80_percent", 0.8 * top, 30)):
                 drained = wait_drained(net)
                 result.setdefault("drained_before_s", {})[name] = drained
-                progress(f"{name}: {rate:g} tx/s for {seconds:g}s (txpools empty after {drained}s)")
+                progress(f"{name}: {rate:g} tx/s for {seconds:g}s (txpools: {drained})")
                 phase_run = RunDir.create(net.state.runs_dir, name.replace("_", "-"))
                 figures = run_profile(net, phase_run, Constant(rate, seconds), LoadOptions(**opts), progress)
                 result[name] = _phase(figures)
