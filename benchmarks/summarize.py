@@ -166,22 +166,26 @@ def consensus_fit(rows: list[dict]) -> dict | None:
 
 
 def node_profile(since: float) -> list[dict]:
-    """The share of node CPU per category (mean over the nodes of a run, median over runs)."""
-    runs = [r for r in _runs("node_profile", since) if r.get("nodes")]
-    if not runs:
-        return []
-    per_run: list[dict[str, float]] = []
-    for run in runs:
-        nodes = [n["categories_percent"] for n in run["nodes"].values() if "categories_percent" in n]
-        if nodes:
-            names = {k for n in nodes for k in n}
-            per_run.append({k: statistics.mean(n.get(k, 0.0) for n in nodes) for k in names})
-    names = sorted({k for r in per_run for k in r}, key=lambda k: -statistics.median(r.get(k, 0.0) for r in per_run))
-    rates = sorted({r["rate"] for r in runs})
-    row = {"figure": f"GoQuorum node CPU by what it is spent on (% of samples) at {rates} tx/s",
-           "client": "goquorum qbft", "command": COMMANDS["node_profile"], "when": _when(runs)}
-    row.update({f"{k} %": _figure([r.get(k, 0.0) for r in per_run]) for k in names})
-    return [row]
+    """The share of node CPU per activity and per kind of work (mean over the nodes of a run,
+    median over runs)."""
+    runs = [r for r in _runs("node_profile", since) if r.get("nodes") and r.get("label") == "baseline"]
+    rows = []
+    for key, what in (("activity_percent", "activity"), ("work_percent", "work")):
+        per_run: list[dict[str, float]] = []
+        for run in runs:
+            nodes = [n[key] for n in run["nodes"].values() if key in n]
+            if nodes:
+                names = {k for n in nodes for k in n}
+                per_run.append({k: statistics.mean(n.get(k, 0.0) for n in nodes) for k in names})
+        if not per_run:
+            continue
+        names = sorted({k for r in per_run for k in r}, key=lambda k: -statistics.median(r.get(k, 0.0) for r in per_run))
+        rates = sorted({r["rate"] for r in runs})
+        row = {"figure": f"GoQuorum node CPU by {what} (% of samples) at {rates} tx/s", "client": "goquorum qbft",
+               "command": COMMANDS["node_profile"], "when": _when(runs)}
+        row.update({f"{k} %": _figure([r.get(k, 0.0) for r in per_run]) for k in names})
+        rows.append(row)
+    return rows
 
 
 def main() -> None:

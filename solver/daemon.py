@@ -217,7 +217,7 @@ class Solver(TransactionPipeline, TaskWork):
             intents, self._intents, self._deferred = self._intents, None, None
         if intents:
             self._flush(intents)
-        if self.metrics is not None:
+        if self.metrics is not None and self.metrics.active:  # no monitor: no per-tick count of the journal
             self.metrics.update(self.journal.counts())
 
     def _advance_all(self, rows: list[TaskRow], looks: dict[int, tuple[str, object]]) -> None:

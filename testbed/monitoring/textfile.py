@@ -33,10 +33,15 @@ class TextfileMetrics:
         self.path = self.directory / f"{name}.prom"
         self.registry = CollectorRegistry()
 
+    @property
+    def active(self) -> bool:
+        """A monitor directory exists: the figures are worth computing."""
+        return self.directory.is_dir()
+
     def write(self) -> bool:
         """Write the current values; False when nothing was written: no monitor directory, or one this
         process may not write (a sandboxed Solver). The metrics are a view, never a reason to stop."""
-        if not self.directory.is_dir():
+        if not self.active:
             return False
         try:
             write_to_textfile(str(self.path), self.registry)

@@ -48,11 +48,12 @@ def test_no_fit_from_a_single_size(summarize, tmp_path):
 
 def test_node_profile_shares_are_means_over_nodes_then_medians_over_runs(summarize, tmp_path):
     def run(evm, rpc):
-        return {"time": time.time(), "rate": 800, "nodes": {
-            "a": {"categories_percent": {"EVM": evm, "JSON-RPC": rpc}},
-            "b": {"categories_percent": {"EVM": evm + 10}},  # no JSON-RPC samples on this node: 0 %
+        return {"time": time.time(), "rate": 800, "label": "baseline", "nodes": {
+            "a": {"work_percent": {"EVM": evm, "JSON-RPC": rpc}, "activity_percent": {"block import": 50}},
+            "b": {"work_percent": {"EVM": evm + 10}, "activity_percent": {"block import": 70}},  # no JSON-RPC: 0 %
             "c": {"error": "no profile"}}}
     (tmp_path / "node_profile.json").write_text(json.dumps({"runs": [run(10, 40), run(20, 60), run(30, 80)]}))
-    [row] = summarize.node_profile(0)
+    activity, row = summarize.node_profile(0)
+    assert activity["block import %"] == {"median": 60.0, "min": 60.0, "max": 60.0, "n": 3}
     assert row["EVM %"]["median"] == 25.0
     assert row["JSON-RPC %"] == {"median": 30.0, "min": 20.0, "max": 40.0, "n": 3}
