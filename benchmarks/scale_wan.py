@@ -13,7 +13,8 @@ the sum of their two delays, lies between the --rtt-ms bounds (50-150 ms by defa
 Then, one after the other:
   idle  --idle-seconds without transactions: mean block interval, and the CPU every node
         process used per block (psutil), which is the consensus cost (QBFT's messages per
-        block grow with the square of the validators);
+        block grow with the square of the validators); the link delayers' CPU beside it
+        (they share this machine: on a real WAN the delay costs nothing);
   load  a constant --rate of transfers for --load-seconds (the harness's Locust load):
         offered and included tx/s, p95 submit->inclusion, mean block interval under load;
 then full agreement over every height. Appends the run to benchmarks/results/scale_wan.json.
@@ -65,18 +66,52 @@ def head(net) -> tuple[int, int]:
     raise RuntimeError("no node answers")
 
 
-def node_cpu_seconds(net) -> float:
+def block_times(net, first: int, last: int) -> list[int]:
+    """Timestamps of blocks first..last (one JSON-RPC batch to the first answering node)."""
+    from testbed.chain.rpc import RpcClient, RpcError
+
+    calls = [("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)]
+    for url in net.endpoints().values():
+        try:
+            with RpcClient(url, timeout=30) as rpc:
+                return [int(b["timestamp"], 16) for b in rpc.batch(calls)]
+        except RpcError:
+            continue
+    raise RuntimeError("no node answers")
+
+
+def interval_figures(stamps: list[int], start: float, end: float) -> dict:
+    """Blocks whose timestamps fall in [start, end): their mean interval over the window's wall time
+    and the longest gap (from the window's start, between blocks, to its end): a stall shows."""
+    inside = sorted(t for t in stamps if start <= t < end)
+    edges = [start, *inside, end]
+    return {"blocks": len(inside), "seconds": round(end - start, 1),
+            "mean_interval_s": round((end - start) / max(len(inside), 1), 3),
+            "longest_gap_s": round(max(b - a for a, b in zip(edges, edges[1:])), 1)}
+
+
+def cpu_seconds(pids: list[int]) -> float:
     import psutil
 
-    from testbed.resources import node_pids
-
     total = 0.0
-    for name, pid in node_pids(net).items():
-        if name == "generator":
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
             continue
-        times = psutil.Process(pid).cpu_times()
         total += times.user + times.system
     return total
+
+
+def node_pids_of(net) -> list[int]:
+    from testbed.resources import node_pids
+
+    return [pid for name, pid in node_pids(net).items() if name != "generator"]
+
+
+def delayer_pids_of(net) -> list[int]:
+    """The link delayers' pids (NFQUEUE delayers; none where tc netem does the delaying)."""
+    return [rule["pid"] for rule in net.backend.record.get("rules", []) if rule.get("kind") == "nfqueue" and rule.get("pid")]
 
 
 def measure_size(orgs: int, args) -> dict:
@@ -99,23 +134,26 @@ def measure_size(orgs: int, args) -> dict:
         result["one_way_delay_ms"] = delays
         progress(f"{orgs} orgs: delays {delays[0]}-{delays[-1]} ms one way; idle {args.idle_seconds:g}s")
         time.sleep(5)  # the first blocks after the delays start
-        n0, t0, cpu0 = *head(net), node_cpu_seconds(net)
+        nodes, delayers = node_pids_of(net), delayer_pids_of(net)
+        n0, t0, cpu0, lag0 = *head(net), cpu_seconds(nodes), cpu_seconds(delayers)
         time.sleep(args.idle_seconds)
-        n1, t1, cpu1 = *head(net), node_cpu_seconds(net)
+        n1, t1, cpu1, lag1 = *head(net), cpu_seconds(nodes), cpu_seconds(delayers)
         blocks = max(n1 - n0, 1)
-        result["idle"] = {"blocks": n1 - n0, "mean_interval_s": round((t1 - t0) / blocks, 3),
+        result["idle"] = {"blocks": n1 - n0, "mean_interval_s": round(args.idle_seconds / blocks, 3),
                           "node_cpu_s_per_block": round((cpu1 - cpu0) / blocks, 4),
-                          "node_cpu_percent_of_machine": round(100 * (cpu1 - cpu0) / args.idle_seconds / args.cpus, 1)}
+                          "node_cpu_percent_of_machine": round(100 * (cpu1 - cpu0) / args.idle_seconds / args.cpus, 1),
+                          "delayers_cpu_percent_of_machine": round(100 * (lag1 - lag0) / args.idle_seconds / args.cpus, 1)}
         progress(f"{orgs} orgs idle: {result['idle']}")
         run = RunDir.create(net.state.runs_dir, "wan")
-        n0, t0 = head(net)
+        n0, _, lag0, started = *head(net), cpu_seconds(delayers), time.monotonic()
         figures = run_profile(net, run, Constant(args.rate, args.load_seconds),
                               LoadOptions(batch_size=50, per_user_rate=50.0), progress)
-        n1, t1 = head(net)
+        n1, _, lag1, seconds = *head(net), cpu_seconds(delayers), time.monotonic() - started
         result["load"] = {"target_tps": args.rate, "offered_tps": figures["offered_tps"],
                           "included_tps_steady": figures.get("included_tps_steady"),
                           "included_ratio": figures["included_ratio"], "p95_s": figures["latency"]["p95_s"],
-                          "blocks": n1 - n0, "mean_interval_s": round((t1 - t0) / max(n1 - n0, 1), 3),
+                          **interval_figures(block_times(net, n0, n1), figures["start"], figures["end"]),
+                          "delayers_cpu_percent_of_machine": round(100 * (lag1 - lag0) / seconds / args.cpus, 1),
                           "cpu_percent": figures["cpu"]["per_process"]}
         progress(f"{orgs} orgs load: " + ", ".join(f"{k} {v}" for k, v in result["load"].items() if k != "cpu_percent"))
         agreement = net.agreement(full=True)

@@ -127,15 +127,16 @@ def generator(since: float) -> list[dict]:
 
 def scale_wan(since: float) -> list[dict]:
     """Per size: the idle and loaded block interval, included tx/s, p95 and consensus CPU per block."""
-    by_size: dict[int, list[dict]] = {}
+    by_size: dict[tuple[int, float], list[dict]] = {}
     for run in _runs("scale_wan", since):
         for size in run.get("sizes", []):
             if "error" not in size and size.get("load"):
-                by_size.setdefault(size["orgs"], []).append(size | {"time": run["time"], "commit": run.get("commit")})
+                key = (size["orgs"], size["load"]["target_tps"])
+                by_size.setdefault(key, []).append(size | {"time": run["time"], "commit": run.get("commit")})
     rows = []
-    for orgs, sizes in sorted(by_size.items()):
+    for (orgs, rate), sizes in sorted(by_size.items()):
         rtt = sorted({tuple(s["one_way_delay_ms"][i] for i in (0, -1)) for s in sizes})
-        rows.append({"figure": f"{orgs} orgs on netns, one-way delays {rtt} ms, 1 s QBFT blocks",
+        rows.append({"figure": f"{orgs} orgs on netns, one-way delays {rtt} ms, 1 s QBFT blocks, {rate:g} tx/s offered",
                      "client": "goquorum qbft", "command": COMMANDS["scale_wan"], "when": _when(sizes),
                      "idle_block_interval_s": _figure([s["idle"]["mean_interval_s"] for s in sizes]),
                      "node_cpu_s_per_block_idle": _figure([s["idle"]["node_cpu_s_per_block"] for s in sizes]),
@@ -149,8 +150,11 @@ def scale_wan(since: float) -> list[dict]:
 def consensus_fit(rows: list[dict]) -> dict | None:
     """Least-squares fit of the idle consensus CPU per block (all nodes together) as a*N + b*N^2
     over the measured sizes, from scale_wan's medians."""
-    points = [(int(r["figure"].split()[0]), r["node_cpu_s_per_block_idle"]["median"]) for r in rows
-              if r.get("node_cpu_s_per_block_idle")]
+    by_orgs: dict[int, list[float]] = {}
+    for r in rows:  # idle figures do not depend on the load rate: pooled per size
+        if r.get("node_cpu_s_per_block_idle"):
+            by_orgs.setdefault(int(r["figure"].split()[0]), []).append(r["node_cpu_s_per_block_idle"]["median"])
+    points = [(n, statistics.median(v)) for n, v in sorted(by_orgs.items())]
     if len(points) < 2:
         return None
     s2 = sum(n**2 for n, _ in points)

@@ -22,7 +22,7 @@ def summarize(tmp_path, monkeypatch):
 
 def size(orgs, cpu_per_block, included, interval, agreed=True):
     return {"orgs": orgs, "one_way_delay_ms": [25, 75], "idle": {"mean_interval_s": 1.0, "node_cpu_s_per_block": cpu_per_block},
-            "load": {"included_tps_steady": included, "mean_interval_s": interval, "p95_s": 1.9},
+            "load": {"target_tps": 250, "included_tps_steady": included, "mean_interval_s": interval, "p95_s": 1.9},
             "agreement": {"agreed": agreed}}
 
 
