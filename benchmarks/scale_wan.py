@@ -135,9 +135,9 @@ def measure_size(orgs: int, args) -> dict:
         progress(f"{orgs} orgs: delays {delays[0]}-{delays[-1]} ms one way; idle {args.idle_seconds:g}s")
         time.sleep(5)  # the first blocks after the delays start
         nodes, delayers = node_pids_of(net), delayer_pids_of(net)
-        n0, t0, cpu0, lag0 = *head(net), cpu_seconds(nodes), cpu_seconds(delayers)
+        n0, _, cpu0, lag0 = *head(net), cpu_seconds(nodes), cpu_seconds(delayers)
         time.sleep(args.idle_seconds)
-        n1, t1, cpu1, lag1 = *head(net), cpu_seconds(nodes), cpu_seconds(delayers)
+        n1, _, cpu1, lag1 = *head(net), cpu_seconds(nodes), cpu_seconds(delayers)
         blocks = max(n1 - n0, 1)
         result["idle"] = {"blocks": n1 - n0, "mean_interval_s": round(args.idle_seconds / blocks, 3),
                           "node_cpu_s_per_block": round((cpu1 - cpu0) / blocks, 4),
