@@ -98,13 +98,23 @@ def transfers(since: float) -> list[dict]:
     return rows
 
 
+def _best_passing_step(run: dict) -> dict:
+    """The step with the most requests + finishes among those that passed: every step before the
+    one that stopped the run (all of them when the run reached its last step). The run's own
+    "best" is taken over every step, the failing one included."""
+    steps = run.get("steps") or []
+    if not str(run.get("stop_reason", "")).startswith("reached the last step"):
+        steps = steps[:-1]
+    return max(steps, key=lambda s: s.get("request_plus_finish_tps") or 0, default={})
+
+
 def cti(since: float) -> list[dict]:
     rows = []
     by_client: dict[tuple, list[dict]] = {}
     for run in _runs("load_cti", since):
         by_client.setdefault(_client_of(run.get("network", {})), []).append(run)
     for (client, engine), runs in sorted(by_client.items()):
-        best = [r.get("best") or {} for r in runs]
+        best = [_best_passing_step(r) for r in runs]
         rows.append({"figure": "CTI: included requests/s at the best passing step", "client": f"{client} {engine}",
                      "command": COMMANDS["load_cti"].format(client=client), "when": _when(runs),
                      "included_request_tps": _figure([b.get("included_request_tps") for b in best]),

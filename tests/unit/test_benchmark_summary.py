@@ -57,3 +57,17 @@ def test_node_profile_shares_are_means_over_nodes_then_medians_over_runs(summari
     assert activity["block import %"] == {"median": 60.0, "min": 60.0, "max": 60.0, "n": 3}
     assert row["EVM %"]["median"] == 25.0
     assert row["JSON-RPC %"] == {"median": 30.0, "min": 20.0, "max": 40.0, "n": 3}
+
+
+def test_cti_figures_come_from_the_best_step_that_passed(summarize, tmp_path):
+    def step(rate, requests, finishes):
+        return {"target_tps": rate, "included_request_tps": requests, "solver_finish_tps": finishes,
+                "request_plus_finish_tps": requests + finishes}
+    stopped = {"time": time.time(), "network": {"client": "goquorum", "engine": "qbft"},
+               "stop_reason": "included/offered 0.870 < 0.95 at 200 tx/s",
+               "steps": [step(100, 93.0, 32.0), step(200, 112.0, 17.0)],
+               "best": step(200, 112.0, 17.0)}  # the script's own pick: the failing step
+    finished = {**stopped, "stop_reason": "reached the last step (200 tx/s)"}
+    (tmp_path / "load_cti.json").write_text(json.dumps({"runs": [stopped, finished]}))
+    [row] = summarize.cti(0)
+    assert row["included_request_tps"] == {"median": 102.5, "min": 93.0, "max": 112.0, "n": 2}
