@@ -151,10 +151,18 @@ def scale_wan(since: float) -> list[dict]:
                      "idle_block_interval_s": _figure([s["idle"]["mean_interval_s"] for s in sizes]),
                      "node_cpu_s_per_block_idle": _figure([s["idle"]["node_cpu_s_per_block"] for s in sizes]),
                      "included_tps_under_load": _figure([s["load"]["included_tps_steady"] for s in sizes]),
-                     "block_interval_under_load_s": _figure([s["load"]["mean_interval_s"] for s in sizes]),
+                     "block_interval_under_load_s": _figure([None if s["load"].get("stalled") else s["load"]["mean_interval_s"]
+                                                             for s in sizes]),
+                     "longest_block_gap_under_load_s": _figure([s["load"].get("longest_gap_s") for s in sizes]),
+                     "chain_stalled": _figure([1.0 if _stalled(s["load"]) else 0.0 for s in sizes]),
                      "p95_s_under_load": _figure([s["load"]["p95_s"] for s in sizes]),
                      "agreed": _figure([1.0 if s.get("agreement", {}).get("agreed") else 0.0 for s in sizes])})
     return rows
+
+
+def _stalled(load: dict) -> bool:
+    """The chain stood still for more than 5 s during the load (or the run says it did)."""
+    return bool(load.get("stalled")) or (load.get("longest_gap_s") or 0) > 5
 
 
 def consensus_fit(rows: list[dict]) -> dict | None:
