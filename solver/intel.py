@@ -43,6 +43,7 @@ class DirectoryStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._validated: dict[str, bytes] = {}  # uuid -> the bytes that last passed validate_event
 
     def path(self, misp_uuid: str) -> Path:
         if not UUID_RE.match(misp_uuid):
@@ -57,7 +58,9 @@ class DirectoryStore:
             raise IntelError(f"no MISP event {misp_uuid} in the intelligence store") from None
         except OSError as exc:
             raise IntelError(f"cannot read MISP event {misp_uuid}: {exc.strerror}") from None
-        validate_event(raw, misp_uuid)
+        if self._validated.get(misp_uuid) != raw:  # pymisp's parse is a tenth of a busy Solver's time
+            validate_event(raw, misp_uuid)
+            self._validated[misp_uuid] = raw
         return raw
 
     def put(self, event: MISPEvent) -> Path:
