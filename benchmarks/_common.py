@@ -70,6 +70,44 @@ def wait_drained(net, timeout: float = 180.0) -> dict:
         gevent.sleep(2.0)
 
 
+def head(net) -> tuple[int, int]:
+    """(number, timestamp) of the first answering node's latest block."""
+    from testbed.chain.rpc import RpcClient, RpcError
+
+    for url in net.endpoints().values():
+        try:
+            with RpcClient(url, timeout=5) as rpc:
+                block = rpc.call("eth_getBlockByNumber", "latest", False)
+            return int(block["number"], 16), int(block["timestamp"], 16)
+        except RpcError:
+            continue
+    raise RuntimeError("no node answers")
+
+
+def block_times(net, first: int, last: int) -> list[int]:
+    """Timestamps of blocks first..last (one JSON-RPC batch to the first answering node)."""
+    from testbed.chain.rpc import RpcClient, RpcError
+
+    calls = [("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)]
+    for url in net.endpoints().values():
+        try:
+            with RpcClient(url, timeout=30) as rpc:
+                return [int(b["timestamp"], 16) for b in rpc.batch(calls)]
+        except RpcError:
+            continue
+    raise RuntimeError("no node answers")
+
+
+def interval_figures(stamps: list[int], start: float, end: float) -> dict:
+    """Blocks whose timestamps fall in [start, end): their mean interval over the window's wall time
+    and the longest gap (from the window's start, between blocks, to its end): a stall shows."""
+    inside = sorted(t for t in stamps if start <= t < end)
+    edges = [start, *inside, end]
+    return {"blocks": len(inside), "seconds": round(end - start, 1),
+            "mean_interval_s": round((end - start) / max(len(inside), 1), 3),
+            "longest_gap_s": round(max(b - a for a, b in zip(edges, edges[1:])), 1)}
+
+
 def progress(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 

@@ -9,7 +9,8 @@
    (p95 at 80 % of max), each once every node's txpool is empty again (the backlog of the
    failed step is not charged to them; the wait is recorded, `drained_before_s`);
 3. records, for every phase, offered vs target (generator tracking), included TPS from
-   blocks, p50/p95/p99, CPU of each geth process and of the generator (psutil).
+   blocks, p50/p95/p99, CPU of each geth process and of the generator (psutil), and the
+   block period under that load (blocks in the phase's window, mean interval, longest gap).
 --geth-flag adds a flag to every geth command line (a lever experiment; a flag already on
 the line is replaced), so flags can be compared without touching testbed/clients.
 --workers N offers the load from a Locust master and N worker processes (distributed load).
@@ -23,8 +24,8 @@ monkey.patch_all()
 
 import json  # noqa: E402
 
-from _common import (append_run, bench_parser, four_orgs_spec, host_and_network, progress, stall_watchdog,  # noqa: E402
-                     tear_down, temporary_home, wait_drained)
+from _common import (append_run, bench_parser, block_times, four_orgs_spec, head, host_and_network,  # noqa: E402
+                     interval_figures, progress, stall_watchdog, tear_down, temporary_home, wait_drained)
 
 
 def _with_geth_flags(extra: list[str]) -> None:
@@ -73,9 +74,11 @@ def main() -> None:
     try:
         opts = dict(batch_size=args.batch, per_user_rate=args.per_user_rate, workers=args.workers)
         run = RunDir.create(net.state.runs_dir, "bench")
+        first_block, windows = head(net)[0], {}
         found = bench(net, run, [float(r) for r in args.rates.split(",")], LoadOptions(**opts),
                       BenchLimits(p95_limit_s=args.p95_limit, step_seconds=args.step_seconds), progress)
         result["steps"] = [_phase(s) for s in found["steps"]]
+        windows.update({("steps", i): (s["start"], s["end"]) for i, s in enumerate(found["steps"])})
         result["stop_reason"] = found["stop_reason"]
         top = found["max_sustainable_target_tps"]
         result["max_sustainable"] = {"target_tps": top, "included_tps": found["max_sustainable_included_tps"]}
@@ -87,7 +90,12 @@ def main() -> None:
                 phase_run = RunDir.create(net.state.runs_dir, name.replace("_", "-"))
                 figures = run_profile(net, phase_run, Constant(rate, seconds), LoadOptions(**opts), progress)
                 result[name] = _phase(figures)
+                windows[(name, None)] = (figures["start"], figures["end"])
                 progress(f"{name}: {json.dumps(result[name]['summary'])}")
+        stamps = block_times(net, first_block, head(net)[0])
+        for (name, index), (start, end) in windows.items():  # the block period under each phase's load
+            phase = result[name][index] if index is not None else result[name]
+            phase["blocks"] = interval_figures(stamps, start, end)
         agreement = net.agreement(full=True)
         result["agreement"] = {"agreed": agreement.agreed, "summary": agreement.summary()}
     finally:

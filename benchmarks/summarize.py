@@ -94,7 +94,12 @@ def transfers(since: float) -> list[dict]:
                                                             .get("included_tps_steady") for r in runs]),
                      "p50_s_at_80pct": _figure([s.get("p50_s") for s in at80]),
                      "p95_s_at_80pct": _figure([s.get("p95_s") for s in at80]),
-                     "p99_s_at_80pct": _figure([s.get("p99_s") for s in at80])})
+                     "p99_s_at_80pct": _figure([s.get("p99_s") for s in at80]),
+                     # runs since 2026-12-01 record the block period under each phase's load
+                     "block_interval_s_during_60s_hold": _figure([r.get("sustained_at_max", {}).get("blocks", {})
+                                                                  .get("mean_interval_s") for r in runs]),
+                     "longest_block_gap_s_during_60s_hold": _figure([r.get("sustained_at_max", {}).get("blocks", {})
+                                                                     .get("longest_gap_s") for r in runs])})
     return rows
 
 
