@@ -9,8 +9,11 @@ difference matters. Compare with the original design in docs/contracts.md.
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -19,6 +22,7 @@ from testbed.cti import Role  # noqa: E402
 from tests.unit.helpers_cti import TIMEOUT, address_for, build_world, content_hash  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "gas.json"
+EXCHANGE = "exchange (buy + request + accept + finish, warm)"
 
 
 def measure() -> dict:
@@ -62,22 +66,38 @@ def measure() -> dict:
     g("vote (passes, admits)", w.client("cyber.con", estimate=True).vote(prop, True))
     prop = g("proposeRemoval", pub.propose_removal(4)).result
     g("vote (no majority yet)", ccon.vote(prop, False))
-    loop = sum(gas[k] for k in ("buy 1 (again)", "request (again)", "accept (again)", "finish (again)",
-                                "rate (again)"))
+    exchange = sum(gas[k] for k in ("buy 1 (again)", "request (again)", "accept (again)", "finish (again)"))
     return {"unit": "gas", "chain": "eth-tester py-evm, solc 0.8.28 optimizer 200 runs, evmVersion london",
-            "compiler": w.deployment.compiler_version, "operations": gas,
-            "one use (buy + request + accept + finish + rate, warm)": loop}
+            "compiler": w.deployment.compiler_version, "source_hash": w.deployment.source_hash,
+            "commit": _commit(), "date": datetime.now(UTC).date().isoformat(), "operations": gas,
+            EXCHANGE: exchange, "one use (buy + request + accept + finish + rate, warm)": exchange + gas["rate (again)"]}
 
 
-def main() -> int:
+def _commit() -> str | None:
+    """The checked-out commit (with '+changes' when the tree differs from it), None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=OUT.parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "contracts/src"], capture_output=True,
+                               text=True, check=True, cwd=OUT.parent.parent.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
+    out = parser.parse_args(argv).out
     result = measure()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     width = max(map(len, result["operations"]))
     for name, used in result["operations"].items():
         print(f"{name:<{width}}  {used:>9,}")
-    print(f"one CTI use, warm: {result['one use (buy + request + accept + finish + rate, warm)']:,} gas")
-    print(f"wrote {OUT}")
+    print(f"one CTI exchange, warm: {result[EXCHANGE]:,} gas (with the rating: "
+          f"{result['one use (buy + request + accept + finish + rate, warm)']:,})")
+    print(f"wrote {out}")
     return 0
 
 

@@ -165,7 +165,7 @@ class Consumer:
             self.cti.dispute(task_id, exc.received_hash, str(exc)[:200])
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO requests(task_id, token_id, step) VALUES (?, ?, ?)",
-                             (task_id, self.cti.task(task_id).token_id, WAITING))
+                             (task_id, self.cti.task(task_id, details=False).token_id, WAITING))
             self._db.execute("UPDATE requests SET step = ?, reason = ? WHERE task_id = ?", (DISPUTED, str(exc), task_id))
         self._record(task_id)
 
@@ -185,10 +185,11 @@ class Consumer:
         waiting = self._db.execute("SELECT task_id, finished_seen_at, attempts FROM requests WHERE step = ?",
                                    (WAITING,)).fetchall()
         for task_id, seen, attempts in waiting:
-            task = self.cti.task(task_id)
+            task = self.cti.task(task_id, details=False)
             if task.state in (TaskState.PENDING, TaskState.ACCEPTED):
                 continue
             if task.state != TaskState.FINISHED:
+                task = self.cti.task(task_id)  # a rejection's reason is in its event
                 with self._lock:
                     self._db.execute("UPDATE requests SET step = ?, reason = ? WHERE task_id = ?",
                                      (CLOSED, task.reason or task.state.name.lower(), task_id))

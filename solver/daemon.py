@@ -89,6 +89,7 @@ class Solver(TransactionPipeline, TaskWork):
         self.metrics = SolverMetrics(config.metrics_dir, config.org_name) if config.metrics_dir else None
         self._block_times: dict[int, int] = {}
         self._misp_uuids: dict[int, str] = {}  # token -> its MISP event (fixed when the CTI is published)
+        self._keys: dict[int, bytes] = {}  # task -> the consumer's key (its Requested event), until delivered
         self._authorized: dict[int, bool] = {}  # token -> this account may solve it (read once per tick)
         self._said_no_batches = False
         self._mined_nonce: int | None = None  # the account's mined nonce, read at most once a tick
@@ -293,7 +294,7 @@ class Solver(TransactionPipeline, TaskWork):
             self._deferred.append(row.task_id)  # read with the others in the tick's second batch
             return False
         try:
-            task = task or self.cti.task(row.task_id)
+            task = task or self.cti.task(row.task_id, details=False)
             self._last_task = task
         except ContractRevert as exc:
             if exc.error == "NoSuchTask":  # not visible at latest yet (or reorged away)
@@ -309,7 +310,7 @@ class Solver(TransactionPipeline, TaskWork):
             if not self._is_solver(task.token_id):  # another account of the org serves it
                 self.journal.update(row.task_id, step=J.LOST, reason="not an authorized solver of this CTI")
                 return True
-            problem = self._problem(task)
+            problem = self._problem(self._with_key(row, task))
             if problem:
                 return self._send(row, "reject", [row.task_id, problem[:200]], J.REJECT_SENT, reason=problem)
             try:
@@ -323,7 +324,7 @@ class Solver(TransactionPipeline, TaskWork):
                 self.journal.update(row.task_id, step=J.LOST)
                 return True
             if row.step != J.ENCRYPTED or not self._ciphertext_ok(row):
-                return self._encrypt(row, task)
+                return self._encrypt(row, self._with_key(row, task))
             if row.uri != self._uri(row.task_id):  # restarted on another endpoint before finishing
                 self.journal.update(row.task_id, uri=self._uri(row.task_id))
                 return True

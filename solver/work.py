@@ -6,6 +6,7 @@ URI, and the record of a closed task (tasks.jsonl, the Solver's metrics). A mixi
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from solver import journal as J
@@ -29,6 +30,14 @@ class TaskWork:
         except IntelError as exc:
             return f"MISP event unavailable: {exc.message}"
         return None
+
+    def _with_key(self, row: TaskRow, task):
+        """`task` with the consumer's key, read once from its Requested event (from the request's block)."""
+        if task.encryption_key:
+            return task
+        if row.task_id not in self._keys:
+            self._keys[row.task_id] = self.cti.task_details(task, row.requested_block or 0).encryption_key
+        return replace(task, encryption_key=self._keys[row.task_id])
 
     def _is_solver(self, token_id: int) -> bool:
         if token_id not in self._authorized:
@@ -76,6 +85,7 @@ class TaskWork:
         return self._block_times[number]
 
     def _record(self, row: TaskRow) -> None:
+        self._keys.pop(row.task_id, None)
         if row.recorded:
             return
         records.append(Path(self.cfg.records_dir or self.cfg.workdir), {

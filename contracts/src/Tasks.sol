@@ -15,18 +15,17 @@ import {CtiMarket} from "./CtiMarket.sol";
 contract Tasks {
     enum State { None, Pending, Accepted, Finished, Cancelled, Expired, Rejected }
 
+    /// Two storage slots: the first written once by `request`, the second by `request` and
+    /// updated in place by every later step. What is only read off-chain (the consumer's key,
+    /// the result hash and URI, a rejection's reason) is in the events below, not in storage.
     struct Task {
-        uint256 tokenId;
         address consumer;
+        uint64 tokenId;
         uint32 consumerOrg;
-        uint32 publisherOrg;
+        uint32 publisherOrg; // slot 2 from here
         State state;
-        uint64 deadline; // set on accept
+        uint40 deadline; // set on accept
         address solver; // set on accept
-        bytes32 resultHash;
-        string resultUri;
-        string reason; // why it was rejected
-        bytes encryptionKey;
     }
 
     uint256 public constant MAX_KEY_BYTES = 1024;
@@ -40,6 +39,11 @@ contract Tasks {
     mapping(uint256 => Task) private _tasks;
 
     event TaskChanged(uint256 indexed taskId, uint256 indexed tokenId, uint32 indexed publisherOrg, State state);
+    /// The public key the delivery must be encrypted to (read by the publisher org's Solver).
+    event Requested(uint256 indexed taskId, bytes encryptionKey);
+    /// What the solver delivered: the keccak256 of the ciphertext and where to fetch it.
+    event Finished(uint256 indexed taskId, bytes32 resultHash, string resultUri);
+    event Rejected(uint256 indexed taskId, string reason);
 
     error NoSuchTask(uint256 taskId);
     error BadState(uint256 taskId, State state);
@@ -52,11 +56,13 @@ contract Tasks {
     error DeadlineNotPassed(uint256 taskId, uint64 deadline);
     error EmptyResult(uint256 taskId);
     error ConsumerNotMember(uint256 taskId, uint32 consumerOrg);
+    error BadTimeout(uint64 timeout);
 
     constructor(Membership membership_, CtiMarket market_, Activity activity_, uint64 timeout_) {
         membership = membership_;
         market = market_;
         activity = activity_;
+        if (timeout_ == 0 || timeout_ > type(uint32).max) revert BadTimeout(timeout_); // deadlines fit uint40
         timeout = timeout_;
     }
 
@@ -84,15 +90,11 @@ contract Tasks {
         }
         if (market.balanceOf(msg.sender, tokenId) == 0) revert NoToken(msg.sender, tokenId);
         taskId = ++taskCount;
-        Task storage t = _tasks[taskId];
-        t.tokenId = tokenId;
-        t.consumer = msg.sender;
-        t.consumerOrg = org;
-        t.publisherOrg = publisherOrg;
-        t.state = State.Pending;
-        t.encryptionKey = encryptionKey;
+        // tokenId fits: the market has at most listingCount (far below 2^64) listings.
+        _tasks[taskId] = Task(msg.sender, uint64(tokenId), org, publisherOrg, State.Pending, 0, address(0));
         market.escrow(msg.sender, tokenId);
         emit TaskChanged(taskId, tokenId, publisherOrg, State.Pending);
+        emit Requested(taskId, encryptionKey);
         activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
     }
 
@@ -122,7 +124,7 @@ contract Tasks {
         if (!membership.isActive(t.consumerOrg)) revert ConsumerNotMember(taskId, t.consumerOrg);
         t.state = State.Accepted;
         t.solver = msg.sender;
-        t.deadline = uint64(block.timestamp) + timeout;
+        t.deadline = uint40(block.timestamp + timeout);
         emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Accepted);
         activity.record(Activity.Kind.Accepted, t.publisherOrg, t.tokenId, taskId, msg.sender, 1);
     }
@@ -135,10 +137,9 @@ contract Tasks {
         if (resultHash == bytes32(0)) revert EmptyResult(taskId);
         if (!membership.isActive(t.consumerOrg)) revert ConsumerNotMember(taskId, t.consumerOrg);
         t.state = State.Finished;
-        t.resultHash = resultHash;
-        t.resultUri = resultUri;
         market.consume(t.tokenId);
         emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Finished);
+        emit Finished(taskId, resultHash, resultUri);
         activity.record2(
             Activity.Kind.Solved, t.publisherOrg, 1, Activity.Kind.Consumed, t.consumerOrg, 1, t.tokenId, taskId, msg.sender
         );
@@ -153,7 +154,7 @@ contract Tasks {
         } else if (t.state != State.Pending) {
             revert BadState(taskId, t.state);
         }
-        t.reason = reason;
+        emit Rejected(taskId, reason);
         _close(taskId, t, State.Rejected, Activity.Kind.Rejected, t.publisherOrg);
     }
 

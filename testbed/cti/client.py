@@ -21,12 +21,13 @@ id. A mismatch that does not settle within the timeout is an IdMismatch naming b
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import event_abi_to_log_topic, to_checksum_address
 from eth_utils.abi import get_abi_output_types
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -197,7 +198,7 @@ class CtiClient:
     def request(self, token_id: int, encryption_key: bytes) -> Sent:
         """Spend one token to request the data; `result` is the task id."""
         def check(task_id: int) -> str | None:
-            task = self.task(task_id)
+            task = self.task(task_id, details=False)
             if task.consumer.lower() == self.address.lower() and task.token_id == token_id:
                 return None
             return (f"task {task_id} on the chain has consumer {task.consumer} and token {task.token_id}; "
@@ -278,8 +279,30 @@ class CtiClient:
     def proceeds(self, org: int | None = None) -> int:
         return self._call("CtiMarket", "proceeds", self.org_of()[0] if org is None else org)
 
-    def task(self, task_id: int) -> Task:
-        return _task(task_id, self._call("Tasks", "task", task_id))
+    def task(self, task_id: int, *, details: bool = True, from_block: int = 0) -> Task:
+        """A task as stored; with `details` also what only its events carry (the consumer's key,
+        the result hash and URI, a rejection's reason), read with one eth_getLogs from `from_block`
+        (the request's block when known)."""
+        task = _task(task_id, self._call("Tasks", "task", task_id))
+        return self.task_details(task, from_block) if details else task
+
+    def task_details(self, task: Task, from_block: int = 0) -> Task:
+        """`task` with the fields its Requested, Finished and Rejected events carry."""
+        tasks = self.c["Tasks"]
+        events = {event_abi_to_log_topic(e.abi): e for e in (tasks.events.Requested, tasks.events.Finished,
+                                                               tasks.events.Rejected)}
+        logs = self.w3.eth.get_logs({"address": tasks.address, "fromBlock": from_block, "toBlock": "latest",
+                                     "topics": [["0x" + t.hex() for t in events], "0x" + task.task_id.to_bytes(32, "big").hex()]})
+        fields: dict[str, Any] = {}
+        for entry in logs:
+            args = events[bytes(entry["topics"][0])]().process_log(entry)["args"]
+            if "encryptionKey" in args:
+                fields["encryption_key"] = bytes(args["encryptionKey"])
+            elif "resultHash" in args:
+                fields.update(result_hash=bytes(args["resultHash"]), result_uri=args["resultUri"])
+            else:
+                fields["reason"] = args["reason"]
+        return replace(task, **fields)
 
     def task_call(self, task_id: int) -> dict[str, str]:
         """The eth_call parameters that read task(task_id): for a JSON-RPC batch of many (`decode_task`)."""
@@ -287,12 +310,11 @@ class CtiClient:
                 "data": self.c["Tasks"].encode_abi("task", args=[task_id])}
 
     def decode_task(self, task_id: int, data: bytes) -> Task:
-        """The Task from the return data of `task_call(task_id)`."""
+        """The Task (as stored: no details) from the return data of `task_call(task_id)`."""
         fn = self.c["Tasks"].get_function_by_name("task")
         (t,) = abi_decode(get_abi_output_types(fn.abi), data)
-        token, consumer, c_org, p_org, state, deadline, solver, *rest = t
-        return _task(task_id, (token, to_checksum_address(consumer), c_org, p_org, state, deadline,
-                               to_checksum_address(solver), *rest))
+        consumer, *middle, solver = t
+        return _task(task_id, (to_checksum_address(consumer), *middle, to_checksum_address(solver)))
 
     def task_count(self) -> int:
         return self._call("Tasks", "taskCount")
@@ -315,7 +337,6 @@ def _hex(value) -> str:
 
 
 def _task(task_id: int, t: Sequence[Any]) -> Task:
-    token, consumer, c_org, p_org, state, deadline, solver, rhash, uri, reason, key = t
+    consumer, token, c_org, p_org, state, deadline, solver = t
     return Task(task_id, token, consumer, c_org, p_org, TaskState(state), deadline,
-                None if solver == ZERO else solver, None if not any(rhash) else bytes(rhash), uri, reason,
-                bytes(key))
+                None if solver == ZERO else solver, None, "", "", b"")

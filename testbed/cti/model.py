@@ -65,6 +65,9 @@ class Listing:
 
 @dataclass(frozen=True)
 class Task:
+    """A task; the last four fields come from its events (`CtiClient.task(details=True)`), and
+    are empty (None, "", "", b"") when only its storage was read."""
+
     task_id: int
     token_id: int
     consumer: str

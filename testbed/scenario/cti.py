@@ -102,7 +102,7 @@ class CtiActions:
 
     def task_state(self, alias: str, org: str | None = None) -> str:
         info = self.tasks[alias]
-        return self.client(org or info["org"]).task(info["id"]).state.name
+        return self.client(org or info["org"]).task(info["id"], details=False).state.name
 
     def await_delivery(self, step) -> None:
         deadline = time.monotonic() + step.timeout

@@ -41,7 +41,7 @@ def test_a_task_id_whose_chain_record_differs_is_an_error_with_both_values(world
     bravo.signer.timeout = 1.0
     real = bravo.task
     other = address_for("cyber.con")
-    bravo.task = lambda task_id: dataclasses.replace(real(task_id), consumer=other)  # what another branch had
+    bravo.task = lambda task_id, **kw: dataclasses.replace(real(task_id, **kw), consumer=other)  # what another branch had
     with pytest.raises(IdMismatch) as info:
         bravo.request(token, KEY)
     message = str(info.value)

@@ -163,7 +163,8 @@ def test_cancel_reject_and_expire_return_the_token(four):
     # the batch path of the Solver (one eth_call per task in a JSON-RPC batch) decodes the same Task
     for task_id in (t1, t2, t3, t4):
         raw = bytes(chain.w3.eth.call(a.task_call(task_id)))
-        assert a.decode_task(task_id, raw) == a.task(task_id)
+        assert a.decode_task(task_id, raw) == a.task(task_id, details=False)
+        assert a.task_details(a.decode_task(task_id, raw)) == a.task(task_id)
 
 
 def test_underpayment_has_a_reason_and_change_is_refunded(four):

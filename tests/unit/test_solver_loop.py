@@ -77,7 +77,7 @@ def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     task_id = rig.consumer.request(token)
     single_reads = []
     read_task = rig.solver.cti.task
-    rig.solver.cti.task = lambda t: single_reads.append(t) or read_task(t)
+    rig.solver.cti.task = lambda t, **kw: single_reads.append(t) or read_task(t, **kw)
     rig.settle()
     if rig.batches:  # every read of the task's state went into a tick's batch, none one by one
         assert single_reads == []
