@@ -44,6 +44,14 @@ def _result(source: str, method: str, reply: Any) -> Any:
     return RpcError(f"{source}: {method}: {error.get('message', error)}", code=error.get("code"), data=error.get("data"))
 
 
+def _batched(calls: list[tuple[str, list[Any]]], exchange, allow_errors: bool) -> list[Any]:
+    """`exchange(chunk)` -> one result (or RpcError) per call, for every BATCH_SIZE chunk of `calls`."""
+    results: list[Any] = []
+    for start in range(0, len(calls), BATCH_SIZE):
+        results += exchange(calls[start:start + BATCH_SIZE])
+    return _settle(results, allow_errors)
+
+
 def _settle(results: list[Any], allow_errors: bool) -> list[Any]:
     if not allow_errors:
         failed = next((r for r in results if isinstance(r, RpcError)), None)
@@ -60,14 +68,13 @@ class ProviderBatch:
         self.w3 = w3
 
     def batch(self, calls: list[tuple[str, list[Any]]], *, allow_errors: bool = False) -> list[Any]:
-        results: list[Any] = []
-        for start in range(0, len(calls), BATCH_SIZE):
-            chunk = calls[start:start + BATCH_SIZE]
-            replies = self.w3.provider.make_batch_request(chunk)
-            if not isinstance(replies, list) or len(replies) != len(chunk):
-                raise RpcError(f"web3 provider: unusable JSON-RPC batch answer ({type(replies).__name__})")
-            results += [_result("web3 provider", method, reply) for (method, _), reply in zip(chunk, replies)]
-        return _settle(results, allow_errors)
+        return _batched(calls, self._exchange, allow_errors)
+
+    def _exchange(self, chunk: list[tuple[str, list[Any]]]) -> list[Any]:
+        replies = self.w3.provider.make_batch_request(chunk)
+        if not isinstance(replies, list) or len(replies) != len(chunk):
+            raise RpcError(f"web3 provider: unusable JSON-RPC batch answer ({type(replies).__name__})")
+        return [_result("web3 provider", method, reply) for (method, _), reply in zip(chunk, replies)]
 
 
 IPC_SCHEME = "ipc://"
@@ -147,15 +154,13 @@ class RpcClient:
 
         With allow_errors, a failing call yields an RpcError instance in its slot instead of raising.
         """
-        results: list[Any] = []
-        for start in range(0, len(calls), BATCH_SIZE):
-            chunk = calls[start:start + BATCH_SIZE]
-            ids = [next(self._ids) for _ in chunk]
-            replies = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
-                                  for i, (m, p) in zip(ids, chunk)])
-            if not isinstance(replies, list):
-                raise RpcError(f"{self.url}: batch answer is not a list")
-            by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
-            missing = {"error": {"message": "missing from batch answer"}}
-            results += [_result(self.url, m, by_id.get(i, missing)) for i, (m, _) in zip(ids, chunk)]
-        return _settle(results, allow_errors)
+        return _batched(calls, self._exchange, allow_errors)
+
+    def _exchange(self, chunk: list[tuple[str, list[Any]]]) -> list[Any]:
+        ids = [next(self._ids) for _ in chunk]
+        replies = self._post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in zip(ids, chunk)])
+        if not isinstance(replies, list):
+            raise RpcError(f"{self.url}: batch answer is not a list")
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        missing = {"error": {"message": "missing from batch answer"}}
+        return [_result(self.url, m, by_id.get(i, missing)) for i, (m, _) in zip(ids, chunk)]
