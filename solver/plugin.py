@@ -40,5 +40,8 @@ class SolverPackage:
     def delivery_public_key(self, private_key: bytes | str) -> bytes:
         return delivery_public_key(private_key)
 
+    def pids(self, net) -> dict[str, int]:
+        return {proc.name: proc.pid for org in manage.solver_orgs(net) if (proc := manage.running(net, org))}
+
 
 PLUGIN = SolverPackage()

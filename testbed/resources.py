@@ -17,16 +17,22 @@ from typing import Callable
 
 import psutil
 
+from testbed.solver_plugin import solver_plugin
+
 MB = 2**20
 
 
 def node_pids(net) -> dict[str, int]:
-    """The pids of a network's running nodes by node name, and this process as "generator"."""
+    """The pids of a network's running nodes by node name, its running Solvers (`solver-<org>`,
+    when the Solver plugin is installed), and this process as "generator"."""
     pids = {"generator": psutil.Process().pid}
     for node in net.nodes:
         proc = net.state.read_pid(node.name)
         if proc:
             pids[node.name] = proc.pid
+    plugin = solver_plugin()
+    if plugin is not None:
+        pids.update(plugin.pids(net))
     return pids
 
 

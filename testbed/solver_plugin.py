@@ -59,6 +59,10 @@ class SolverPlugin(Protocol):
         """The public key a request carries, to which the Solver encrypts the delivery."""
         ...
 
+    def pids(self, net) -> dict[str, int]:
+        """The running Solvers' pids by process name (`solver-<org>`), for resource sampling."""
+        ...
+
 
 @cache
 def solver_plugin() -> SolverPlugin | None:

@@ -302,7 +302,9 @@ def bench(net, run, rates: list[float], opts: LoadOptions, limits: BenchLimits,
             progress(f"step {rate:g} tx/s: offered {figures['offered_tps']:.0f}, included {figures['included_tps_steady']:.0f} "
                      f"(ratio {figures['included_ratio']:.3f}), p50/p95 {lat['p50_s'] or 0:.2f}/{lat['p95_s'] or 0:.2f}s, "
                      f"send rpc avg {figures['submit_rpc_ms'].get('avg', 0)}ms, signed late {figures['signed_while_sending']}, "
-                     f"generator CPU {figures['cpu']['generator_percent']:.0f}%, nodes CPU {figures['cpu']['nodes_percent']:.0f}%")
+                     f"generator CPU {figures['cpu']['generator_percent']:.0f}%, "
+                     + (f"Solvers CPU {figures['cpu']['solvers_percent']:.0f}%, " if figures['cpu'].get('solvers_percent') else "")
+                     + f"nodes CPU {figures['cpu']['nodes_percent']:.0f}%")
             if figures["included_ratio"] < limits.min_ratio:
                 stop_reason = f"included/offered {figures['included_ratio']:.3f} < {limits.min_ratio} at {rate:g} tx/s"
                 break

@@ -52,17 +52,18 @@ def _resource_window(data: RunData, submits: list, start: float, end: float) -> 
 
 
 def cpu_figures(resources: list[dict], start: float, end: float) -> dict:
-    """Mean CPU % (100 = one core) of the generator (with its Locust workers, `generator-w<n>`, if any)
-    and of all node processes together, and peak RSS."""
+    """Mean CPU % (100 = one core) of the generator (with its Locust workers, `generator-w<n>`, if any),
+    of the Solvers (`solver-<org>`) and of all node processes together, and peak RSS."""
     by_proc: dict[str, list[dict]] = defaultdict(list)
     for sample in resources:
         if start <= sample["time"] <= end + 1:
             by_proc[sample["process"]].append(sample)
     per_process = {name: {**_cpu_memory(rows), **_io_during(rows)} for name, rows in by_proc.items()}
     generator = [v["cpu_percent"] for k, v in per_process.items() if k.startswith("generator")]
-    nodes = [v["cpu_percent"] for k, v in per_process.items() if not k.startswith(("generator", "machine"))]
+    solvers = [v["cpu_percent"] for k, v in per_process.items() if k.startswith("solver-")]
+    nodes = [v["cpu_percent"] for k, v in per_process.items() if not k.startswith(("generator", "machine", "solver-"))]
     sources = sorted({s.get("source", "psutil") for rows in by_proc.values() for s in rows})
-    return {"generator_percent": round(sum(generator), 1),
+    return {"generator_percent": round(sum(generator), 1), "solvers_percent": round(sum(solvers), 1),
             "nodes_percent": round(sum(nodes), 1), "per_process": per_process, "sources": sources}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from solver.manage import solver_orgs
 from testbed.pytest_plugin import consortium_network
 from testbed.report.data import RunData
 
@@ -48,7 +49,7 @@ def cti_run(cti_net):
     return run_dir, answer["result"], json.loads((run_dir / "cti.json").read_text())
 
 
-def test_every_cti_transaction_is_accounted_for(cti_run):
+def test_every_cti_transaction_is_accounted_for(cti_net, cti_run):
     run_dir, result, cti = cti_run
     txs = RunData.load(run_dir).txs
     kinds = Counter(t["kind"] for t in txs)
@@ -59,6 +60,10 @@ def test_every_cti_transaction_is_accounted_for(cti_run):
     # correctness, not speed: nothing a node accepted was lost (the rates are benchmarks/load_cti.py's)
     assert statuses["included"] > 0 and not statuses["dropped"], statuses
     assert result["agreement"]["agreed"], result["agreement"]
+    # the org Solvers are sampled beside the nodes and the generator, and counted apart from the nodes
+    sampled = {r["process"] for r in RunData.load(run_dir).resources}
+    assert {f"solver-{org}" for org in solver_orgs(cti_net)} <= sampled, sampled
+    assert len(solver_orgs(cti_net)) == 4
 
 
 def test_activity_counters_equal_included_buys_and_requests(cti_net, cti_run):

@@ -45,9 +45,12 @@ def test_report_figures_name_the_memory_and_leave_the_machine_out_of_the_nodes()
     rows = [{"time": t, "process": p, "pid": None, "source": "prometheus", "cpu_percent": c, **mem}
             for t in (1.0, 2.0) for p, c, mem in (("a-v1", 20.0, {"heap_mb": 40.0 + t, "read_mb": t * 10}),
                                                   ("machine x", 150.0, {"used_mb": 900.0}))]
-    rows += [{"time": 1.5, "process": "generator", "pid": 7, "cpu_percent": 5.0, "rss_mb": 60.0}]
+    rows += [{"time": 1.5, "process": "generator", "pid": 7, "cpu_percent": 5.0, "rss_mb": 60.0},
+             {"time": 1.5, "process": "solver-acme", "pid": 8, "cpu_percent": 12.0, "rss_mb": 80.0},
+             {"time": 1.5, "process": "solver-bravo", "pid": 9, "cpu_percent": 3.0, "rss_mb": 70.0}]
     figures = cpu_figures(rows, 0.0, 3.0)
     assert figures["nodes_percent"] == 20.0 and figures["generator_percent"] == 5.0
+    assert figures["solvers_percent"] == 15.0  # the Solvers apart from the nodes
     assert figures["sources"] == ["prometheus", "psutil"]
     per = figures["per_process"]
     assert per["a-v1"]["heap_mb_max"] == 42.0 and "rss_mb_max" not in per["a-v1"] and per["a-v1"]["read_mb"] == 10.0
