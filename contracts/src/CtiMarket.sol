@@ -10,7 +10,7 @@ import {Activity} from "./Activity.sol";
 /// A publisher org lists a CTI (MISP event UUID, title, content hash, price, supply and the
 /// solvers it authorizes); the minted tokens stay in this contract's inventory until sold.
 /// Buyers pay the price (change refunded); proceeds accrue to the publisher org and are
-/// pulled by one of its publishers. The Tasks contract moves tokens in and out of escrow.
+/// pulled by one of its publishers. The Tasks contract burns a token into escrow and mints it back.
 contract CtiMarket is ERC1155, ReentrancyGuard {
     struct Listing {
         uint32 org;
@@ -30,7 +30,7 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
     uint256 public listingCount; // token ids are 1..listingCount
     mapping(uint256 => Listing) private _listings;
     mapping(uint256 => mapping(address => bool)) private _solvers;
-    mapping(uint256 => uint256) public totalSupply; // minted minus burned
+    mapping(uint256 => uint256) public totalSupply; // in balances: minted, minus used up, withdrawn or in escrow
     mapping(uint32 => uint256) public proceeds; // wei owed to each publisher org
 
     event Listed(uint256 indexed tokenId, uint32 indexed org, string mispUuid, bytes32 contentHash, uint128 price);
@@ -49,6 +49,7 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
     error NothingToWithdraw(uint32 org);
     error PaymentFailed(address to, uint256 amount);
     error OnlyTasks(address caller);
+    error NoToken(address account, uint256 tokenId);
 
     constructor(Membership membership_, Activity activity_, address tasks_) ERC1155("") {
         membership = membership_;
@@ -172,20 +173,21 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
 
     // ---- escrow, for the Tasks contract only -------------------------------------------
 
-    function escrow(address from, uint256 tokenId) external {
+    /// Burn one of `from`'s tokens while its task is open (an escrowed token is in no balance and
+    /// not in totalSupply); the listing's publisher org, for the task.
+    function escrow(address from, uint256 tokenId) external returns (uint32 publisherOrg) {
         _onlyTasks();
-        _update(from, tasks, _one(tokenId), _one(1));
+        publisherOrg = _exists(tokenId).org;
+        if (balanceOf(from, tokenId) == 0) revert NoToken(from, tokenId);
+        _update(from, address(0), _one(tokenId), _one(1));
+        totalSupply[tokenId] -= 1;
     }
 
+    /// Mint the escrowed token back to the consumer of a task closed unused.
     function release(address to, uint256 tokenId) external {
         _onlyTasks();
-        _update(tasks, to, _one(tokenId), _one(1));
-    }
-
-    function consume(uint256 tokenId) external {
-        _onlyTasks();
-        _update(tasks, address(0), _one(tokenId), _one(1));
-        totalSupply[tokenId] -= 1;
+        _update(address(0), to, _one(tokenId), _one(1));
+        totalSupply[tokenId] += 1;
     }
 
     // ---- internals ---------------------------------------------------------------------

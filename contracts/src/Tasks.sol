@@ -5,10 +5,10 @@ import {Membership, Roles, WrongOrg} from "./Membership.sol";
 import {Activity} from "./Activity.sol";
 import {CtiMarket} from "./CtiMarket.sol";
 
-/// Use of a CTI token: a consumer puts one token in escrow to request the data, with the
+/// Use of a CTI token: a consumer puts one token in escrow (burned until the task closes) to request the data, with the
 /// public key the delivery must be encrypted to. An authorized solver of the publisher
 /// org accepts it and finishes it (result hash + URI) before the deadline; finishing
-/// consumes (burns) the token. The consumer gets the token back when it cancels a pending
+/// uses the token up for good. The consumer gets the token back when it cancels a pending
 /// task, when an accepted task expires, or when the solver rejects the task. Once the
 /// consumer's organization is no longer a member, its open tasks cannot be accepted or
 /// finished, and anyone may cancel them: the escrowed token goes back to the consumer.
@@ -47,7 +47,6 @@ contract Tasks {
 
     error NoSuchTask(uint256 taskId);
     error BadState(uint256 taskId, State state);
-    error NoToken(address account, uint256 tokenId);
     error BadKey(string why);
     error NotAuthorizedSolver(address account, uint256 tokenId);
     error NotTaskSolver(address account, uint256 taskId);
@@ -84,15 +83,14 @@ contract Tasks {
 
     function request(uint256 tokenId, bytes calldata encryptionKey) external returns (uint256 taskId) {
         uint32 org = membership.requireRole(msg.sender, Roles.CONSUMER);
-        uint32 publisherOrg = market.listingOrg(tokenId);
         if (encryptionKey.length == 0 || encryptionKey.length > MAX_KEY_BYTES) {
             revert BadKey("encryption public key must be 1..1024 bytes");
         }
-        if (market.balanceOf(msg.sender, tokenId) == 0) revert NoToken(msg.sender, tokenId);
+        // one token of the consumer's burned into escrow (NoSuchListing, NoToken); minted back if the task closes unused
+        uint32 publisherOrg = market.escrow(msg.sender, tokenId);
         taskId = ++taskCount;
         // tokenId fits: the market has at most listingCount (far below 2^64) listings.
         _tasks[taskId] = Task(msg.sender, uint64(tokenId), org, publisherOrg, State.Pending, 0, address(0));
-        market.escrow(msg.sender, tokenId);
         emit TaskChanged(taskId, tokenId, publisherOrg, State.Pending);
         emit Requested(taskId, encryptionKey);
         activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
@@ -137,7 +135,6 @@ contract Tasks {
         if (resultHash == bytes32(0)) revert EmptyResult(taskId);
         if (!membership.isActive(t.consumerOrg)) revert ConsumerNotMember(taskId, t.consumerOrg);
         t.state = State.Finished;
-        market.consume(t.tokenId);
         emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Finished);
         emit Finished(taskId, resultHash, resultUri);
         activity.record2(

@@ -139,8 +139,6 @@ CASES = [
          contract_only("OnlyTasks"), lambda c, x: False),
     Case("CtiMarket.release", pending, lambda c, x: c._send("CtiMarket", "release", address_for("acme.pub"), 1),
          contract_only("OnlyTasks"), lambda c, x: False),
-    Case("CtiMarket.consume", pending, lambda c, x: c._send("CtiMarket", "consume", 1),
-         contract_only("OnlyTasks"), lambda c, x: False),
     Case("Activity.record", nothing,
          lambda c, x: c._send("Activity", "record", 0, 1, 1, 0, c.address, 1),
          contract_only("NotRecorder"), lambda c, x: False),
