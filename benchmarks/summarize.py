@@ -26,13 +26,16 @@ COMMANDS = {
 }
 
 
+LABEL: str | None = None  # only runs with this label (--label)
+
+
 def _runs(name: str, since: float) -> list[dict]:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
         return []
     runs = json.loads(path.read_text()).get("runs", [])
     return [r for r in runs if not r.get("reconstructed_from_log") and isinstance(r.get("time"), (int, float))
-            and r["time"] >= since]
+            and r["time"] >= since and (LABEL is None or r.get("label") == LABEL)]
 
 
 def _client_of(network: dict) -> tuple[str, str]:
@@ -123,7 +126,11 @@ def cti(since: float) -> list[dict]:
         rows.append({"figure": "CTI: included requests/s at the best passing step", "client": f"{client} {engine}",
                      "command": COMMANDS["load_cti"].format(client=client), "when": _when(runs),
                      "included_request_tps": _figure([b.get("included_request_tps") for b in best]),
-                     "solver_finish_tps": _figure([b.get("solver_finish_tps") for b in best])})
+                     "solver_finish_tps": _figure([b.get("solver_finish_tps") for b in best]),
+                     "p95_s": _figure([(b.get("latency_s") or {}).get("p95_s") for b in best]),
+                     # recorded since ad4b7e8 (the Solvers sampled apart from the nodes)
+                     "solvers_cpu_percent": _figure([(b.get("cpu") or {}).get("solvers_percent") for b in best]),
+                     "nodes_cpu_percent": _figure([(b.get("cpu") or {}).get("nodes_percent") for b in best])})
     return rows
 
 
@@ -218,8 +225,11 @@ def node_profile(since: float) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--since", default="2026-11-01", help="only runs from this UTC day on")
+    parser.add_argument("--label", help="only runs with this label (e.g. the runs after a change)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    global LABEL
+    LABEL = args.label
     since = time.mktime(time.strptime(args.since, "%Y-%m-%d")) - time.timezone
     scale = scale_wan(since)
     rows = startup(since) + transfers(since) + cti(since) + generator(since) + scale + node_profile(since)

@@ -71,3 +71,17 @@ def test_cti_figures_come_from_the_best_step_that_passed(summarize, tmp_path):
     (tmp_path / "load_cti.json").write_text(json.dumps({"runs": [stopped, finished]}))
     [row] = summarize.cti(0)
     assert row["included_request_tps"] == {"median": 102.5, "min": 93.0, "max": 112.0, "n": 2}
+
+
+def test_cti_rows_take_only_the_labelled_runs_with_their_solver_cpu(summarize, tmp_path, monkeypatch):
+    def run(label, requests, solvers):
+        step = {"target_tps": 150, "included_request_tps": requests, "solver_finish_tps": 60.0,
+                "request_plus_finish_tps": requests + 60.0, "latency_s": {"p95_s": 2.4},
+                "cpu": {"solvers_percent": solvers, "nodes_percent": 130.0}}
+        return {"time": time.time(), "label": label, "network": {"client": "goquorum", "engine": "qbft"},
+                "stop_reason": "reached the last step (150 tx/s)", "steps": [step]}
+    (tmp_path / "load_cti.json").write_text(json.dumps({"runs": [run("before", 90.0, None), run("after", 137.0, 55.0)]}))
+    monkeypatch.setattr(summarize, "LABEL", "after")
+    [row] = summarize.cti(0)
+    assert row["included_request_tps"]["median"] == 137.0 and row["included_request_tps"]["n"] == 1
+    assert row["solvers_cpu_percent"]["median"] == 55.0 and row["p95_s"]["median"] == 2.4
