@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,14 +108,44 @@ class Journal:
 
     def _tx(self, statements: list[tuple[str, tuple]]) -> None:
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        held = getattr(self._local, "held", False)
+        db.execute("SAVEPOINT step" if held else "BEGIN IMMEDIATE")
         try:
             for sql, args in statements:
                 db.execute(sql, args)
-            db.execute("COMMIT")
+            db.execute("RELEASE step" if held else "COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("ROLLBACK TO step" if held else "ROLLBACK")
+            if held:
+                db.execute("RELEASE step")
             raise
+
+    @contextmanager
+    def held(self):
+        """This thread's writes inside, in one sqlite transaction (one fsync at the end instead of
+        one per write). A crash loses a suffix of them: the journal is then what an earlier crash
+        would have left, which the Solver recovers from. Journaling a transaction (`record_tx`,
+        `record_txs`) commits what is held before it returns: a transaction is durably journaled
+        before it is sent, held or not."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        self._local.held = True
+        try:
+            yield self
+        finally:
+            self._local.held = False
+            try:
+                db.execute("COMMIT")  # what was done is a valid prefix, also when the block raised
+            except sqlite3.Error:
+                db.execute("ROLLBACK")
+                raise
+
+    def _durable(self) -> None:
+        """Commit what is held so far and hold on (no-op when nothing is held)."""
+        if getattr(self._local, "held", False):
+            db = self._db()
+            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -180,11 +211,13 @@ class Journal:
     def record_tx(self, task_id: int, kind: str, tx_hash: str, raw: bytes, nonce: int, step: str, **fields) -> None:
         """Journal a signed transaction before it is sent: the task moves to `step` with the tx pending."""
         self._tx(_record_statements(task_id, kind, tx_hash, raw, nonce, step, fields))
+        self._durable()
 
     def record_txs(self, items: list[tuple[int, str, str, bytes, int, str, dict]]) -> None:
         """`record_tx` for several transactions in one sqlite transaction (one fsync):
         items of (task_id, kind, tx_hash, raw, nonce, step, fields)."""
         self._tx([statement for item in items for statement in _record_statements(*item)])
+        self._durable()
 
     def mark_sent(self, task_ids: list[int], at: float) -> None:
         """The pending transactions of these tasks were handed to the node at `at`."""

@@ -1,7 +1,7 @@
 """Task events by block range (eth_getLogs) from a cursor persisted in the journal.
 
 No node-side filter is used (they vanish when a node restarts). Each poll reads
-TaskChanged logs of one publisher org from cursor + 1 to head - depth, then stores the
+TaskChanged and Requested logs (the consumer's key) of one publisher org from cursor + 1 to head - depth, then stores the
 hash of the last block read. Before reading on, the stored hash at the cursor is compared
 with the chain's: if it changed (a reorg), the cursor rewinds to the newest stored block
 whose hash still matches, and those blocks are read again. Handling an event is
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from solver.journal import Journal
@@ -20,6 +21,8 @@ from solver.journal import Journal
 log = logging.getLogger("solver.watch")
 
 TASK_CHANGED = "0x" + keccak(text="TaskChanged(uint256,uint256,uint32,uint8)").hex()
+REQUESTED = "0x" + keccak(text="Requested(uint256,uint256,uint32,bytes)").hex()  # carries the consumer's key
+PENDING = 1
 MAX_RANGE = 2000  # blocks per eth_getLogs call
 
 
@@ -42,14 +45,17 @@ class TaskEvent:
     block: int
     block_hash: str
     tx_hash: str
+    key: bytes | None = None  # the consumer's key, from a Requested log
 
 
 def decode(entry) -> TaskEvent:
     topics = entry["topics"]
+    data = bytes.fromhex(_hex(entry["data"])[2:])
+    requested = _hex(topics[0]) == REQUESTED
     return TaskEvent(task_id=_int(topics[1]), token_id=_int(topics[2]), publisher_org=_int(topics[3]),
-                     state=_int(entry["data"]) if _hex(entry["data"]) != "0x" else 0,
+                     state=PENDING if requested else (int.from_bytes(data, "big") if data else 0),
                      block=int(entry["blockNumber"]), block_hash=_hex(entry["blockHash"]),
-                     tx_hash=_hex(entry["transactionHash"]))
+                     tx_hash=_hex(entry["transactionHash"]), key=abi_decode(["bytes"], data)[0] if requested else None)
 
 
 def org_topic(org_id: int) -> str:
@@ -101,7 +107,7 @@ class TaskWatcher:
         last = min(head - self.depth, first + MAX_RANGE - 1)
         if last < first:
             return []
-        topics: list = [TASK_CHANGED, None, None, org_topic(self.publisher_org) if self.publisher_org else None]
+        topics: list = [[TASK_CHANGED, REQUESTED], None, None, org_topic(self.publisher_org) if self.publisher_org else None]
         while topics and topics[-1] is None:
             topics.pop()
         logs = self.w3.eth.get_logs({"address": self.address, "fromBlock": first, "toBlock": last, "topics": topics})

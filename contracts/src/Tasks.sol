@@ -39,8 +39,9 @@ contract Tasks {
     mapping(uint256 => Task) private _tasks;
 
     event TaskChanged(uint256 indexed taskId, uint256 indexed tokenId, uint32 indexed publisherOrg, State state);
-    /// The public key the delivery must be encrypted to (read by the publisher org's Solver).
-    event Requested(uint256 indexed taskId, bytes encryptionKey);
+    /// The public key the delivery must be encrypted to, indexed as TaskChanged is, so that the
+    /// publisher org's Solver reads both with one log filter.
+    event Requested(uint256 indexed taskId, uint256 indexed tokenId, uint32 indexed publisherOrg, bytes encryptionKey);
     /// What the solver delivered: the keccak256 of the ciphertext and where to fetch it.
     event Finished(uint256 indexed taskId, bytes32 resultHash, string resultUri);
     event Rejected(uint256 indexed taskId, string reason);
@@ -92,7 +93,7 @@ contract Tasks {
         // tokenId fits: the market has at most listingCount (far below 2^64) listings.
         _tasks[taskId] = Task(msg.sender, uint64(tokenId), org, publisherOrg, State.Pending, 0, address(0));
         emit TaskChanged(taskId, tokenId, publisherOrg, State.Pending);
-        emit Requested(taskId, encryptionKey);
+        emit Requested(taskId, tokenId, publisherOrg, encryptionKey);
         activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 import time
 from contextlib import nullcontext
@@ -78,7 +80,11 @@ def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     single_reads = []
     read_task = rig.solver.cti.task
     rig.solver.cti.task = lambda t, **kw: single_reads.append(t) or read_task(t, **kw)
+    log_reads = []
+    read_details = rig.solver.cti.task_details
+    rig.solver.cti.task_details = lambda t, *a: log_reads.append(t.task_id) or read_details(t, *a)
     rig.settle()
+    assert log_reads == []  # the consumer's key came with the watcher's logs, no eth_getLogs per task
     if rig.batches:  # every read of the task's state went into a tick's batch, none one by one
         assert single_reads == []
     else:
@@ -106,6 +112,21 @@ def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     if rig.batches:  # both were pre-checked and sent in the tick's batches
         assert sum(b.count("eth_sendRawTransaction") for b in rig.batches.batches) == 2
         assert sum(b.count("eth_call") for b in rig.batches.batches) >= 2
+
+
+def test_a_solver_restarted_after_the_request_reads_the_key_from_the_chain(rig):
+    """The key cached from the watcher is gone after a restart once the cursor is past the request:
+    the Solver reads it from the request's block (one eth_getLogs) and delivers as usual."""
+    task_id = rig.consumer.request(rig.listings[0].token_id)
+    poll = rig.solver.watcher.poll  # the events as a restarted Solver has them: the key not among them
+    rig.solver.watcher.poll = lambda *a: [dataclasses.replace(e, key=None) for e in poll(*a)]
+    log_reads = []
+    read_details = rig.solver.cti.task_details
+    rig.solver.cti.task_details = lambda t, *a: log_reads.append(t.task_id) or read_details(t, *a)
+    rig.settle()
+    assert rig.consumer.cti.task(task_id).state == TaskState.FINISHED
+    assert log_reads == [task_id]
+    assert rig.consumer.poll() == 0 and rig.consumer.status() == {"consumed": 1}
 
 
 def test_a_finish_refused_for_its_deadline_becomes_a_reject(rig):
