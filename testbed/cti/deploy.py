@@ -32,6 +32,7 @@ from testbed.errors import ChainError, StateError
 from testbed.state import write_text_atomic
 
 DEFAULT_TASK_TIMEOUT = 3600  # seconds an accepted task has to be finished
+MAX_TASK_TIMEOUT = 2**32 - 1  # what Tasks takes (its deadlines are uint40); it reverts BadTimeout above
 
 
 class ContractRecord(BaseModel):
@@ -131,6 +132,9 @@ def deploy_with(w3: Web3, chain_id: int, operator_private_key: str, founding: di
     caller guessing: on success every address holds code.
     """
     log = log or (lambda _m: None)
+    if not 0 < task_timeout <= MAX_TASK_TIMEOUT:
+        raise ChainError(f"task_timeout {task_timeout}: the seconds an accepted task has must be 1..{MAX_TASK_TIMEOUT}",
+                         hint=f"pass a task_timeout in that range (default {DEFAULT_TASK_TIMEOUT})")
     actual = w3.eth.chain_id
     if actual != chain_id:
         raise ChainError(f"the node reports chain id {actual}, expected {chain_id}",

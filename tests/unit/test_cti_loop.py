@@ -53,6 +53,16 @@ def test_deploy_refuses_a_wrong_chain_id():
         deploy_with(chain.w3, 12345, key_for("operator"), {"a": [address_for("a")]})
 
 
+def test_deploy_refuses_a_task_timeout_the_contract_cannot_hold_before_sending_anything():
+    chain = new_chain()
+    for bad in (0, 2**32):
+        with pytest.raises(ChainError, match="task_timeout") as err:
+            deploy_with(chain.w3, chain.w3.eth.chain_id, key_for("operator"), {"a": [address_for("a")]},
+                        task_timeout=bad)
+        assert "1..4294967295" in str(err.value)
+    assert chain.w3.eth.get_transaction_count(address_for("operator")) == 0  # nothing was deployed
+
+
 def test_default_founding_roles_are_all_roles_with_overrides():
     seeded = founding_roles({"a": [address_for("a0"), address_for("a1")]}, {address_for("a1"): 4})
     assert [x.roles for x in seeded["a"]] == [int(Role.ALL), int(Role.CONSUMER)]
