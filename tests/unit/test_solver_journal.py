@@ -265,3 +265,31 @@ def test_a_journaled_transaction_whose_nonce_another_took_is_signed_again(setup)
     assert [(t["kind"], t["status"]) for t in txs] == [("accept", REPLACED), ("accept", 1), ("finish", 1)], txs
     assert finished_events(world, task_id) == 1
     second.close()
+
+
+def test_held_writes_commit_at_the_end_and_a_journaled_transaction_at_once(tmp_path):
+    """A tick's writes are held in one sqlite transaction; journaling a transaction commits what
+    is held before it returns (it may be sent next); a block that raises keeps what it did."""
+    path = tmp_path / "solver.sqlite"
+    journal, reader = Journal(path), Journal(path)  # the reader: another connection, as after a crash
+    journal.ensure(1, 5)
+    with journal.held():
+        journal.update(1, step=J.ACCEPTED)
+        assert reader.get(1).step == J.NEW  # held: not on disk yet
+        journal.record_tx(1, "finish", "0x" + "ab" * 32, b"raw", 0, J.FINISH_SENT)
+        assert reader.get(1).step == J.FINISH_SENT and reader.get(1).pending_raw == b"raw"
+        journal.update(1, uri="https://x")
+        assert reader.get(1).uri is None
+    assert reader.get(1).uri == "https://x"
+    with pytest.raises(RuntimeError):
+        with journal.held():
+            journal.update(1, reason="a prefix")
+            raise RuntimeError("the tick failed")
+    assert reader.get(1).reason == "a prefix"
+    with pytest.raises(ValueError):  # a refused write inside leaves the others of the block
+        with journal.held():
+            journal.update(1, ct_hash="0x01")
+            journal.update(1, nonsense=1)
+    assert reader.get(1).ct_hash == "0x01"
+    journal.close()
+    reader.close()
