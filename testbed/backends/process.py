@@ -24,7 +24,10 @@ def _process(proc: NodeProcess) -> psutil.Process | None:
         if p.status() == psutil.STATUS_ZOMBIE:
             _reap(proc.pid)
             return None
-        if proc.marker not in " ".join(p.cmdline()):
+        cmdline = p.cmdline()
+        if not cmdline:  # a moment inside execve (new memory, arguments not set up yet) or in exit: not a verdict
+            return p
+        if proc.marker not in " ".join(cmdline):
             return None
         return p
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -169,8 +172,8 @@ def _wait_gone(proc: NodeProcess, timeout: float = 10.0) -> None:
 def wait_exited(proc: NodeProcess, timeout: float = 10.0) -> None:
     """Wait until the pid has really exited (gone or a zombie, then reaped).
 
-    `_process` stops matching as soon as a dying process's command line empties, which is
-    before the kernel has closed its sockets; a restart right after a kill needs more.
+    `_process` stops matching once a dying process is a zombie, which may be before the
+    kernel has closed its sockets; a restart right after a kill needs more.
     """
     def exited() -> bool:
         try:

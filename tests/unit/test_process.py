@@ -61,3 +61,26 @@ def test_a_killed_child_is_reaped_at_once_and_leaves_no_zombie(spawned):
     process.kill(proc)
     assert not psutil.pid_exists(proc.pid)  # not even a zombie: its exit status was collected
     assert proc.pid not in [c.pid for c in psutil.Process().children()]
+
+
+def test_an_empty_command_line_is_no_verdict_on_liveness(monkeypatch):
+    """Inside execve (e.g. the Solver sandbox's `unshare` exec'ing its shell) /proc/<pid>/cmdline
+    reads empty for a moment: that is a live process, not a dead one (a live test once took a
+    starting Solver for one that had died). Another program under the pid is still not ours."""
+    class Fake:
+        def __init__(self, cmdline):
+            self._cmdline = cmdline
+
+        def status(self):
+            return psutil.STATUS_RUNNING
+
+        def cmdline(self):
+            return self._cmdline
+
+    proc = process.NodeProcess(name="solver-x", pid=424242, marker="/state/solvers/x/")
+    monkeypatch.setattr(psutil, "Process", lambda pid: Fake([]))
+    assert process.is_alive(proc)
+    monkeypatch.setattr(psutil, "Process", lambda pid: Fake(["python", "-m", "other"]))
+    assert not process.is_alive(proc)
+    monkeypatch.setattr(psutil, "Process", lambda pid: Fake(["sh", "-c", "run --dir /state/solvers/x/"]))
+    assert process.is_alive(proc)
