@@ -6,6 +6,7 @@ testbed adds a few custom messages (Locust's `register_message` / `send_message`
 
   master -> worker  testbed_setup      index, the organizations' nodes and RPC URLs, chain id,
                                        recipients, accounts per organization, batch size, per-user rate
+                                       (sent again every 5 s until the worker answers)
   worker -> master  testbed_accounts   the addresses of the accounts it made: private keys never
                                        leave the worker; the master funds the addresses
   master -> worker  testbed_presign    the worker's share of a rate and seconds to sign ahead
@@ -56,6 +57,7 @@ Progress = Callable[[str], None]
 ROW_FIELDS = ("hash", "org", "node", "sender", "nonce", "kind", "submit_time", "status", "error")
 FORWARD_INTERVAL = 0.5  # seconds between a worker's row messages
 DISTRIBUTED_USERS = ("transfers",)
+RESEND_INTERVAL = 5.0  # seconds between set-up messages to a worker that has not answered
 
 
 def worker_command(master: str) -> list[str]:
@@ -174,13 +176,15 @@ class WorkerPool:
         self._wait_connected()
         orgs = {org: [group_node.name, group_node.rpc_url] for org, group_node in self._org_nodes().items()}
         self._workers = list(self.runner.clients)
-        for client_id in self._workers:
-            self.runner.send_message("testbed_setup", {
-                "index": self.runner.get_worker_index(client_id), "orgs": orgs, "chain_id": self.net.spec.chain_id,
-                "fees": asdict(fee_rules(self.net.spec)),
-                "recipient": self.ctx.recipient, "accounts_per_org": accounts_per_org,
-                "batch_size": self.ctx.batch_size, "per_user_rate": self.ctx.per_user_rate}, client_id)
-        answers = self._wait("testbed_accounts", 60)
+        setup = {"orgs": orgs, "chain_id": self.net.spec.chain_id, "fees": asdict(fee_rules(self.net.spec)),
+                 "recipient": self.ctx.recipient, "accounts_per_org": accounts_per_org,
+                 "batch_size": self.ctx.batch_size, "per_user_rate": self.ctx.per_user_rate}
+
+        def send_setup(client_id: str) -> None:
+            self.runner.send_message("testbed_setup", {"index": self.runner.get_worker_index(client_id), **setup},
+                                     client_id)
+
+        answers = self._wait("testbed_accounts", 60, resend=send_setup)
         refs: dict[str, list[AccountRef]] = {org: [] for org in orgs}
         for answer in answers.values():
             for org, address in answer["accounts"]:
@@ -216,11 +220,23 @@ class WorkerPool:
     def _log_tail(self) -> str:
         return self.launcher.log_tail() if self.launcher is not None else ""
 
-    def _wait(self, kind: str, timeout: float) -> dict[int, dict]:
+    def _wait(self, kind: str, timeout: float, resend: Callable[[str], None] | None = None) -> dict[int, dict]:
+        """Until every worker answered `kind`. `resend(client_id)`, if given, asks each worker at once and
+        again every RESEND_INTERVAL until it answers: a Locust worker reports ready when its runner is
+        made, before a locustfile's init handler registers the testbed's messages, and Locust drops a
+        message of a type nobody registered ("Unknown message type")."""
+        asked = float("-inf")
+
         def answered() -> bool:
+            nonlocal asked
             if len(self.replies[kind]) >= self.expect:
                 return True
             self._check_processes()
+            if resend is not None and time.monotonic() - asked >= RESEND_INTERVAL:
+                asked = time.monotonic()
+                for client_id in self._workers:
+                    if self.runner.get_worker_index(client_id) not in self.replies[kind]:
+                        resend(client_id)
             return False
 
         poll_until(answered, timeout=timeout, interval=0.05, sleep=gevent.sleep,
@@ -352,9 +368,11 @@ class Worker:
             runner.register_message(kind, handler, concurrent=kind != "testbed_rate")
 
     def _setup(self, environment, msg, **_) -> None:
-        self.ctx = WorkerContext(self.env, msg.data)
-        self.env.testbed = self.ctx
-        self._greenlets = [gevent.spawn(self._forward), gevent.spawn(self._sample)]
+        """Make the accounts (once: the master repeats its set-up until it hears back) and send their addresses."""
+        if self.ctx is None:
+            self.ctx = WorkerContext(self.env, msg.data)
+            self.env.testbed = self.ctx
+            self._greenlets = [gevent.spawn(self._forward), gevent.spawn(self._sample)]
         self.runner.send_message("testbed_accounts", {
             "index": self.ctx.index, "accounts": [[a.org, a.address] for a in self.ctx.accounts()]})
 

@@ -9,7 +9,8 @@ import pytest
 
 from testbed.chain.txs import TxRecord
 from testbed.errors import TestbedError
-from testbed.load.distributed import ROW_FIELDS, WorkerContext, WorkerPool, run_worker, worker_command
+from testbed.load import distributed
+from testbed.load.distributed import ROW_FIELDS, Worker, WorkerContext, WorkerPool, run_worker, worker_command
 from testbed.load.records import Recorder
 from testbed.spec.scenario import Load
 
@@ -132,6 +133,56 @@ def test_a_worker_makes_its_own_accounts_and_paces_to_its_share():
     kind, data = sent[0]
     assert kind == "testbed_rows" and data["index"] == 2 and len(data["rows"]) == 2 and len(data["resources"]) == 1
     assert dict(zip(ROW_FIELDS, data["rows"][1]))["nonce"] == 1 and not ctx.outbox and not ctx.samples
+
+
+def test_the_master_asks_again_a_worker_that_missed_its_setup(monkeypatch):
+    """Locust drops a message that arrives before the worker's locustfile registered its type:
+    the master repeats the set-up to a worker that has not answered, and only to that one."""
+    monkeypatch.setattr(distributed, "RESEND_INTERVAL", 0.02)
+    index = {"a": 0, "b": 1}
+    pool = WorkerPool.__new__(WorkerPool)
+    pool.expect, pool.launcher, pool._workers = 2, None, ["a", "b"]
+    pool.replies = {"testbed_accounts": {}}
+    pool.runner = SimpleNamespace(get_worker_index=index.get)
+    sent = []
+
+    def send_setup(client_id):
+        sent.append(client_id)
+        if client_id == "a" or sent.count("b") == 3:  # b's first two set-ups came before it listened
+            pool._reply(None, message("testbed_accounts", {"index": index[client_id], "accounts": []}))
+
+    answers = pool._wait("testbed_accounts", 5, resend=send_setup)
+    assert sorted(answers) == [0, 1] and sent == ["a", "b", "b", "b"]
+    assert pool.replies["testbed_accounts"] == {}
+
+
+def test_the_master_gives_up_on_a_worker_that_never_answers(monkeypatch):
+    monkeypatch.setattr(distributed, "RESEND_INTERVAL", 0.02)
+    pool = WorkerPool.__new__(WorkerPool)
+    pool.expect, pool.launcher, pool._workers = 1, None, ["a"]
+    pool.replies = {"testbed_accounts": {}}
+    pool.runner = SimpleNamespace(get_worker_index=lambda _: 0)
+    sent = []
+    with pytest.raises(TestbedError, match="0 of 1 Locust workers answered testbed_accounts within 0s"):
+        pool._wait("testbed_accounts", 0.2, resend=sent.append)
+    assert len(sent) >= 3
+
+
+def test_a_worker_given_its_setup_twice_keeps_one_set_of_accounts():
+    sent, handlers = [], {}
+    runner = SimpleNamespace(register_message=lambda kind, handler, concurrent: handlers.setdefault(kind, handler),
+                             send_message=lambda kind, data: sent.append((kind, data)), user_count=0)
+    env = SimpleNamespace(runner=runner)
+    worker = Worker(env, runner)
+    try:
+        handlers["testbed_setup"](env, message("testbed_setup", worker_setup()))
+        first = worker.ctx
+        handlers["testbed_setup"](env, message("testbed_setup", worker_setup()))
+        assert worker.ctx is first and env.testbed is first and len(worker._greenlets) == 2
+        assert [kind for kind, _ in sent] == ["testbed_accounts", "testbed_accounts"]
+        assert sent[0][1] == sent[1][1] and len(sent[0][1]["accounts"]) == 6 and sent[0][1]["index"] == 2
+    finally:
+        worker.stop()
 
 
 def test_the_worker_command_names_its_master_only():
