@@ -61,7 +61,6 @@ def step_cti(step: dict, txs: list[dict], blocks: list[dict], events: list[tuple
         "target_tps": step["target_tps"], "offered_tps": step["offered_tps"],
         "included_request_tps": round(calls["cti_request"] / window, 1),
         "included_buy_tps": round(calls["cti_buy"] / window, 1),
-        "solver_accept_tps": round(tasks["accepted"] / window, 1),
         "solver_finish_tps": round(tasks["finished"] / window, 1),
         "request_plus_finish_tps": round((calls["cti_request"] + tasks["finished"]) / window, 1),
         "all_txs_in_blocks_tps": round(sum(b["tx_count"] for b in in_window.values()) / window, 1),

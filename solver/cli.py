@@ -58,6 +58,9 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
         depth: Optional[int] = typer.Option(None, help="Confirmations before reading an event (Clique; QBFT uses 0)."),
         records: Optional[Path] = typer.Option(None, help="Directory for tasks.jsonl (e.g. a run dir)."),
         crash_after: list[str] = typer.Option([], "--crash-after", help="Testing: SIGKILL self after STEP[:N]."),
+        claim_first: bool = typer.Option(False, "--claim-first",
+                                         help="Accept a task before making its delivery, then finish it (two "
+                                              "transactions). Default: one `deliver` once the ciphertext is ready."),
         verbose: bool = typer.Option(False, "-v")) -> None:
     """Run one organization's Solver until SIGTERM."""
     from solver.daemon import Solver, SolverConfig
@@ -78,7 +81,7 @@ def run(network: str = NetworkOpt, org: str = OrgOpt, home: Optional[Path] = Hom
     workdir = Path(dir) if dir else solver_dir(net, org)
     config = SolverConfig(workdir=workdir, intel=open_store(intel or intel_dir(net, org)), org_name=org,
                           host=node.host, port=endpoint_port(net, org), depth=depth_for(net, depth),
-                          records_dir=records, crash_after=_parse_crash(crash_after),
+                          records_dir=records, crash_after=_parse_crash(crash_after), claim_first=claim_first,
                           metrics_dir=net.state.root / "monitor")
     solver = Solver(connect(net.org_rpc_urls(org)), deployment_of(net), role_accounts(net, org).solver.private_key, config)
     stop = threading.Event()

@@ -1,7 +1,7 @@
 """The consumer side: request a CTI, wait for Finished, fetch, verify, decrypt, validate, store, rate.
 
     consumer = Consumer(w3, deployment, account_key, workdir)
-    task_id = consumer.request(token_id)        # buys a token first if it holds none
+    task_id = consumer.request(token_id)        # buys a token in the same call if it holds none
     consumer.run(stop_event)                    # or consumer.poll() once per block
     event = consumer.fetch(task_id)             # one delivery, verified and decrypted
 
@@ -88,11 +88,13 @@ class Consumer:
     # ---- requesting -------------------------------------------------------------------------
 
     def request(self, token_id: int) -> int:
-        """Buy a token if none is held, then request the data; the task id is journaled."""
-        if self.cti.balance(token_id) == 0:
-            self.cti.buy(token_id)
+        """Request the data with a token held, or buy one in the same transaction (`buyAndRequest`);
+        the task id is journaled."""
         requested_at = time.time()
-        task_id = self.cti.request(token_id, self.public_key).result
+        if self.cti.balance(token_id) == 0:
+            task_id = self.cti.buy_and_request(token_id, self.public_key).result
+        else:
+            task_id = self.cti.request(token_id, self.public_key).result
         self.track(task_id, token_id, requested_at=requested_at)
         return task_id
 

@@ -9,7 +9,9 @@ import signal
 
 log = logging.getLogger("solver")
 
-CRASH_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
+DELIVER_POINTS = ("encrypted", "deliver_signed", "deliver_sent", "finished")  # the default: one `deliver`
+CLAIM_FIRST_POINTS = ("accept_signed", "accept_sent", "accepted", "encrypted", "finish_signed", "finish_sent", "finished")
+CRASH_POINTS = tuple(dict.fromkeys(CLAIM_FIRST_POINTS + DELIVER_POINTS))
 
 
 class CrashPoints:

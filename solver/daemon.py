@@ -5,8 +5,9 @@
 
 Each tick (once per new head): read new task events of this org (solver.watch), look at
 every unfinished task in the journal, settle transactions that got mined, and move each
-task one or more steps: accept, encrypt, finish; or reject with a reason when the MISP
-event is missing or invalid or the consumer's key is unusable. Tasks another Solver of
+task one or more steps: encrypt, then `deliver` (accept and finish in one transaction; with
+`claim_first`: accept, encrypt, finish); or reject with a reason when the MISP event is
+missing or invalid or the consumer's key is unusable. Tasks another Solver of
 the org won are "lost", which is normal. The journal (solver.journal) makes all of it
 crash-safe; see `reconcile`.
 """
@@ -59,6 +60,9 @@ class SolverConfig:
     gas_limit: int | None = None
     records_dir: Path | None = None
     crash_after: dict[str, int] = field(default_factory=dict)  # fault injection: SIGKILL self
+    # accept a task before making its ciphertext, then finish it (two transactions: the task is the
+    # Solver's while it works); by default the ciphertext comes first and one `deliver` takes the task
+    claim_first: bool = False
     metrics_dir: Path | None = None  # the network's monitor directory (solver/metrics.py); None: no metrics
 
     @property
@@ -318,26 +322,18 @@ class Solver(TransactionPipeline, TaskWork):
             if not self._is_solver(task.token_id):  # another account of the org serves it
                 self.journal.update(row.task_id, step=J.LOST, reason="not an authorized solver of this CTI")
                 return True
+            if not self.cfg.claim_first:  # making the ciphertext rejects a task whose event or key is unusable
+                return self._deliver(row, task, "deliver")
             problem = self._problem(self._with_key(row, task))
             if problem:
                 return self._send(row, "reject", [row.task_id, problem[:200]], J.REJECT_SENT, reason=problem)
-            try:
-                return self._send(row, "accept", [row.task_id], J.ACCEPT_SENT)
-            except ContractRevert as exc:
-                if exc.error == "BadState":
-                    return True  # someone was faster: look again
-                raise
+            return self._send_first_wins(row, "accept", [row.task_id], J.ACCEPT_SENT)
         if state == TaskState.ACCEPTED:
             if not mine:
                 self.journal.update(row.task_id, step=J.LOST)
                 return True
-            if row.step != J.ENCRYPTED or not self._ciphertext_ok(row):
-                return self._encrypt(row, self._with_key(row, task))
-            if row.uri != self._uri(row.task_id):  # restarted on another endpoint before finishing
-                self.journal.update(row.task_id, uri=self._uri(row.task_id))
-                return True
             try:
-                return self._send(row, "finish", [row.task_id, HexBytes(row.ct_hash), row.uri], J.FINISH_SENT)
+                return self._deliver(row, task, "finish")
             except ContractRevert as exc:
                 if exc.error == "DeadlinePassed":
                     return self._reject_late(row)
@@ -352,6 +348,28 @@ class Solver(TransactionPipeline, TaskWork):
             self.journal.update(row.task_id, step=J.CLOSED, reason=row.reason or task.reason or state.name.lower())
             return True
         return False
+
+    def _deliver(self, row: TaskRow, task, function: str) -> bool:
+        """The next step towards `function` ("deliver" a pending task in one transaction, or "finish"
+        one this Solver accepted): the ciphertext in the outbox first, then the transaction naming its hash."""
+        if row.step != J.ENCRYPTED or not self._ciphertext_ok(row):
+            return self._encrypt(row, self._with_key(row, task))
+        if row.uri != self._uri(row.task_id):  # restarted on another endpoint before finishing
+            self.journal.update(row.task_id, uri=self._uri(row.task_id))
+            return True
+        args = [row.task_id, HexBytes(row.ct_hash), row.uri]
+        if function == "deliver":
+            return self._send_first_wins(row, function, args, J.FINISH_SENT)
+        return self._send(row, function, args, J.FINISH_SENT)
+
+    def _send_first_wins(self, row: TaskRow, function: str, args: list, step: str) -> bool:
+        """Send a call that takes a pending task; another Solver of the org that was faster is no error."""
+        try:
+            return self._send(row, function, args, step)
+        except ContractRevert as exc:
+            if exc.error == "BadState":
+                return True  # someone was faster: the next read says who
+            raise
 
     def _reject_late(self, row: TaskRow) -> bool:
         reason = "deadline passed before delivery"

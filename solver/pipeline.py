@@ -1,4 +1,4 @@
-"""The Solver's transaction pipeline: the accept, finish and reject transactions a tick decides
+"""The Solver's transaction pipeline: the deliver (or accept and finish) and reject transactions a tick decides
 on, pre-checked and sent together (JSON-RPC batches when the node takes them), journaled before
 they leave, settled from receipts, and recognised when another transaction took their nonce.
 A mixin of Solver (solver/daemon.py), which holds the journal, the sender and the chain client."""
@@ -54,7 +54,7 @@ class TransactionPipeline:
 
     @staticmethod
     def _stamp(function: str, fields: dict) -> None:
-        stamp = {"accept": "accept_sent_at", "finish": "finish_sent_at"}.get(function)
+        stamp = {"accept": "accept_sent_at", "finish": "finish_sent_at", "deliver": "finish_sent_at"}.get(function)
         if stamp:
             fields[stamp] = time.time()
 
@@ -95,7 +95,7 @@ class TransactionPipeline:
 
     def _after_revert(self, intent: Intent, exc: ContractRevert) -> None:
         """A pre-check refused a call of the tick's batch: what `_act` does for the same refusal."""
-        if intent.function == "accept" and exc.error == "BadState":
+        if intent.function in ("accept", "deliver") and exc.error == "BadState":
             return  # someone was faster: the next tick's read says who
         if intent.function == "finish" and exc.error == "DeadlinePassed":
             with self._task_errors(intent.row.task_id):
@@ -169,6 +169,11 @@ class TransactionPipeline:
         elif kind == "finish":
             self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.FINISHED,
                                    finished_block=block, finished_at=time.time())
+            self._crash("finished")
+        elif kind == "deliver":  # accepted and finished in this one block
+            now = time.time()
+            self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.FINISHED, accepted_block=block,
+                                   accepted_at=now, finished_block=block, finished_at=now)
             self._crash("finished")
         else:
             self.journal.settle_tx(row.task_id, row.pending_hash, block, 1, J.REJECTED)

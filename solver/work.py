@@ -54,7 +54,7 @@ class TaskWork:
             plaintext = self.cfg.intel.load(self._misp_uuid(task.token_id))
             ciphertext = encrypt(task.encryption_key, plaintext)
         except (IntelError, ValueError) as exc:
-            reason = f"MISP event unavailable: {exc}" if isinstance(exc, IntelError) else f"unusable encryption key: {exc}"
+            reason = f"MISP event unavailable: {exc.message}" if isinstance(exc, IntelError) else f"unusable encryption key: {exc}"
             return self._send(row, "reject", [row.task_id, reason[:200]], J.REJECT_SENT, reason=reason)
         path = outbox_path(self.cfg.outbox, row.task_id)
         write_bytes_atomic(path, ciphertext, fsync=True)

@@ -72,6 +72,25 @@ contract Activity {
         _record(kindB, orgB, tokenId, taskId, actor, amountB);
     }
 
+    /// Three counts of one, each by one (e.g. Accepted and Solved by the publisher org, Consumed by
+    /// the consumer org, for a task delivered in one call).
+    function record3(
+        Kind kindA,
+        uint32 orgA,
+        Kind kindB,
+        uint32 orgB,
+        Kind kindC,
+        uint32 orgC,
+        uint256 tokenId,
+        uint256 taskId,
+        address actor
+    ) external {
+        _onlyRecorder();
+        _record(kindA, orgA, tokenId, taskId, actor, 1);
+        _record(kindB, orgB, tokenId, taskId, actor, 1);
+        _record(kindC, orgC, tokenId, taskId, actor, 1);
+    }
+
     function _onlyRecorder() private view {
         if (msg.sender != market && msg.sender != tasks && msg.sender != feedback) revert NotRecorder(msg.sender);
     }

@@ -155,23 +155,33 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
     /// any excess is refunded in the same call.
     function buy(uint256 tokenId, uint256 amount) external payable nonReentrant {
         uint32 org = membership.requireRole(msg.sender, Roles.CONSUMER);
-        Listing storage l = _exists(tokenId);
-        if (l.withdrawn) revert ListingWithdrawn(tokenId);
-        if (l.org == org) revert OwnListing(tokenId, org);
-        if (!membership.isActive(l.org)) revert PublisherRemoved(tokenId, l.org);
-        uint256 stock = inventory(tokenId);
-        if (amount == 0 || amount > stock) revert SoldOut(tokenId, amount, stock);
-        uint256 cost = uint256(l.price) * amount; // < 2^192: price < 2^128, amount < 2^64
-        if (msg.value < cost) revert Underpaid(cost, msg.value);
-        proceeds[l.org] += cost;
+        (uint32 publisherOrg, uint256 cost) = _charge(tokenId, org, amount);
         _safeTransferFrom(address(this), msg.sender, tokenId, amount, "");
         activity.record2(
-            Activity.Kind.Sold, l.org, uint64(amount), Activity.Kind.Bought, org, uint64(amount), tokenId, 0, msg.sender
+            Activity.Kind.Sold, publisherOrg, uint64(amount), Activity.Kind.Bought, org, uint64(amount), tokenId, 0, msg.sender
         );
         if (msg.value > cost) _pay(msg.sender, msg.value - cost);
     }
 
     // ---- escrow, for the Tasks contract only -------------------------------------------
+
+    /// One token bought by `buyer` (a consumer of `buyerOrg`, checked by the caller) straight into
+    /// escrow, for `Tasks.buyAndRequest`: paid, counted (Sold, Bought) and refunded like `buy`, the
+    /// token burned from the inventory without passing through the buyer's balance.
+    function sellIntoEscrow(address buyer, uint32 buyerOrg, uint256 tokenId)
+        external
+        payable
+        nonReentrant
+        returns (uint32 publisherOrg)
+    {
+        _onlyTasks();
+        uint256 cost;
+        (publisherOrg, cost) = _charge(tokenId, buyerOrg, 1);
+        _update(address(this), address(0), _one(tokenId), _one(1));
+        totalSupply[tokenId] -= 1;
+        activity.record2(Activity.Kind.Sold, publisherOrg, 1, Activity.Kind.Bought, buyerOrg, 1, tokenId, 0, buyer);
+        if (msg.value > cost) _pay(buyer, msg.value - cost);
+    }
 
     /// Burn one of `from`'s tokens while its task is open (an escrowed token is in no balance and
     /// not in totalSupply); the listing's publisher org, for the task.
@@ -195,6 +205,21 @@ contract CtiMarket is ERC1155, ReentrancyGuard {
     function _exists(uint256 tokenId) private view returns (Listing storage l) {
         if (tokenId == 0 || tokenId > listingCount) revert NoSuchListing(tokenId);
         return _listings[tokenId];
+    }
+
+    /// The checks of a sale of `amount` tokens to `buyerOrg` paying msg.value; the price goes to the
+    /// publisher org's proceeds.
+    function _charge(uint256 tokenId, uint32 buyerOrg, uint256 amount) private returns (uint32 publisherOrg, uint256 cost) {
+        Listing storage l = _exists(tokenId);
+        publisherOrg = l.org;
+        if (l.withdrawn) revert ListingWithdrawn(tokenId);
+        if (publisherOrg == buyerOrg) revert OwnListing(tokenId, buyerOrg);
+        if (!membership.isActive(publisherOrg)) revert PublisherRemoved(tokenId, publisherOrg);
+        uint256 stock = inventory(tokenId);
+        if (amount == 0 || amount > stock) revert SoldOut(tokenId, amount, stock);
+        cost = uint256(l.price) * amount; // < 2^192: price < 2^128, amount < 2^64
+        if (msg.value < cost) revert Underpaid(cost, msg.value);
+        proceeds[publisherOrg] += cost;
     }
 
     /// The caller must be a publisher of the listing's org and the listing still open.

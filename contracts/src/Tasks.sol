@@ -84,17 +84,19 @@ contract Tasks {
 
     function request(uint256 tokenId, bytes calldata encryptionKey) external returns (uint256 taskId) {
         uint32 org = membership.requireRole(msg.sender, Roles.CONSUMER);
-        if (encryptionKey.length == 0 || encryptionKey.length > MAX_KEY_BYTES) {
-            revert BadKey("encryption public key must be 1..1024 bytes");
-        }
+        _checkKey(encryptionKey);
         // one token of the consumer's burned into escrow (NoSuchListing, NoToken); minted back if the task closes unused
-        uint32 publisherOrg = market.escrow(msg.sender, tokenId);
-        taskId = ++taskCount;
-        // tokenId fits: the market has at most listingCount (far below 2^64) listings.
-        _tasks[taskId] = Task(msg.sender, uint64(tokenId), org, publisherOrg, State.Pending, 0, address(0));
-        emit TaskChanged(taskId, tokenId, publisherOrg, State.Pending);
-        emit Requested(taskId, tokenId, publisherOrg, encryptionKey);
-        activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
+        taskId = _open(org, tokenId, market.escrow(msg.sender, tokenId), encryptionKey);
+    }
+
+    /// `buy` of one token and `request` in one transaction (pay the listing's price; change is
+    /// refunded): the token goes from the market's inventory straight into the task's escrow, and
+    /// the same facts are recorded (Sold, Bought, Requested, the key). Minted back to the
+    /// consumer, like any escrowed token, if the task closes unused.
+    function buyAndRequest(uint256 tokenId, bytes calldata encryptionKey) external payable returns (uint256 taskId) {
+        uint32 org = membership.requireRole(msg.sender, Roles.CONSUMER);
+        _checkKey(encryptionKey);
+        taskId = _open(org, tokenId, market.sellIntoEscrow{value: msg.value}(msg.sender, org, tokenId), encryptionKey);
     }
 
     /// The consumer cancels its pending task; anyone cancels an open (pending or accepted) task
@@ -143,6 +145,24 @@ contract Tasks {
         );
     }
 
+    /// Accept and finish in one transaction, for a solver that has the delivery ready when it first
+    /// sees the pending task: the same facts as `accept` then `finish` (this solver on the task,
+    /// Accepted, Solved and Consumed counted, the Finished event), no deadline to keep.
+    function deliver(uint256 taskId, bytes32 resultHash, string calldata resultUri) external {
+        Task storage t = _asSolver(taskId);
+        if (t.state != State.Pending) revert BadState(taskId, t.state);
+        if (resultHash == bytes32(0)) revert EmptyResult(taskId);
+        if (!membership.isActive(t.consumerOrg)) revert ConsumerNotMember(taskId, t.consumerOrg);
+        t.state = State.Finished;
+        t.solver = msg.sender;
+        emit TaskChanged(taskId, t.tokenId, t.publisherOrg, State.Finished);
+        emit Finished(taskId, resultHash, resultUri);
+        activity.record3(
+            Activity.Kind.Accepted, t.publisherOrg, Activity.Kind.Solved, t.publisherOrg, Activity.Kind.Consumed,
+            t.consumerOrg, t.tokenId, taskId, msg.sender
+        );
+    }
+
     /// Reject a pending task, or abandon one this solver accepted (e.g. the MISP data is
     /// missing); the consumer gets the token back.
     function reject(uint256 taskId, string calldata reason) external {
@@ -157,6 +177,24 @@ contract Tasks {
     }
 
     // ---- internals ---------------------------------------------------------------------
+
+    function _checkKey(bytes calldata encryptionKey) private pure {
+        if (encryptionKey.length == 0 || encryptionKey.length > MAX_KEY_BYTES) {
+            revert BadKey("encryption public key must be 1..1024 bytes");
+        }
+    }
+
+    function _open(uint32 org, uint256 tokenId, uint32 publisherOrg, bytes calldata encryptionKey)
+        private
+        returns (uint256 taskId)
+    {
+        taskId = ++taskCount;
+        // tokenId fits: the market has at most listingCount (far below 2^64) listings.
+        _tasks[taskId] = Task(msg.sender, uint64(tokenId), org, publisherOrg, State.Pending, 0, address(0));
+        emit TaskChanged(taskId, tokenId, publisherOrg, State.Pending);
+        emit Requested(taskId, tokenId, publisherOrg, encryptionKey);
+        activity.record(Activity.Kind.Requested, org, tokenId, taskId, msg.sender, 1);
+    }
 
     function _get(uint256 taskId) private view returns (Task storage t) {
         if (taskId == 0 || taskId > taskCount) revert NoSuchTask(taskId);

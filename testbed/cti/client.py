@@ -198,6 +198,11 @@ class CtiClient:
 
     def request(self, token_id: int, encryption_key: bytes) -> Sent:
         """Spend one token to request the data; `result` is the task id."""
+        return self._send("Tasks", "request", token_id, bytes(encryption_key),
+                          created=("Tasks", "TaskChanged", "taskId"), check=self._request_check(token_id))
+
+    def _request_check(self, token_id: int):
+        """After a request is mined: the task it created is this account's, on this token."""
         def check(task_id: int) -> str | None:
             task = self.task(task_id, details=False)
             if task.consumer.lower() == self.address.lower() and task.token_id == token_id:
@@ -205,14 +210,25 @@ class CtiClient:
             return (f"task {task_id} on the chain has consumer {task.consumer} and token {task.token_id}; "
                     f"this transaction asked consumer {self.address} and token {token_id}")
 
-        return self._send("Tasks", "request", token_id, bytes(encryption_key),
-                          created=("Tasks", "TaskChanged", "taskId"), check=check)
+        return check
+
+    def buy_and_request(self, token_id: int, encryption_key: bytes, *, value: int | None = None) -> Sent:
+        """Buy one token and spend it on a request in one transaction (paying `value`, default the
+        price); `result` is the task id."""
+        if value is None:
+            value = self.listing(token_id).price
+        return self._send("Tasks", "buyAndRequest", token_id, bytes(encryption_key), value=value,
+                          created=("Tasks", "TaskChanged", "taskId"), check=self._request_check(token_id))
 
     def accept(self, task_id: int) -> Sent:
         return self._send("Tasks", "accept", task_id)
 
     def finish(self, task_id: int, result_hash: bytes, result_uri: str) -> Sent:
         return self._send("Tasks", "finish", task_id, bytes(result_hash), result_uri)
+
+    def deliver(self, task_id: int, result_hash: bytes, result_uri: str) -> Sent:
+        """Accept and finish a pending task in one transaction."""
+        return self._send("Tasks", "deliver", task_id, bytes(result_hash), result_uri)
 
     def reject(self, task_id: int, reason: str) -> Sent:
         return self._send("Tasks", "reject", task_id, reason)

@@ -17,7 +17,7 @@ explicit nonces by the fast `TxSigner` (same EIP-1559 bytes as eth-account): the
 path does no RPC except sending. A consumer batch of n is one `buy(token, n-1)` followed by
 n-1 `request(token, key)` with consecutive nonces (executed in that order in one block or
 consecutive ones), so ~98 % of the consumer's transactions are requests. The org Solvers
-(started by `testbed deploy`) accept and finish the requests by themselves.
+(started by `testbed deploy`) deliver them by themselves (accept and finish in one `deliver` each).
 
 Every row keeps its own kind (`cti_buy`, `cti_request`, `cti_publish`, `cti_mint`); after the
 run, `CtiLoad.conclude` reads the receipts of the included CTI transactions and marks

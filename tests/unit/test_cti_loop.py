@@ -179,6 +179,82 @@ def test_cancel_reject_and_expire_return_the_token(four):
         assert a.task_details(a.decode_task(task_id, raw)) == a.task(task_id)
 
 
+def _facts(chain, dep, a, b, tok, task_id, since):
+    """What the chain holds of one exchange: the task, the Activity steps from block `since`, the
+    counters, proceeds and supply (compared between the four-call and the two-call paths)."""
+    task = b.task(task_id)
+    steps = b.c["Activity"].events.Step().get_logs(from_block=since)
+    return {"task": (task.consumer, task.consumer_org, task.publisher_org, task.solver, task.state, task.result_uri),
+            "steps": sorted((e.args.kind, e.args.org, e.args.tokenId, e.args.actor, e.args.amount) for e in steps),
+            "counts": (a.activity(), b.activity()), "proceeds": a.proceeds(1), "supply": b.c["CtiMarket"].functions.totalSupply(tok).call(),
+            "inventory": b.inventory(tok), "balance": b.balance(tok)}
+
+
+def test_buy_and_request_then_deliver_record_what_four_calls_record(four):
+    """The two-call exchange (buyAndRequest + deliver) leaves the same facts as buy + request +
+    accept + finish: the task (consumer, orgs, solver, state, result), every Activity step with its
+    org, token and actor, the counters, the publisher's proceeds and the token supply."""
+    chain, dep, snap = four
+    facts = []
+    for path in ("four calls", "two calls"):
+        chain.tester.revert_to_snapshot(snap)
+        a, b = clients(chain, dep, "acme.all", "bravo.all")
+        tok = a.publish("uuid", "t", content_hash("x"), PRICE, 10, [a.address]).result
+        since = chain.w3.eth.block_number + 1
+        if path == "four calls":
+            b.buy(tok, 1)
+            task_id = b.request(tok, b"k").result
+            a.accept(task_id)
+            a.finish(task_id, content_hash("r"), "https://acme.example/r")
+        else:
+            before = chain.w3.eth.get_balance(b.address)
+            sent = b.buy_and_request(tok, b"k", value=3 * PRICE)  # change refunded to the buyer
+            task_id = sent.result
+            assert chain.w3.eth.get_balance(b.address) == before - PRICE - sent.fee_wei
+            assert b.task(task_id).encryption_key == b"k"
+            a.deliver(task_id, content_hash("r"), "https://acme.example/r")
+        assert b.task(task_id).result_hash == content_hash("r")
+        facts.append(_facts(chain, dep, a, b, tok, task_id, since))
+    assert facts[0] == facts[1]
+    assert facts[1]["task"][4] is TaskState.FINISHED and facts[1]["supply"] == 9 and facts[1]["balance"] == 0
+
+
+def test_a_bought_and_requested_token_goes_back_to_the_consumer_and_deliver_takes_pending_tasks_only(four):
+    chain, dep, snap = four
+    chain.tester.revert_to_snapshot(snap)
+    a, b = clients(chain, dep, "acme.all", "bravo.all")
+    tok = a.publish("uuid", "t", content_hash("x"), PRICE, 2, [a.address]).result
+    for bad, error in ((lambda: b.buy_and_request(tok, b"k", value=PRICE - 1), "Underpaid"),
+                       (lambda: b.buy_and_request(tok, b""), "encryption public key must be 1..1024 bytes"),
+                       (lambda: a.buy_and_request(tok, b"k"), "OwnListing"),
+                       (lambda: b.buy_and_request(99, b"k", value=PRICE), "NoSuchListing")):
+        with pytest.raises(ContractRevert) as err:
+            bad()
+        assert error in (err.value.error, str(err.value).partition(": ")[2])
+    t1 = b.buy_and_request(tok, b"k").result
+    b.cancel(t1)  # closed unused: the token is the consumer's, like a bought one
+    assert b.task(t1).state is TaskState.CANCELLED and b.balance(tok) == 1 and b.inventory(tok) == 1
+    t2 = b.buy_and_request(tok, b"k").result
+    with pytest.raises(ContractRevert) as err:
+        b.buy_and_request(tok, b"k")
+    assert err.value.error == "SoldOut"
+    with pytest.raises(ContractRevert) as err:
+        a.deliver(t2, bytes(32), "u")
+    assert err.value.error == "EmptyResult"
+    a.accept(t2)
+    with pytest.raises(ContractRevert) as err:  # accepted: only `finish` closes it now
+        a.deliver(t2, content_hash("r"), "u")
+    assert err.value.error == "BadState"
+    a.finish(t2, content_hash("r"), "u")
+    t3 = b.request(tok, b"k").result
+    a.deliver(t3, content_hash("r3"), "u3")
+    for late in (lambda: a.deliver(t3, content_hash("r3"), "u3"), lambda: a.accept(t3), lambda: b.cancel(t3)):
+        with pytest.raises(ContractRevert) as err:
+            late()
+        assert err.value.error == "BadState"
+    assert b.activity()["consumed"] == 2 and a.activity()["solved"] == 2 and a.activity()["accepted"] == 2
+
+
 def test_underpayment_has_a_reason_and_change_is_refunded(four):
     chain, dep, snap = four
     chain.tester.revert_to_snapshot(snap)

@@ -149,6 +149,22 @@ CASES = [
          {"outsider": ("outsider", "NotMember"), "no_role": ("bravo.pub", "MissingRole"),
           "wrong_org": ("cyber.con", "NoToken"), "right": ("bravo.con", None)},
          lambda c, x: c.task(1).state is TaskState.PENDING and c.balance(x["token"]) == 1),
+    Case("Tasks.buyAndRequest", listed, lambda c, x: c.buy_and_request(x["token"], b"\x02" * 33),
+         {"outsider": ("outsider", "NotMember"), "no_role": ("bravo.pub", "MissingRole"),
+          "wrong_org": ("acme.con", "OwnListing"), "right": ("bravo.con", None)},
+         lambda c, x: c.task(1).state is TaskState.PENDING and c.task(1).consumer == c.address
+         and c.balance(x["token"]) == 0 and c.inventory(x["token"]) == 9 and c.proceeds(1) == PRICE
+         and (c.activity(2)["bought"], c.activity(2)["requested"], c.activity(1)["sold"]) == (1, 1, 1)),
+    Case("CtiMarket.sellIntoEscrow", listed,
+         lambda c, x: c._send("CtiMarket", "sellIntoEscrow", c.address, 2, x["token"], value=PRICE),
+         contract_only("OnlyTasks"), lambda c, x: False),
+    Case("Activity.record3", nothing,
+         lambda c, x: c._send("Activity", "record3", 5, 1, 6, 1, 7, 2, 1, 0, c.address),
+         contract_only("NotRecorder"), lambda c, x: False),
+    Case("Tasks.deliver", pending, lambda c, x: c.deliver(x["task"], content_hash("r"), "u"), solver_of_acme(),
+         lambda c, x: c.task(x["task"]).state is TaskState.FINISHED and c.task(x["task"]).solver == c.address
+         and c.task(x["task"]).result_hash == content_hash("r") and c.task(x["task"]).result_uri == "u"
+         and (c.activity(1)["accepted"], c.activity(1)["solved"], c.activity(2)["consumed"]) == (1, 1, 1)),
     Case("Tasks.accept", pending, lambda c, x: c.accept(x["task"]), solver_of_acme(),
          lambda c, x: c.task(x["task"]).state is TaskState.ACCEPTED and c.task(x["task"]).solver == c.address),
     Case("Tasks.finish", accepted, lambda c, x: c.finish(x["task"], content_hash("r"), "u"), solver_of_acme(),

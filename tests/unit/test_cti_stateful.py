@@ -211,6 +211,24 @@ class CtiMachine(RuleBasedStateMachine):
             self.model_tasks[sent.result] = ModelTask(token, org)
             self.count(org, Kind.REQUESTED)
 
+    @precondition(lambda self: self.model_tokens)
+    @rule(data=st.data(), delta=st.integers(-1, 500))
+    def buy_and_request(self, data, delta):
+        """Buy one token and request with it in one call (the token never in the buyer's balance)."""
+        token = self.pick(data, [k for k in sorted(self.model_tokens) if self.stock(k)], sorted(self.model_tokens))
+        t = self.model_tokens[token]
+        buyer = self.pick(data, [o for o in ORGS if o != t.org], list(ORGS))
+        value = max(t.price + delta, 0)
+        ok = (not t.withdrawn and buyer != t.org and self.stock(token) >= 1 and value >= t.price
+              and self.member(buyer, t.org))
+        sent = self.attempt(ok, lambda: self.c(buyer, "con").buy_and_request(token, b"\x02" * 33, value=value))
+        if sent is not None:
+            self.proceeds[t.org] += t.price
+            self.model_tasks[sent.result] = ModelTask(token, buyer)
+            self.count(t.org, Kind.SOLD)
+            self.count(buyer, Kind.BOUGHT)
+            self.count(buyer, Kind.REQUESTED)
+
     def _publisher(self, task: int) -> str:
         return self.model_tokens[self.model_tasks[task].token].org
 
@@ -235,6 +253,22 @@ class CtiMachine(RuleBasedStateMachine):
             m.finishes += 1
             self.model_tokens[m.token].burned += 1
             self.count(self._publisher(task), Kind.SOLVED)
+            self.count(m.consumer, Kind.CONSUMED)
+
+    @precondition(lambda self: self.model_tasks)
+    @rule(data=st.data())
+    def deliver(self, data):
+        """Accept and finish a pending task in one call."""
+        task = self.pick(data, self.tasks_in(TaskState.PENDING), sorted(self.model_tasks))
+        m = self.model_tasks[task]
+        pub = self._publisher(task)
+        ok = m.state is TaskState.PENDING and self.member(m.consumer, pub)
+        if self.attempt(ok, lambda: self.c(pub, "sol").deliver(task, content_hash(str(task)), "u")):
+            m.state = TaskState.FINISHED
+            m.finishes += 1
+            self.model_tokens[m.token].burned += 1
+            self.count(pub, Kind.ACCEPTED)
+            self.count(pub, Kind.SOLVED)
             self.count(m.consumer, Kind.CONSUMED)
 
     def _returned(self, task: int, state: TaskState, org: str, kind: Kind) -> None:

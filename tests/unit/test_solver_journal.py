@@ -11,7 +11,8 @@ from eth_account import Account
 
 from solver import journal as J
 from solver.consumer import Consumer
-from solver.daemon import CRASH_POINTS, Solver, SolverConfig
+from solver.crash import CLAIM_FIRST_POINTS, DELIVER_POINTS
+from solver.daemon import Solver, SolverConfig
 from solver.intel import DirectoryStore
 from solver.journal import Journal
 from solver.seed import publish_events, sample_event
@@ -32,14 +33,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_solver(world, tmp_path, store, crash_at: str | None = None) -> Solver:
+def make_solver(world, tmp_path, store, crash_at: str | None = None, claim_first: bool = False) -> Solver:
     """A Solver on the journal in tmp_path; like a real one it keeps its endpoint port across restarts."""
     port_file = tmp_path / "port"
     if not port_file.exists():
         port_file.write_text(str(free_port()))
     solver = Solver(world.w3, world.deployment, key_for("acme.sol"),
                     SolverConfig(workdir=tmp_path / "solver", intel=store, depth=0, gas_limit=GAS,
-                                 port=int(port_file.read_text())))
+                                 port=int(port_file.read_text()), claim_first=claim_first))
     if crash_at:
         def crash(point: str, _solver=solver) -> None:
             if point == crash_at:
@@ -75,35 +76,43 @@ def setup(world, tmp_path, transport):  # noqa: F811
     consumer.close()
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
-def test_crash_at_each_step_then_restart_finishes_exactly_once(setup, point):
+MODES = {"deliver": (False, ["deliver"]), "claim-first": (True, ["accept", "finish"])}
+
+
+@pytest.mark.parametrize("mode,point", [("deliver", p) for p in DELIVER_POINTS] +
+                         [("claim-first", p) for p in CLAIM_FIRST_POINTS])
+def test_crash_at_each_step_then_restart_finishes_exactly_once(setup, mode, point):
     world, tmp_path, store, token, consumer = setup
+    claim_first, kinds = MODES[mode]
     solver_address = Account.from_key(key_for("acme.sol")).address
     nonce_before = world.w3.eth.get_transaction_count(solver_address)
     task_id = consumer.request(token)
-    first = make_solver(world, tmp_path, store, crash_at=point)
+    first = make_solver(world, tmp_path, store, crash_at=point, claim_first=claim_first)
     with pytest.raises(Crash):
         for _ in range(6):
             first.tick()
     first.close()
-    second = make_solver(world, tmp_path, store)  # a new process on the same journal
+    second = make_solver(world, tmp_path, store, claim_first=claim_first)  # a new process on the same journal
     for _ in range(4):
         second.tick()
     row = second.journal.get(task_id)
     assert row.step == J.FINISHED
     assert consumer.cti.task(task_id).state == TaskState.FINISHED
     assert finished_events(world, task_id) == 1
-    assert [t["kind"] for t in second.journal.txs(task_id)] == ["accept", "finish"]
-    # exactly two transactions from the solver account: nothing re-signed with a new nonce
-    assert world.w3.eth.get_transaction_count(solver_address) == nonce_before + 2
+    assert [t["kind"] for t in second.journal.txs(task_id)] == kinds
+    # one transaction per kind from the solver account: nothing re-signed with a new nonce
+    assert world.w3.eth.get_transaction_count(solver_address) == nonce_before + len(kinds)
+    assert row.accepted_block is not None and row.accepted_block <= row.finished_block
     assert consumer.wait_all(timeout=20) == {"consumed": 1}
     second.close()
 
 
-def test_a_finish_sent_but_not_mined_is_resent_with_the_same_bytes(setup):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_finish_sent_but_not_mined_is_resent_with_the_same_bytes(setup, mode):
     world, tmp_path, store, token, consumer = setup
+    claim_first, kinds = MODES[mode]
     task_id = consumer.request(token)
-    first = make_solver(world, tmp_path, store, crash_at="finish_sent")
+    first = make_solver(world, tmp_path, store, crash_at=f"{kinds[-1]}_sent", claim_first=claim_first)
     world.chain.tester.disable_auto_mine_transactions()
     try:
         with pytest.raises(Crash):
@@ -120,17 +129,18 @@ def test_a_finish_sent_but_not_mined_is_resent_with_the_same_bytes(setup):
         world.chain.tester.enable_auto_mine_transactions()
     row = second.journal.get(task_id)
     assert row.step == J.FINISHED
-    finish = [t for t in second.journal.txs(task_id) if t["kind"] == "finish"]
+    finish = [t for t in second.journal.txs(task_id) if t["kind"] == kinds[-1]]
     assert len(finish) == 1 and finish[0]["hash"] == journaled.pending_hash and finish[0]["status"] == 1
     assert finished_events(world, task_id) == 1
     second.close()
 
 
 def test_an_accepted_task_is_not_forgotten_even_without_a_journal(setup):
-    """The journal is lost after the accept was mined: the chain says the task is ours; it is finished."""
+    """The journal is lost after the accept was mined: the chain says the task is ours; it is finished
+    (by a Solver that now delivers in one call: a task it accepted before is finished)."""
     world, tmp_path, store, token, consumer = setup
     task_id = consumer.request(token)
-    first = make_solver(world, tmp_path, store, crash_at="accepted")
+    first = make_solver(world, tmp_path, store, crash_at="accepted", claim_first=True)
     with pytest.raises(Crash):
         for _ in range(3):  # batched: the accept is sent in one tick, seen mined in the next
             first.tick()
@@ -235,34 +245,36 @@ def test_watcher_survives_a_restart_from_its_persisted_cursor(tmp_path):
     assert [e.task_id for e in again.poll()] == [2]
 
 
-def test_a_journaled_transaction_whose_nonce_another_took_is_signed_again(setup):
-    """The accept was signed and journaled, then the Solver died; meanwhile another transaction of
+@pytest.mark.parametrize("mode", MODES)
+def test_a_journaled_transaction_whose_nonce_another_took_is_signed_again(setup, mode):
+    """The first transaction was signed and journaled, then the Solver died; meanwhile another transaction of
     the same account took that nonce. A re-send answers "nonce too low", which must not be read
     as "mined": the receipt of those bytes never comes, so the task goes back and is signed anew."""
     from solver.daemon import REPLACED
 
     world, tmp_path, store, token, consumer = setup
+    claim_first, kinds = MODES[mode]
     task_id = consumer.request(token)
-    first = make_solver(world, tmp_path, store, crash_at="accept_signed")
+    first = make_solver(world, tmp_path, store, crash_at=f"{kinds[0]}_signed", claim_first=claim_first)
     with pytest.raises(Crash):
         for _ in range(3):
             first.tick()
     first.close()
     journaled = Journal(tmp_path / "solver" / "solver.sqlite").txs(task_id)
-    assert [t["kind"] for t in journaled] == ["accept"] and journaled[0]["status"] is None
+    assert [t["kind"] for t in journaled] == kinds[:1] and journaled[0]["status"] is None
     # the same account spends that nonce on something else (an operator's transfer, another tool)
     solver_key = key_for("acme.sol")
     other = Account.sign_transaction({"to": Account.from_key(solver_key).address, "value": 0, "gas": 21000,
                                       "gasPrice": world.w3.eth.gas_price * 2, "nonce": journaled[0]["nonce"],
                                       "chainId": world.w3.eth.chain_id}, solver_key)
     world.w3.eth.send_raw_transaction(other.raw_transaction)
-    second = make_solver(world, tmp_path, store)  # reconcile re-sends the journaled bytes: "nonce too low"
+    second = make_solver(world, tmp_path, store, claim_first=claim_first)  # re-sending: "nonce too low"
     for _ in range(6):
         second.tick()
     row = second.journal.get(task_id)
     assert row.step == J.FINISHED and consumer.cti.task(task_id).state == TaskState.FINISHED
     txs = second.journal.txs(task_id)
-    assert [(t["kind"], t["status"]) for t in txs] == [("accept", REPLACED), ("accept", 1), ("finish", 1)], txs
+    assert [(t["kind"], t["status"]) for t in txs] == [(kinds[0], REPLACED)] + [(k, 1) for k in kinds], txs
     assert finished_events(world, task_id) == 1
     second.close()
 

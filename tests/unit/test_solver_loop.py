@@ -107,11 +107,13 @@ def test_full_loop_request_accept_finish_fetch_decrypt_store_rate(rig):
     row = merged[task_id]
     assert row["solver"]["outcome"] == "finished" and row["consumer"]["outcome"] == "consumed"
     assert row["request_to_finished"] >= 0 and row["request_to_consumed"] > 0
-    # exactly one accept and one finish were sent for the task, nothing else
-    assert [t["kind"] for t in rig.solver.journal.txs(task_id)] == ["accept", "finish"]
-    if rig.batches:  # both were pre-checked and sent in the tick's batches
-        assert sum(b.count("eth_sendRawTransaction") for b in rig.batches.batches) == 2
-        assert sum(b.count("eth_call") for b in rig.batches.batches) >= 2
+    # exactly one transaction, a deliver, was sent for the task, nothing else; accepted and finished in its block
+    assert [t["kind"] for t in rig.solver.journal.txs(task_id)] == ["deliver"]
+    journaled = rig.solver.journal.get(task_id)
+    assert journaled.accepted_block == journaled.finished_block is not None
+    if rig.batches:  # it was pre-checked and sent in the tick's batches
+        assert sum(b.count("eth_sendRawTransaction") for b in rig.batches.batches) == 1
+        assert sum(b.count("eth_call") for b in rig.batches.batches) >= 1
 
 
 def test_a_solver_restarted_after_the_request_reads_the_key_from_the_chain(rig):
@@ -130,9 +132,11 @@ def test_a_solver_restarted_after_the_request_reads_the_key_from_the_chain(rig):
 
 
 def test_a_finish_refused_for_its_deadline_becomes_a_reject(rig):
-    """Accepted, then the deadline passes before the finish: its pre-check (alone, or in the tick's
-    eth_call batch) is refused with DeadlinePassed and the Solver rejects the task instead."""
+    """A claim-first Solver accepted, then the deadline passes before the finish: its pre-check (alone,
+    or in the tick's eth_call batch) is refused with DeadlinePassed and the Solver rejects the task instead."""
     tester = rig.world.chain.tester
+    rig.solver.close()
+    rig.solver = rig.make_solver("acme.sol", "solver-claim-first", claim_first=True)
     task_id = rig.consumer.request(rig.listings[0].token_id)
     tester.disable_auto_mine_transactions()
     try:
@@ -170,8 +174,8 @@ def test_a_send_batch_that_fails_is_re_sent_from_the_journal(world, tmp_path):  
             rig.settle(rounds=8)
             assert batches.dropped == 1
             assert [rig.consumer.cti.task(t).state for t in tasks] == [TaskState.FINISHED] * 2
-            assert [[t["kind"] for t in rig.solver.journal.txs(task)] for task in tasks] == [["accept", "finish"]] * 2
-            assert world.w3.eth.get_transaction_count(rig.pub_solver_address()) == nonce + 4
+            assert [[t["kind"] for t in rig.solver.journal.txs(task)] for task in tasks] == [["deliver"]] * 2
+            assert world.w3.eth.get_transaction_count(rig.pub_solver_address()) == nonce + 2
         finally:
             rig.solver.close()
             rig.consumer.close()
@@ -243,8 +247,9 @@ def test_bad_encryption_key_is_rejected(rig):
     assert task.state == TaskState.REJECTED and "encryption key" in task.reason
 
 
+@pytest.mark.parametrize("claim_first", [False, True], ids=["deliver", "claim-first"])
 @pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batches"])
-def test_two_solvers_of_one_org_share_work_through_the_race(tmp_path, batched):
+def test_two_solvers_of_one_org_share_work_through_the_race(tmp_path, batched, claim_first):
     """acme runs two Solvers (two solver accounts); every task is finished exactly once, by one of them."""
     chain = new_chain()
     if batched:
@@ -263,7 +268,7 @@ def test_two_solvers_of_one_org_share_work_through_the_race(tmp_path, batched):
     solvers = []
     for label in ("acme.s1", "acme.s2"):
         s = Solver(chain.w3, dep, key_for(label),
-                   SolverConfig(workdir=tmp_path / label, intel=store, depth=0, gas_limit=GAS))
+                   SolverConfig(workdir=tmp_path / label, intel=store, depth=0, gas_limit=GAS, claim_first=claim_first))
         s.start_endpoint(); s.connect(); s.reconcile()
         solvers.append(s)
     consumer = Consumer(chain.w3, dep, key_for("bravo.con"), tmp_path / "consumer", gas_limit=GAS)
