@@ -31,12 +31,13 @@ class SignedTx:
     nonce: int
 
 
-CACHED_GAS = ("accept", "finish")  # calls whose gas does not grow with their arguments (reject's reason does)
+# calls whose gas does not grow with their arguments (reject's reason does; a URI is the Solver's own, short)
+CACHED_GAS = ("deliver", "accept", "finish")
 
 
 class TxSender:
-    """Gas: `gas_limit` for every call if given; else estimated (x1.25) on the first accept and
-    finish and reused for the next ones, each still pre-checked with one eth_call (an estimate
+    """Gas: `gas_limit` for every call if given; else estimated (x1.25) on the first deliver,
+    accept and finish and reused for the next ones, each still pre-checked with one eth_call (an estimate
     is a search of a dozen executions); `forget_gas` after a revert estimates again. Fees:
     read once per block (`new_block`)."""
 

@@ -142,7 +142,7 @@ class CountingEth(FakeEth):
         return super().get_block(tag)
 
 
-def test_the_solver_estimates_accept_and_finish_gas_once_and_reads_fees_once_per_block():
+def test_the_solver_estimates_deliver_accept_and_finish_gas_once_and_reads_fees_once_per_block():
     from solver.txs import TxSender
 
     eth = CountingEth()
@@ -159,6 +159,12 @@ def test_the_solver_estimates_accept_and_finish_gas_once_and_reads_fees_once_per
     sender.forget_gas("accept")  # a reverted accept: estimate again
     sender.sign(contract, "accept", [5], 4)
     assert eth.calls["estimate_gas"] == 4 and eth.calls["get_block"] == 2
+    # the default Solver's one call per task: estimated once, then known (the tick batches it)
+    assert sender.known_gas("deliver") is None
+    sender.sign(contract, "deliver", [6, b"\x01" * 32, "http://127.0.0.1:1/v1/tasks/6"], 5)
+    assert sender.known_gas("deliver") is not None and eth.calls["estimate_gas"] == 5
+    sender.sign(contract, "deliver", [7, b"\x01" * 32, "http://127.0.0.1:1/v1/tasks/7"], 6)
+    assert eth.calls["estimate_gas"] == 5
 
 
 def test_the_solver_batch_forms_answer_like_the_single_ones():
