@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import re
 import secrets
 import socket
@@ -57,13 +56,16 @@ def outbox_path(outbox: Path, task_id: int) -> Path:
     return outbox / f"{task_id}.bin"
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename (os.replace) in `directory` durable: fsync the directory itself."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def stored_ciphertext(journal: Journal, outbox: Path, task_id: int) -> bytes | None:
+    """A task's ciphertext: from the journal, or from the outbox file where Solvers before the
+    journal kept their ciphertexts (tasks they finished stay servable)."""
+    data = journal.ciphertext(task_id)
+    if data is not None:
+        return data
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return outbox_path(outbox, task_id).read_bytes()
+    except OSError:
+        return None
 
 
 def fetch_headers(account_private_key: str, chain_id: int, tasks_address: str, task_id: int,
@@ -230,9 +232,8 @@ class DeliveryServer:
         if refused:
             self.refusals.warning("401", "task %d: %s", task_id, refused)
             return 401, (refused + "\n").encode(), {}
-        try:
-            body = outbox_path(self.outbox, task_id).read_bytes()
-        except OSError:
+        body = stored_ciphertext(self.journal, self.outbox, task_id)
+        if body is None:
             return 404, b"no delivery for this task here\n", {}
         return 200, body, {"Content-Type": "application/octet-stream", "X-CTI-Result-Hash": row.ct_hash}
 

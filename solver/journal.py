@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     recorded INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_step ON tasks(step);
+CREATE TABLE IF NOT EXISTS outbox (task_id INTEGER PRIMARY KEY, ciphertext BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS txs (
     hash TEXT PRIMARY KEY, task_id INTEGER NOT NULL, kind TEXT NOT NULL, nonce INTEGER NOT NULL,
     raw BLOB NOT NULL, signed_at REAL NOT NULL, block INTEGER, status INTEGER
@@ -201,12 +202,17 @@ class Journal:
         return cur.rowcount == 1
 
     def update(self, task_id: int, **fields) -> None:
-        unknown = set(fields) - set(FIELDS)
-        if unknown:
-            raise ValueError(f"unknown journal fields {sorted(unknown)}")
-        fields["updated_at"] = time.time()
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        self._tx([(f"UPDATE tasks SET {assignments} WHERE task_id = ?", (*fields.values(), task_id))])
+        self._tx([_update_statement(task_id, fields)])
+
+    def encrypted(self, task_id: int, ciphertext: bytes, **fields) -> None:
+        """Keep a task's ciphertext (what its delivery endpoint serves) with its fields (its hash),
+        in one write: durable with the tick's commit, which precedes any transaction naming the hash."""
+        self._tx([("INSERT OR REPLACE INTO outbox(task_id, ciphertext) VALUES (?, ?)", (task_id, ciphertext)),
+                  _update_statement(task_id, fields)])
+
+    def ciphertext(self, task_id: int) -> bytes | None:
+        row = self._db().execute("SELECT ciphertext FROM outbox WHERE task_id = ?", (task_id,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def record_tx(self, task_id: int, kind: str, tx_hash: str, raw: bytes, nonce: int, step: str, **fields) -> None:
         """Journal a signed transaction before it is sent: the task moves to `step` with the tx pending."""
@@ -245,6 +251,15 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         return dict(self._db().execute("SELECT step, COUNT(*) FROM tasks GROUP BY step").fetchall())
+
+
+def _update_statement(task_id: int, fields: dict) -> tuple[str, tuple]:
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown journal fields {sorted(unknown)}")
+    fields = {**fields, "updated_at": time.time()}
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    return f"UPDATE tasks SET {assignments} WHERE task_id = ?", (*fields.values(), task_id)
 
 
 def _record_statements(task_id: int, kind: str, tx_hash: str, raw: bytes, nonce: int, step: str,

@@ -1,5 +1,5 @@
 """What the Solver makes for a task: the checks of a request (the consumer's key, the listed MISP
-event), the ciphertext in its outbox (written and synced before `finish` names its hash), its
+event), the ciphertext (in the journal, committed before `deliver` or `finish` names its hash), its
 URI, and the record of a closed task (tasks.jsonl, the Solver's metrics). A mixin of Solver
 (solver/daemon.py), which holds the journal, the chain client, the configuration and the sender."""
 
@@ -12,10 +12,9 @@ from pathlib import Path
 from solver import journal as J
 from solver import records
 from solver.crypto import encrypt, normalize_public_key, result_hash
-from solver.delivery import fsync_dir, outbox_path
+from solver.delivery import stored_ciphertext
 from solver.errors import IntelError
 from solver.journal import TaskRow
-from testbed.state import write_bytes_atomic
 
 
 class TaskWork:
@@ -56,12 +55,10 @@ class TaskWork:
         except (IntelError, ValueError) as exc:
             reason = f"MISP event unavailable: {exc.message}" if isinstance(exc, IntelError) else f"unusable encryption key: {exc}"
             return self._send(row, "reject", [row.task_id, reason[:200]], J.REJECT_SENT, reason=reason)
-        path = outbox_path(self.cfg.outbox, row.task_id)
-        write_bytes_atomic(path, ciphertext, fsync=True)
-        fsync_dir(path.parent)  # the rename itself must survive a crash before `finish` is sent
         digest = "0x" + result_hash(ciphertext).hex()
-        self.journal.update(row.task_id, step=J.ENCRYPTED, ct_hash=digest, uri=self._uri(row.task_id),
-                            encrypted_at=time.time())
+        # in the journal with its hash: one commit per tick, before any transaction naming the hash is sent
+        self.journal.encrypted(row.task_id, ciphertext, step=J.ENCRYPTED, ct_hash=digest, uri=self._uri(row.task_id),
+                               encrypted_at=time.time())
         self._crash("encrypted")
         return True
 
@@ -69,11 +66,8 @@ class TaskWork:
         return f"{self.endpoint}/v1/tasks/{task_id}"
 
     def _ciphertext_ok(self, row: TaskRow) -> bool:
-        try:
-            data = outbox_path(self.cfg.outbox, row.task_id).read_bytes()
-        except OSError:
-            return False
-        return row.ct_hash is not None and "0x" + result_hash(data).hex() == row.ct_hash
+        data = stored_ciphertext(self.journal, self.cfg.outbox, row.task_id)
+        return data is not None and row.ct_hash is not None and "0x" + result_hash(data).hex() == row.ct_hash
 
     # ---- records ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from solver.delivery import (
     fetch,
     fetch_headers,
     outbox_path,
+    stored_ciphertext,
 )
 from solver.errors import DeliveryError
 from solver.journal import Journal
@@ -32,14 +33,19 @@ TASK = 7
 BODY = b"ciphertext of task 7"
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=["journal", "outbox file"])
+def server(tmp_path, request):
+    """The ciphertext in the journal (as the Solver keeps it), or in an outbox file (as Solvers before
+    that kept it: those deliveries stay servable)."""
     journal = Journal(tmp_path / "journal.db")
     journal.ensure(TASK, 1)
     journal.update(TASK, consumer=CONSUMER.address, ct_hash="0x" + result_hash(BODY).hex())
     outbox = tmp_path / "outbox"
     outbox.mkdir()
-    outbox_path(outbox, TASK).write_bytes(BODY)
+    if request.param == "journal":
+        journal.encrypted(TASK, BODY)
+    else:
+        outbox_path(outbox, TASK).write_bytes(BODY)
     srv = DeliveryServer("127.0.0.1", 0, journal, outbox, CHAIN_ID, TASKS).start()
     yield srv
     srv.stop()
@@ -159,13 +165,18 @@ def test_the_consumer_reads_at_most_the_delivery_limit():
         huge.server_close()
 
 
-def test_an_outbox_rename_is_made_durable_with_a_directory_fsync(tmp_path, monkeypatch):
-    import os
+def test_a_ciphertext_is_kept_with_its_hash_in_one_write_and_the_journal_copy_wins(tmp_path):
+    journal = Journal(tmp_path / "journal.db")
+    journal.ensure(TASK, 1)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    outbox_path(outbox, TASK).write_bytes(b"an older file")
+    with pytest.raises(ValueError, match="unknown journal fields"):  # nothing of a refused write is kept
+        journal.encrypted(TASK, BODY, ct_hash="0x01", no_such_field=1)
+    assert journal.ciphertext(TASK) is None and journal.get(TASK).ct_hash is None
+    assert stored_ciphertext(journal, outbox, TASK) == b"an older file"
+    journal.encrypted(TASK, BODY, ct_hash="0x" + result_hash(BODY).hex())
+    assert journal.get(TASK).ct_hash == "0x" + result_hash(BODY).hex()
+    assert stored_ciphertext(journal, outbox, TASK) == BODY and stored_ciphertext(journal, outbox, TASK + 1) is None
+    journal.close()
 
-    from solver.delivery import fsync_dir
-
-    synced = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
-    fsync_dir(tmp_path)
-    assert synced == [str(tmp_path)]

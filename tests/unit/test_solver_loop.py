@@ -209,8 +209,8 @@ def test_wrong_account_cannot_fetch_or_decrypt(rig):
 def test_hash_mismatch_is_detected(rig):
     task_id = rig.consumer.request(rig.listings[0].token_id)
     rig.settle()
-    # the file served no longer matches what `finish` recorded on-chain
-    (rig.tmp / "solver" / "outbox" / f"{task_id}.bin").write_bytes(b"tampered")
+    # the ciphertext served no longer matches what `deliver` recorded on-chain
+    rig.solver.journal.encrypted(task_id, b"tampered")
     with pytest.raises(DeliveryError, match="not the on-chain result hash"):
         rig.consumer.fetch(task_id)
     for _ in range(10):
