@@ -8,7 +8,7 @@ starts in a mount namespace of its own (`unshare --mount`) in which:
 - `keys/` is an empty tmpfs holding only `accounts/<org>.json` (bound read-only from the real
   file): no other organization's accounts, no node key, no operator key;
 - `nodes/` is an empty tmpfs: no node key, keystore, clef password or node log;
-- `solvers/` is a tmpfs holding only `solvers/<org>/` (its own journal, outbox, intelligence):
+- `solvers/` is a tmpfs holding only `solvers/<org>/` (its own journal with its ciphertexts, intelligence):
   no other organization's MISP events or deliveries.
 
 Everything else (spec, network.json, deployment.json) is public within the consortium. The
