@@ -351,7 +351,7 @@ class Solver(TransactionPipeline, TaskWork):
 
     def _deliver(self, row: TaskRow, task, function: str) -> bool:
         """The next step towards `function` ("deliver" a pending task in one transaction, or "finish"
-        one this Solver accepted): the ciphertext in the outbox first, then the transaction naming its hash."""
+        one this Solver accepted): the ciphertext in the journal first, then the transaction naming its hash."""
         if row.step != J.ENCRYPTED or not self._ciphertext_ok(row):
             return self._encrypt(row, self._with_key(row, task))
         if row.uri != self._uri(row.task_id):  # restarted on another endpoint before finishing

@@ -434,9 +434,10 @@ class CtiMachine(RuleBasedStateMachine):
         assert sum(from_events[(i, Kind.CONSUMED)] for i in range(1, len(ORGS) + 1)) == finished
 
 
-# 200 sequences of up to 12 steps, the same every run (derandomized: a failure in CI replays here;
-# hypothesis prints the failing sequence and a reproduce blob)
-CtiMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=12, deadline=None,
+# 120 sequences of up to 12 steps, the same every run (derandomized: a failure in CI replays here;
+# hypothesis prints the failing sequence and a reproduce blob). 200 took 560 s in CI once the
+# buyAndRequest and deliver rules came (252 s before), more than CI's time budget allows.
+CtiMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=12, deadline=None,
                                         suppress_health_check=list(HealthCheck), derandomize=True,
                                         print_blob=True, database=None)
 TestCtiStateMachine = CtiMachine.TestCase
